@@ -1,0 +1,65 @@
+using System.Globalization;
+
+namespace Bus.Internal;
+
+/// <summary>Builds the message stored on a dead-letter topic: the original plus why and when.</summary>
+internal static class DeadLetterCopy
+{
+    public static OutgoingMessage Create(ReceivedMessage message, string group, string reason, string? description)
+    {
+        var copy = new OutgoingMessage(message.Body)
+        {
+            Key = message.Key,
+            MessageId = message.MessageId,
+            CorrelationId = message.CorrelationId,
+            ContentType = message.ContentType,
+            ReplyTo = message.ReplyTo,
+        };
+
+        foreach (var (name, value) in message.Headers)
+        {
+            copy.Headers[name] = value;
+        }
+
+        copy.Headers[DeadLetterHeaders.OriginalTopic] = message.Headers.TryGetValue(DeadLetterHeaders.OriginalTopic, out var original) ? original : message.Topic;
+        copy.Headers[DeadLetterHeaders.Group] = group;
+        copy.Headers[DeadLetterHeaders.Reason] = reason;
+        copy.Headers[DeadLetterHeaders.DeliveryCount] = message.DeliveryCount.ToString(CultureInfo.InvariantCulture);
+        copy.Headers[DeadLetterHeaders.Time] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
+        copy.Headers[DeadLetterHeaders.OriginalPosition] = message.Position;
+        if (description is not null)
+        {
+            // Stack traces can be long; brokers limit header sizes (RabbitMQ frames, SQS attributes).
+            copy.Headers[DeadLetterHeaders.Description] = description.Length <= 2048 ? description : description[..2048];
+        }
+        else
+        {
+            copy.Headers.Remove(DeadLetterHeaders.Description);
+        }
+
+        return copy;
+    }
+
+    /// <summary>The message to publish again on redrive: the dead-letter copy without the dead-letter headers.</summary>
+    public static OutgoingMessage ForRedrive(ReceivedMessage deadLetter)
+    {
+        var message = new OutgoingMessage(deadLetter.Body)
+        {
+            Key = deadLetter.Key,
+            MessageId = deadLetter.MessageId,
+            CorrelationId = deadLetter.CorrelationId,
+            ContentType = deadLetter.ContentType,
+            ReplyTo = deadLetter.ReplyTo,
+        };
+
+        foreach (var (name, value) in deadLetter.Headers)
+        {
+            if (!DeadLetterHeaders.IsDeadLetterHeader(name))
+            {
+                message.Headers[name] = value;
+            }
+        }
+
+        return message;
+    }
+}

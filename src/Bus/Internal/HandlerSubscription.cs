@@ -1,0 +1,300 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
+
+namespace Bus.Internal;
+
+/// <summary>
+/// The push path, built on the pull path: reads a <see cref="MessageConsumer"/>, runs the handler with at most
+/// <see cref="SubscriptionOptions.MaxInFlight"/> messages in progress (the consumer's slots enforce it), one at a
+/// time per key when per-key ordering is on, retries failures in place (Polly) so a failing message keeps its
+/// place in its key's order, and dead-letters it after <see cref="SubscriptionOptions.MaxDeliveries"/>.
+/// </summary>
+internal sealed class HandlerSubscription : ISubscription
+{
+    private static readonly ResiliencePropertyKey<ReceivedMessage> MessageKey = new("bus.message");
+
+    private readonly MessageConsumer _consumer;
+    private readonly Func<ReceivedMessage, CancellationToken, ValueTask> _handler;
+    private readonly SubscriptionOptions _options;
+    private readonly ILogger _logger;
+    private readonly ResiliencePipeline _retry;
+    private readonly CancellationTokenSource _stopReading = new();
+    private readonly CancellationTokenSource _abortHandlers = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<string, Queue<ReceivedMessage>?> _busyKeys = new(StringComparer.Ordinal);
+    private readonly TagList _tags;
+    private Task _readLoop = Task.CompletedTask;
+    private int _running = 1; // the read loop counts as one, so "drained" needs it to end too
+    private volatile bool _stopping;
+    private int _disposed;
+
+    public HandlerSubscription(MessageConsumer consumer, Func<ReceivedMessage, CancellationToken, ValueTask> handler, ILogger logger, string backend)
+    {
+        _consumer = consumer;
+        _handler = handler;
+        _options = consumer.Options;
+        _logger = logger;
+        _tags = BusTelemetry.Tags(backend, consumer.Topic);
+        _retry = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                MaxRetryAttempts = int.MaxValue,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = _options.RetryDelay,
+                MaxDelay = _options.MaxRetryDelay,
+                ShouldHandle = args => ValueTask.FromResult(ShouldRetry(args.Outcome.Exception, args.Context)),
+                OnRetry = args =>
+                {
+                    if (args.Context.Properties.TryGetValue(MessageKey, out var message))
+                    {
+                        message.CountRetry();
+                        BusTelemetry.Retried.Add(1, _tags);
+                    }
+
+                    return default;
+                },
+            })
+            .Build();
+    }
+
+    public string Topic => _consumer.Topic;
+
+    public string Group => _consumer.Group;
+
+    public Task Completion => _completion.Task;
+
+    public void Start() => _readLoop = Task.Run(ReadLoopAsync);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            await _completion.Task.ConfigureAwait(false);
+            return;
+        }
+
+        _stopping = true;
+        _stopReading.Cancel();
+        try
+        {
+            await _drained.Task.WaitAsync(_options.ShutdownTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            Log.ShutdownTimedOut(_logger, Topic, Group, _options.ShutdownTimeout);
+            _abortHandlers.Cancel();
+            await _drained.Task.ConfigureAwait(false);
+        }
+
+        await _consumer.DisposeAsync().ConfigureAwait(false);
+        _completion.TrySetResult();
+        _stopReading.Dispose();
+        _abortHandlers.Dispose();
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        try
+        {
+            var token = _stopReading.Token;
+            while (!token.IsCancellationRequested)
+            {
+                var message = await _consumer.ReceiveAsync(token).ConfigureAwait(false);
+                Dispatch(message);
+            }
+        }
+        catch (OperationCanceledException) when (_stopping)
+        {
+        }
+        catch (ObjectDisposedException) when (_stopping)
+        {
+        }
+        catch (Exception ex)
+        {
+            Log.SubscriptionFailed(_logger, Topic, Group, ex);
+            _completion.TrySetException(ex);
+        }
+        finally
+        {
+            Finished();
+        }
+    }
+
+    private void Dispatch(ReceivedMessage message)
+    {
+        if (_options.PerKeyOrdering && message.Key is { } key)
+        {
+            lock (_busyKeys)
+            {
+                if (_busyKeys.TryGetValue(key, out var waiting))
+                {
+                    // An earlier message of this key is still in progress: this one waits behind it.
+                    (waiting ??= new Queue<ReceivedMessage>()).Enqueue(message);
+                    _busyKeys[key] = waiting;
+                    return;
+                }
+
+                _busyKeys[key] = null;
+            }
+        }
+
+        Interlocked.Increment(ref _running);
+        _ = RunChainAsync(message);
+    }
+
+    /// <summary>Handles a message, then (per-key ordering) each message of its key that queued up meanwhile.</summary>
+    private async ValueTask RunChainAsync(ReceivedMessage message)
+    {
+        try
+        {
+            for (ReceivedMessage? current = message; current is not null; current = NextOfKey(current))
+            {
+                await ProcessAsync(current).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            Finished();
+        }
+    }
+
+    private ReceivedMessage? NextOfKey(ReceivedMessage done)
+    {
+        if (!_options.PerKeyOrdering || done.Key is not { } key)
+        {
+            return null;
+        }
+
+        lock (_busyKeys)
+        {
+            if (!_stopping && _busyKeys.TryGetValue(key, out var waiting) && waiting is { Count: > 0 })
+            {
+                return waiting.Dequeue();
+            }
+
+            // Stopping: queued messages stay unsettled and are released to the group when the consumer closes.
+            _busyKeys.Remove(key);
+            return null;
+        }
+    }
+
+    private void Finished()
+    {
+        if (Interlocked.Decrement(ref _running) == 0)
+        {
+            _drained.TrySetResult();
+        }
+    }
+
+    private async ValueTask ProcessAsync(ReceivedMessage message)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await _handler(message, _abortHandlers.Token).ConfigureAwait(false);
+            if (!message.IsSettled)
+            {
+                await message.AckAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (!message.IsSettled)
+        {
+            await RetryOrDeadLetterAsync(message, ex).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // The handler settled the message itself and then threw, or the settlement failed: the backend
+            // redelivers whatever was not recorded, so log and keep going.
+            Log.HandlerFailedAfterSettlement(_logger, Topic, Group, message.MessageId, ex);
+        }
+        finally
+        {
+            BusTelemetry.HandlerDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, _tags);
+        }
+    }
+
+    private async ValueTask RetryOrDeadLetterAsync(ReceivedMessage message, Exception first)
+    {
+        var context = ResilienceContextPool.Shared.Get(_abortHandlers.Token);
+        context.Properties.Set(MessageKey, message);
+        Outcome<bool> outcome;
+        try
+        {
+            var state = new RetryState(this, message, first);
+            outcome = await _retry.ExecuteOutcomeAsync(
+                static async (ctx, s) =>
+                {
+                    if (s.First is { } pending)
+                    {
+                        // The first attempt already ran (outside Polly, to keep the success path allocation-free).
+                        s.First = null;
+                        return Outcome.FromException<bool>(pending);
+                    }
+
+                    try
+                    {
+                        await s.Owner._handler(s.Message, ctx.CancellationToken).ConfigureAwait(false);
+                        return Outcome.FromResult(true);
+                    }
+                    catch (Exception ex)
+                    {
+                        return Outcome.FromException<bool>(ex);
+                    }
+                },
+                context,
+                state).ConfigureAwait(false);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+
+        try
+        {
+            if (message.IsSettled)
+            {
+                return;
+            }
+
+            if (outcome.Exception is null)
+            {
+                await message.AckAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            else if (message.DeliveryCount >= _options.MaxDeliveries)
+            {
+                var error = outcome.Exception;
+                Log.HandlerGaveUp(_logger, Topic, Group, message.MessageId, message.DeliveryCount, error);
+                await message.DeadLetterAsync($"{error.GetType().FullName}: {error.Message}", error.ToString(), CancellationToken.None).ConfigureAwait(false);
+            }
+            else
+            {
+                // Stopping: leave it unsettled; closing the consumer releases it to the group with its count.
+                Log.RetryInterruptedByShutdown(_logger, Topic, Group, message.MessageId);
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.HandlerFailedAfterSettlement(_logger, Topic, Group, message.MessageId, ex);
+        }
+    }
+
+    private bool ShouldRetry(Exception? error, ResilienceContext context)
+        => error is not null
+            && !_stopping
+            && context.Properties.TryGetValue(MessageKey, out var message)
+            && !message.IsSettled
+            && message.DeliveryCount < _options.MaxDeliveries;
+
+    private sealed class RetryState(HandlerSubscription owner, ReceivedMessage message, Exception first)
+    {
+        public HandlerSubscription Owner { get; } = owner;
+
+        public ReceivedMessage Message { get; } = message;
+
+        public Exception? First { get; set; } = first;
+    }
+}

@@ -1,0 +1,43 @@
+using Microsoft.Extensions.Logging;
+
+namespace Bus.Internal;
+
+/// <summary>Core log messages. Event ids 1000–1999 belong to core; adapters use their own ranges.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1001, LogLevel.Information, "Bus connected to {Backend} at {Url}")]
+    public static partial void Connected(ILogger logger, string backend, string url);
+
+    [LoggerMessage(1002, LogLevel.Warning, "Bus could not connect to {Backend} at {Url}")]
+    public static partial void ConnectFailed(ILogger logger, string backend, string url, Exception exception);
+
+    [LoggerMessage(1010, LogLevel.Warning, "{Backend}: message {MessageId} on topic {Topic} (group {Group}) dead-lettered to {DeadLetterTopic} after {DeliveryCount} deliveries: {Reason}")]
+    public static partial void DeadLettered(ILogger logger, string backend, string topic, string group, string messageId, int deliveryCount, string deadLetterTopic, string reason);
+
+    [LoggerMessage(1011, LogLevel.Error, "{Backend}: dead-lettering message {MessageId} on topic {Topic} (group {Group}) failed; the backend will redeliver it")]
+    public static partial void DeadLetterFailed(ILogger logger, string backend, string topic, string group, string messageId, Exception exception);
+
+    [LoggerMessage(1012, LogLevel.Debug, "{Backend}: settlement of message {MessageId} on topic {Topic} (group {Group}) after the consumer closed was ignored; it was released for redelivery")]
+    public static partial void SettledAfterDispose(ILogger logger, string backend, string topic, string group, string messageId);
+
+    [LoggerMessage(1013, LogLevel.Warning, "{Backend}: closing the receiver for topic {Topic} (group {Group}) failed")]
+    public static partial void ReceiverDisposeFailed(ILogger logger, string backend, string topic, string group, Exception exception);
+
+    [LoggerMessage(1020, LogLevel.Warning, "Handler for topic {Topic} (group {Group}) gave up on message {MessageId} after {DeliveryCount} deliveries")]
+    public static partial void HandlerGaveUp(ILogger logger, string topic, string group, string messageId, int deliveryCount, Exception exception);
+
+    [LoggerMessage(1021, LogLevel.Error, "Handler for topic {Topic} (group {Group}) failed after message {MessageId} was settled, or its settlement failed")]
+    public static partial void HandlerFailedAfterSettlement(ILogger logger, string topic, string group, string messageId, Exception exception);
+
+    [LoggerMessage(1022, LogLevel.Information, "Retries of message {MessageId} on topic {Topic} (group {Group}) stopped by shutdown; it is released for redelivery")]
+    public static partial void RetryInterruptedByShutdown(ILogger logger, string topic, string group, string messageId);
+
+    [LoggerMessage(1023, LogLevel.Error, "Subscription to topic {Topic} (group {Group}) stopped")]
+    public static partial void SubscriptionFailed(ILogger logger, string topic, string group, Exception exception);
+
+    [LoggerMessage(1024, LogLevel.Warning, "Handlers for topic {Topic} (group {Group}) still running after {Timeout}; cancelling them")]
+    public static partial void ShutdownTimedOut(ILogger logger, string topic, string group, TimeSpan timeout);
+
+    [LoggerMessage(1030, LogLevel.Information, "Redrove {Count} messages from {DeadLetterTopic} to their topics")]
+    public static partial void Redriven(ILogger logger, int count, string deadLetterTopic);
+}

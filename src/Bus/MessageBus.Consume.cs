@@ -1,0 +1,110 @@
+using Bus.Internal;
+
+namespace Bus;
+
+public sealed partial class MessageBus
+{
+    /// <inheritdoc />
+    public async ValueTask<MessageConsumer> CreateConsumerAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var copy = options.Clone();
+        ThrowIfStartUnsupported(topic, copy.StartPosition);
+
+        await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
+        var deadLetterTopic = copy.DeadLetterTopic ?? Transport.GetDeadLetterTopic(topic);
+        if (copy.DeadLetterTopic is not null)
+        {
+            ValidateTopic(deadLetterTopic);
+            await EnsureDeadLetterTopicAsync(deadLetterTopic, cancellationToken).ConfigureAwait(false);
+        }
+
+        Bus.Transport.TransportReceiver receiver;
+        try
+        {
+            receiver = await Transport.OpenReceiverAsync(topic, copy, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new BusException($"{Backend}: joining group '{copy.Group}' on topic '{topic}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Wrap(ex, $"joining group '{copy.Group}'", topic);
+        }
+
+        var consumer = new MessageConsumer(this, receiver, topic, deadLetterTopic, copy, _logger);
+        _live.TryAdd(consumer, 0);
+        return consumer;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<ISubscription> SubscribeAsync(string topic, Func<ReceivedMessage, CancellationToken, ValueTask> handler, SubscriptionOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        var consumer = await CreateConsumerAsync(topic, options, cancellationToken).ConfigureAwait(false);
+        _live.TryRemove(consumer, out _);
+        var subscription = new HandlerSubscription(consumer, handler, _logger, Backend);
+        _live.TryAdd(subscription, 0);
+        _ = subscription.Completion.ContinueWith(static (_, state) => { var (bus, sub) = ((MessageBus, ISubscription))state!; bus.Forget(sub); }, (this, (ISubscription)subscription), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        subscription.Start();
+        return subscription;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask<int> RedriveAsync(string topic, RedriveOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        options ??= new RedriveOptions();
+        var deadLetterTopic = options.DeadLetterTopic ?? Transport.GetDeadLetterTopic(topic);
+        var consumer = await CreateConsumerAsync(deadLetterTopic, new SubscriptionOptions { Group = BusDefaults.DeadLetterGroup, MaxInFlight = 64, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
+        var moved = 0;
+        await using (consumer.ConfigureAwait(false))
+        {
+            while (options.MaxMessages is not { } max || moved < max)
+            {
+                ReceivedMessage deadLetter;
+                using (var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+                {
+                    idle.CancelAfter(options.IdleTimeout);
+                    try
+                    {
+                        deadLetter = await consumer.ReceiveAsync(idle.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        break;
+                    }
+                }
+
+                var target = deadLetter.Headers.TryGetValue(DeadLetterHeaders.OriginalTopic, out var original) ? original : topic;
+                await PublishAsync(target, DeadLetterCopy.ForRedrive(deadLetter), cancellationToken).ConfigureAwait(false);
+                await deadLetter.AckAsync(cancellationToken).ConfigureAwait(false);
+                moved++;
+            }
+        }
+
+        Log.Redriven(_logger, moved, deadLetterTopic);
+        return moved;
+    }
+
+    private void ThrowIfStartUnsupported(string topic, StartPosition start)
+    {
+        var needed = start.Kind switch
+        {
+            StartPositionKind.Earliest => BusFeatures.Replay,
+            StartPositionKind.Position => BusFeatures.ReplayFromPosition,
+            StartPositionKind.Time => BusFeatures.ReplayFromTime,
+            _ => BusFeatures.None,
+        };
+
+        if (!Capabilities.Supports(needed))
+        {
+            throw new BusException(Capabilities.ExplainMissing(needed)!, BusFailureReason.NotSupported, Backend, topic);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+using Bus.Internal;
+using Bus.Transport;
+
+namespace Bus;
+
+public sealed partial class MessageBus
+{
+    /// <inheritdoc />
+    public ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        ValidateMessage(topic, message);
+        if (!_connected || !_ensuredTopics.TryGetValue(topic, out var ensured) || !ensured.IsCompletedSuccessfully)
+        {
+            return PublishSlowAsync(topic, message, cancellationToken);
+        }
+
+        ValueTask pending;
+        try
+        {
+            pending = Transport.PublishAsync(topic, message, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw Wrap(ex, "publish", topic);
+        }
+
+        if (pending.IsCompletedSuccessfully)
+        {
+            pending.GetAwaiter().GetResult();
+            BusTelemetry.Published.Add(1, BusTelemetry.Tags(Backend, topic));
+            return default;
+        }
+
+        return AwaitPublishAsync(pending, topic, 1, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        ArgumentNullException.ThrowIfNull(messages);
+        for (var i = 0; i < messages.Count; i++)
+        {
+            ValidateMessage(topic, messages[i]);
+        }
+
+        if (messages.Count == 0)
+        {
+            return;
+        }
+
+        await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
+        ValueTask pending;
+        try
+        {
+            pending = Transport.PublishBatchAsync(topic, messages, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw Wrap(ex, "publish batch", topic);
+        }
+
+        await AwaitPublishAsync(pending, topic, messages.Count, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
+        ValueTask pending;
+        try
+        {
+            pending = Transport.PublishAsync(topic, message, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw Wrap(ex, "publish", topic);
+        }
+
+        await AwaitPublishAsync(pending, topic, 1, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask AwaitPublishAsync(ValueTask pending, string topic, int count, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // The timeout only costs an allocation when the backend did not confirm synchronously.
+            await pending.AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new BusException($"{Backend}: publish to topic '{topic}' was not confirmed within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Wrap(ex, "publish", topic);
+        }
+
+        BusTelemetry.Published.Add(count, BusTelemetry.Tags(Backend, topic));
+    }
+
+    /// <inheritdoc />
+    public async ValueTask EnsureTopicAsync(string topic, TopicOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        await ProvisionAsync(new TopicDefinition(topic, options?.Clone() ?? new TopicOptions(), [], false), cancellationToken).ConfigureAwait(false);
+        _ensuredTopics.TryAdd(topic, Task.CompletedTask);
+        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects if needed and ensures the topic and its dead-letter topic once per bus.</summary>
+    private async ValueTask EnsureReadyAsync(string topic, CancellationToken cancellationToken)
+    {
+        await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        var ensured = _ensuredTopics.GetOrAdd(topic, static (name, bus) => bus.EnsureDefaultAsync(name), this);
+        try
+        {
+            await ensured.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch when (ensured.IsFaulted || ensured.IsCanceled)
+        {
+            // Let the next call try again rather than caching a failure.
+            _ensuredTopics.TryRemove(new KeyValuePair<string, Task>(topic, ensured));
+            throw;
+        }
+    }
+
+    private async Task EnsureDefaultAsync(string topic)
+    {
+        await ProvisionAsync(new TopicDefinition(topic, new TopicOptions(), [], false), CancellationToken.None).ConfigureAwait(false);
+        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private async ValueTask EnsureDeadLetterTopicAsync(string deadLetterTopic, CancellationToken cancellationToken)
+    {
+        if (_ensuredTopics.TryGetValue(deadLetterTopic, out var done) && done.IsCompletedSuccessfully)
+        {
+            return;
+        }
+
+        await ProvisionAsync(new TopicDefinition(deadLetterTopic, new TopicOptions(), [BusDefaults.DeadLetterGroup], true), cancellationToken).ConfigureAwait(false);
+        _ensuredTopics.TryAdd(deadLetterTopic, Task.CompletedTask);
+    }
+
+    private async ValueTask ProvisionAsync(TopicDefinition definition, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Transport.EnsureTopicAsync(definition, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new BusException($"{Backend}: ensuring topic '{definition.Name}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, definition.Name, isTransient: true, ex);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Wrap(ex, "ensure topic", definition.Name);
+        }
+    }
+
+    private void ValidateTopic(string topic)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        string? problem;
+        if (topic.Length == 0 || string.IsNullOrWhiteSpace(topic))
+        {
+            problem = "it is empty";
+        }
+        else if (topic.Length > Capabilities.MaxTopicNameLength)
+        {
+            problem = $"it is {topic.Length} characters long; the maximum is {Capabilities.MaxTopicNameLength}";
+        }
+        else
+        {
+            problem = Transport.ValidateTopicName(topic);
+        }
+
+        if (problem is not null)
+        {
+            var shown = topic.Length > 64 ? topic[..64] + "…" : topic;
+            throw new BusException($"{Backend}: illegal topic name '{shown}': {problem}.", BusFailureReason.InvalidTopic, Backend, shown);
+        }
+    }
+
+    private void ValidateMessage(string topic, OutgoingMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        message.MessageId ??= MessageIds.New();
+        if (message.Body.Length > Capabilities.MaxMessageSize)
+        {
+            throw new MessageTooLargeException(Backend, topic, message.Body.Length, Capabilities.MaxMessageSize);
+        }
+
+        if (message.Delay is { } delay && delay > TimeSpan.Zero && !Capabilities.Supports(BusFeatures.DelayedDelivery))
+        {
+            throw new BusException(Capabilities.ExplainMissing(BusFeatures.DelayedDelivery)!, BusFailureReason.NotSupported, Backend, topic);
+        }
+
+        var size = Transport.MeasureMessage(message);
+        if (size > Capabilities.MaxMessageSize)
+        {
+            throw new MessageTooLargeException(Backend, topic, size, Capabilities.MaxMessageSize);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using Bus.Internal;
+
+namespace Bus;
+
+public sealed partial class MessageBus
+{
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<ReceivedMessage>> _pendingReplies = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _replyListenerLock = new(1, 1);
+    private string? _replyTopic;
+
+    /// <inheritdoc />
+    public async ValueTask<ReceivedMessage> RequestAsync(string topic, OutgoingMessage request, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
+        if (!Capabilities.Supports(BusFeatures.RequestReply))
+        {
+            throw new BusException(Capabilities.ExplainMissing(BusFeatures.RequestReply)!, BusFailureReason.NotSupported, Backend, topic);
+        }
+
+        var replyTopic = await EnsureReplyListenerAsync(cancellationToken).ConfigureAwait(false);
+        request.CorrelationId ??= MessageIds.New();
+        request.ReplyTo = replyTopic;
+        var reply = new TaskCompletionSource<ReceivedMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_pendingReplies.TryAdd(request.CorrelationId, reply))
+        {
+            throw new InvalidOperationException($"A request with correlation id '{request.CorrelationId}' is already waiting for its reply.");
+        }
+
+        try
+        {
+            await PublishAsync(topic, request, cancellationToken).ConfigureAwait(false);
+            return await reply.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new BusException($"{Backend}: no reply to request {request.CorrelationId} on topic '{topic}' within {timeout.TotalSeconds:0.###} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
+        }
+        finally
+        {
+            _pendingReplies.TryRemove(request.CorrelationId, out _);
+        }
+    }
+
+    /// <summary>
+    /// Core's request/reply emulation: one private reply topic per bus, read by a background consumer that
+    /// completes the waiting request with the matching correlation id.
+    /// </summary>
+    private async ValueTask<string> EnsureReplyListenerAsync(CancellationToken cancellationToken)
+    {
+        if (_replyTopic is { } ready)
+        {
+            return ready;
+        }
+
+        await _replyListenerLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_replyTopic is { } raced)
+            {
+                return raced;
+            }
+
+            var replyTopic = "bus-replies-" + MessageIds.New()[..20];
+            var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = "requester", MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
+            _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
+            _replyTopic = replyTopic;
+            return replyTopic;
+        }
+        finally
+        {
+            _replyListenerLock.Release();
+        }
+    }
+
+    private async Task ListenForRepliesAsync(MessageConsumer consumer)
+    {
+        try
+        {
+            await foreach (var reply in consumer.ReadAllAsync().ConfigureAwait(false))
+            {
+                if (reply.CorrelationId is { } id && _pendingReplies.TryRemove(id, out var waiting))
+                {
+                    waiting.TrySetResult(reply);
+                }
+
+                await reply.AckAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (Volatile.Read(ref _disposed) == 0)
+        {
+            foreach (var waiting in _pendingReplies.Values)
+            {
+                waiting.TrySetException(ex);
+            }
+        }
+    }
+}

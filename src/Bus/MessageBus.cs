@@ -1,0 +1,184 @@
+using System.Collections.Concurrent;
+using Bus.Internal;
+using Bus.Transport;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Bus;
+
+/// <summary>
+/// The bus: validation, dispatch, retries, dead-lettering, redrive, request/reply and telemetry, over whichever
+/// <see cref="MessageTransport"/> the connection URI selects.
+/// </summary>
+public sealed partial class MessageBus : IMessageBus
+{
+    private readonly BusOptions _options;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly string _redactedUrl;
+    private readonly ConcurrentDictionary<string, Task> _ensuredTopics = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<IAsyncDisposable, byte> _live = new();
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private volatile bool _connected;
+    private int _disposed;
+
+    private MessageBus(MessageTransport transport, BusOptions options, ILoggerFactory loggerFactory, string redactedUrl)
+    {
+        Transport = transport;
+        _options = options;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger<MessageBus>();
+        _redactedUrl = redactedUrl;
+    }
+
+    /// <inheritdoc />
+    public string Backend => Transport.Backend;
+
+    /// <inheritdoc />
+    public BackendCapabilities Capabilities => Transport.Capabilities;
+
+    /// <summary>The URI this bus was built from, with secrets replaced by <c>***</c>.</summary>
+    public string RedactedUrl => _redactedUrl;
+
+    internal MessageTransport Transport { get; }
+
+    /// <summary>Builds a bus for <paramref name="options"/>. Connects lazily (or call <see cref="ConnectAsync"/>).</summary>
+    /// <param name="options">The options (copied).</param>
+    /// <param name="loggerFactory">Logging; none by default.</param>
+    /// <exception cref="BusConfigurationException">The URI is invalid, its scheme is unknown, or a setting is invalid.</exception>
+    public static MessageBus Create(BusOptions options, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var copy = options.Clone();
+        BusOptionsValidation.ThrowIfInvalid(copy);
+        var uri = BusUri.Parse(copy.Url);
+        var factory = BusTransports.Resolve(uri);
+        loggerFactory ??= NullLoggerFactory.Instance;
+        var context = new TransportContext(uri, copy, loggerFactory);
+        MessageTransport transport;
+        try
+        {
+            transport = factory.Create(context);
+        }
+        catch (BusException)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {ex.Message}", factory.Backend, ex);
+        }
+
+        return new MessageBus(transport, copy, loggerFactory, context.RedactedUrl);
+    }
+
+    /// <summary>Builds a bus for <paramref name="url"/> with default options.</summary>
+    /// <param name="url">The connection URI, e.g. <c>memory://</c> or <c>rabbitmq://guest:guest@localhost</c>.</param>
+    /// <param name="loggerFactory">Logging; none by default.</param>
+    public static MessageBus Create(string url, ILoggerFactory? loggerFactory = null) => Create(new BusOptions { Url = url }, loggerFactory);
+
+    /// <summary>
+    /// Connects now, bounded by <see cref="BusOptions.ConnectTimeout"/>. Otherwise the first operation connects.
+    /// </summary>
+    /// <param name="cancellationToken">Stops trying.</param>
+    /// <exception cref="BusException">With <see cref="BusFailureReason.Connection"/> when the broker cannot be reached in time.</exception>
+    public ValueTask ConnectAsync(CancellationToken cancellationToken = default)
+        => _connected ? default : ConnectSlowAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public string GetDeadLetterTopic(string topic)
+    {
+        ValidateTopic(topic);
+        return Transport.GetDeadLetterTopic(topic);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Subscriptions first (they wait for their handlers), then consumers, then the connection.
+        foreach (var live in _live.Keys.OfType<ISubscription>().ToArray())
+        {
+            await DisposeQuietlyAsync(live).ConfigureAwait(false);
+        }
+
+        foreach (var live in _live.Keys.ToArray())
+        {
+            await DisposeQuietlyAsync(live).ConfigureAwait(false);
+        }
+
+        await DisposeQuietlyAsync(Transport).ConfigureAwait(false);
+        _connectLock.Dispose();
+    }
+
+    internal void Forget(IAsyncDisposable live) => _live.TryRemove(live, out _);
+
+    private async ValueTask DisposeQuietlyAsync(IAsyncDisposable disposable)
+    {
+        try
+        {
+            await disposable.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogWarning(ex, "Disposing {Component} of the {Backend} bus failed", disposable.GetType().Name, Backend);
+        }
+    }
+
+    private async ValueTask ConnectSlowAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_connected)
+            {
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(_options.ConnectTimeout);
+            try
+            {
+                await Transport.ConnectAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                Log.ConnectFailed(_logger, Backend, _redactedUrl, ex);
+                var why = timeout.IsCancellationRequested ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : ex.Message;
+                throw new BusException($"{Backend}: cannot connect to {_redactedUrl}: {why}", BusFailureReason.Connection, Backend, null, isTransient: true, ex as BusException is null ? Scrub(ex) : ex);
+            }
+
+            _connected = true;
+            Log.Connected(_logger, Backend, _redactedUrl);
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Client libraries sometimes echo the connection string in their messages; keep the type and the shape of the
+    /// error but never a password.
+    /// </summary>
+    private Exception Scrub(Exception ex)
+    {
+        var password = BusUri.PasswordOf(_options.Url);
+        return password is null || !ex.ToString().Contains(password, StringComparison.Ordinal)
+            ? ex
+            : new BusException($"{ex.GetType().FullName}: {ex.Message.Replace(password, "***", StringComparison.Ordinal)}", BusFailureReason.Connection, Backend);
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    private BusException Wrap(Exception ex, string operation, string? topic)
+        => ex as BusException ?? new BusException(
+            $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {ex.Message}",
+            ex is TimeoutException ? BusFailureReason.Timeout : BusFailureReason.BrokerError,
+            Backend, topic, isTransient: true, Scrub(ex));
+}

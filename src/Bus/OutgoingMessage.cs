@@ -1,0 +1,66 @@
+namespace Bus;
+
+/// <summary>
+/// A message to publish. Mutable so it can be built up by the caller; the bus takes a snapshot when
+/// <see cref="IMessageBus.PublishAsync"/> is called, so later changes have no effect on what was sent.
+/// </summary>
+public sealed class OutgoingMessage
+{
+    private Dictionary<string, string>? _headers;
+
+    /// <summary>Creates an empty message.</summary>
+    public OutgoingMessage()
+    {
+    }
+
+    /// <summary>Creates a message with the given body.</summary>
+    /// <param name="body">The payload bytes.</param>
+    public OutgoingMessage(ReadOnlyMemory<byte> body) => Body = body;
+
+    /// <summary>The payload. Empty by default; any bytes are allowed.</summary>
+    public ReadOnlyMemory<byte> Body { get; set; }
+
+    /// <summary>
+    /// Optional ordering and partitioning key. Messages with the same key are delivered in publish order
+    /// to a subscription with per-key ordering. <see langword="null"/> means unordered.
+    /// </summary>
+    public string? Key { get; set; }
+
+    /// <summary>Application headers. Names and values are strings; UTF-8 is preserved end to end.</summary>
+    public IDictionary<string, string> Headers => _headers ??= new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>Whether any header has been set, without allocating the header dictionary.</summary>
+    public bool HasHeaders => _headers is { Count: > 0 };
+
+    /// <summary>
+    /// The message id. When <see langword="null"/>, the bus assigns a time-ordered id (a version 7 UUID)
+    /// at publish time and writes it back to this property.
+    /// </summary>
+    public string? MessageId { get; set; }
+
+    /// <summary>Optional correlation id, carried unchanged; request/reply uses it to match replies.</summary>
+    public string? CorrelationId { get; set; }
+
+    /// <summary>Optional MIME content type of <see cref="Body"/>, carried unchanged.</summary>
+    public string? ContentType { get; set; }
+
+    /// <summary>Optional topic to which a responder should send its reply.</summary>
+    public string? ReplyTo { get; set; }
+
+    /// <summary>
+    /// Optional delivery delay: the message is not delivered before this much time has passed after publish.
+    /// Requires <see cref="BusFeatures.DelayedDelivery"/>; <see langword="null"/> or zero means immediately.
+    /// </summary>
+    public TimeSpan? Delay { get; set; }
+
+    internal Dictionary<string, string>? HeadersOrNull => _headers;
+
+    /// <summary>Creates a message whose body is the UTF-8 encoding of <paramref name="text"/>.</summary>
+    /// <param name="text">The text to encode.</param>
+    /// <param name="key">Optional ordering key.</param>
+    public static OutgoingMessage FromText(string text, string? key = null)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return new OutgoingMessage(System.Text.Encoding.UTF8.GetBytes(text)) { Key = key, ContentType = "text/plain; charset=utf-8" };
+    }
+}

@@ -1,0 +1,26 @@
+using System.Text;
+
+namespace Bus.Transport;
+
+/// <summary>Message size estimates for limit checks.</summary>
+public static class MessageSize
+{
+    /// <summary>Body bytes plus the UTF-8 bytes of key, ids, content type and headers.</summary>
+    /// <param name="message">The message.</param>
+    public static long Estimate(OutgoingMessage message)
+    {
+        long size = message.Body.Length;
+        size += Utf8(message.Key) + Utf8(message.MessageId) + Utf8(message.CorrelationId) + Utf8(message.ContentType) + Utf8(message.ReplyTo);
+        if (message.HeadersOrNull is { } headers)
+        {
+            foreach (var (name, value) in headers)
+            {
+                size += Utf8(name) + Utf8(value);
+            }
+        }
+
+        return size;
+    }
+
+    private static int Utf8(string? text) => text is null ? 0 : Encoding.UTF8.GetByteCount(text);
+}

@@ -1,0 +1,138 @@
+using System.Threading.Channels;
+
+namespace Bus.Transport;
+
+/// <summary>
+/// The small service-provider interface an adapter implements: provision, publish, receive, settle.
+/// Everything else (validation, dispatch, per-key ordering of handlers, retries, delivery limits, dead-lettering,
+/// redrive, request/reply, telemetry) is written once in core on top of it.
+/// </summary>
+/// <remarks>
+/// Implementations are thread-safe. Exceptions they throw are wrapped by core into <see cref="BusException"/>
+/// unless they are one already; throw <see cref="BusException"/> yourself when you can name the reason better.
+/// </remarks>
+public abstract class MessageTransport : IAsyncDisposable
+{
+    /// <summary>What this backend declares it can do.</summary>
+    public abstract BackendCapabilities Capabilities { get; }
+
+    /// <summary>The backend's short name (from <see cref="Capabilities"/>).</summary>
+    public string Backend => Capabilities.Backend;
+
+    /// <summary>
+    /// Connects and checks the broker answers. Core calls it once, bounded by <see cref="BusOptions.ConnectTimeout"/>,
+    /// before the first operation. The default does nothing.
+    /// </summary>
+    /// <param name="cancellationToken">Fires when the connect timeout elapses or the caller gives up.</param>
+    public virtual ValueTask ConnectAsync(CancellationToken cancellationToken) => default;
+
+    /// <summary>
+    /// Returns why <paramref name="topic"/> is not a legal name on this backend, or <see langword="null"/> if it is.
+    /// Core has already rejected null, empty and over-long names. The default allows letters, digits, '.', '_' and '-'.
+    /// </summary>
+    /// <param name="topic">A non-empty topic name.</param>
+    public virtual string? ValidateTopicName(string topic) => TopicNames.ValidateConservative(topic);
+
+    /// <summary>The dead-letter topic for <paramref name="topic"/>. The default is <c>&lt;topic&gt;.dlq</c>.</summary>
+    /// <param name="topic">A valid topic name.</param>
+    public virtual string GetDeadLetterTopic(string topic) => topic + ".dlq";
+
+    /// <summary>The size core compares with <see cref="BackendCapabilities.MaxMessageSize"/>. The default counts body, key and headers.</summary>
+    /// <param name="message">The message to measure.</param>
+    public virtual long MeasureMessage(OutgoingMessage message) => MessageSize.Estimate(message);
+
+    /// <summary>Creates the topic (and the durable groups it names) if missing. Idempotent.</summary>
+    /// <param name="topic">What to create.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <exception cref="BusException">With <see cref="BusFailureReason.TopicConflict"/> when it exists with conflicting options.</exception>
+    public abstract ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Publishes one message and completes when the backend has confirmed it durably. The message is validated and
+    /// has its <see cref="OutgoingMessage.MessageId"/> set. Copy the body if you keep it beyond this call.
+    /// </summary>
+    /// <param name="topic">The (ensured) topic.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="cancellationToken">Cancels waiting; the message may still have been sent.</param>
+    public abstract ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Publishes a batch and completes when every message is confirmed. The default starts every publish before
+    /// awaiting any, so confirms are pipelined; override when the client has a true batch call.
+    /// </summary>
+    /// <param name="topic">The (ensured) topic.</param>
+    /// <param name="messages">The messages, in order.</param>
+    /// <param name="cancellationToken">Cancels waiting.</param>
+    public virtual async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
+        var pending = new Task[messages.Count];
+        for (var i = 0; i < messages.Count; i++)
+        {
+            pending[i] = PublishAsync(topic, messages[i], cancellationToken).AsTask();
+        }
+
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Opens a receiver for one consumer in a group. When it returns, the group exists and messages published from
+    /// then on reach it (the subscription is established).
+    /// </summary>
+    /// <param name="topic">The (ensured) topic.</param>
+    /// <param name="options">Validated options; do not modify.</param>
+    /// <param name="cancellationToken">Cancels opening.</param>
+    public abstract ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stores <paramref name="copy"/> on <paramref name="deadLetterTopic"/> and settles <paramref name="message"/>
+    /// so that it is not delivered again. The default publishes, then acks (at-least-once: a crash between the two
+    /// leaves a duplicate in the dead-letter topic, never a loss); override to do both atomically where the backend can.
+    /// </summary>
+    /// <param name="receiver">The receiver that delivered the message.</param>
+    /// <param name="message">The delivery to give up on.</param>
+    /// <param name="deadLetterTopic">The (ensured) dead-letter topic.</param>
+    /// <param name="copy">The dead-letter copy, with <see cref="DeadLetterHeaders"/> set.</param>
+    /// <param name="cancellationToken">Cancels waiting.</param>
+    public virtual async ValueTask DeadLetterAsync(TransportReceiver receiver, ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
+    {
+        await PublishAsync(deadLetterTopic, copy, cancellationToken).ConfigureAwait(false);
+        await receiver.AckAsync(message, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Closes connections. Receivers are disposed by core first.</summary>
+    public virtual ValueTask DisposeAsync()
+    {
+        GC.SuppressFinalize(this);
+        return default;
+    }
+}
+
+/// <summary>
+/// One consumer's stream of deliveries from a transport, and their settlement.
+/// </summary>
+public abstract class TransportReceiver : IAsyncDisposable
+{
+    /// <summary>
+    /// Deliveries in the order the backend gives them. Core never holds more than the subscription's
+    /// <see cref="SubscriptionOptions.MaxInFlight"/> unsettled; keep the backend's prefetch at that value. Complete
+    /// the channel with an exception when the receiver fails for good (core reports it to the consumer).
+    /// </summary>
+    public abstract ChannelReader<ReceivedMessage> Deliveries { get; }
+
+    /// <summary>Acknowledges a delivery. A delivery the backend no longer knows (expired, released) is ignored.</summary>
+    /// <param name="message">A delivery of this receiver.</param>
+    /// <param name="cancellationToken">Cancels waiting.</param>
+    public abstract ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken);
+
+    /// <summary>Returns a delivery for redelivery after <paramref name="delay"/> (zero: at once).</summary>
+    /// <param name="message">A delivery of this receiver.</param>
+    /// <param name="delay">The minimum time before redelivery.</param>
+    /// <param name="cancellationToken">Cancels waiting.</param>
+    public abstract ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stops receiving and releases every unsettled delivery back to the group (buffered ones included), so that
+    /// nothing is lost: they are redelivered to the group's other or next consumer.
+    /// </summary>
+    public abstract ValueTask DisposeAsync();
+}

@@ -1,0 +1,75 @@
+using Microsoft.Extensions.Logging;
+
+namespace Bus.Transport;
+
+/// <summary>What a transport is created from.</summary>
+public sealed class TransportContext
+{
+    /// <summary>Creates a context.</summary>
+    /// <param name="uri">The parsed connection URI (may contain credentials: never log it, use <see cref="RedactedUrl"/>).</param>
+    /// <param name="options">The bus options (a private copy).</param>
+    /// <param name="loggerFactory">For the transport's loggers.</param>
+    public TransportContext(Uri uri, BusOptions options, ILoggerFactory loggerFactory)
+    {
+        Uri = uri;
+        Options = options;
+        LoggerFactory = loggerFactory;
+        RedactedUrl = UriRedaction.Redact(uri);
+        Settings = ParseSettings(uri, options);
+    }
+
+    /// <summary>The connection URI, credentials included.</summary>
+    public Uri Uri { get; }
+
+    /// <summary>The URI with any password replaced by <c>***</c>: the only form that may appear in logs and errors.</summary>
+    public string RedactedUrl { get; }
+
+    /// <summary>The bus options.</summary>
+    public BusOptions Options { get; }
+
+    /// <summary>For the transport's loggers.</summary>
+    public ILoggerFactory LoggerFactory { get; }
+
+    /// <summary>Backend settings: <see cref="BusOptions.Settings"/> overlaid with the URI's query parameters.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; }
+
+    /// <summary>A setting as text, or <paramref name="defaultValue"/>.</summary>
+    /// <param name="name">The setting's name (case-insensitive).</param>
+    /// <param name="defaultValue">Returned when absent.</param>
+    public string? GetSetting(string name, string? defaultValue = null) => Settings.TryGetValue(name, out var value) ? value : defaultValue;
+
+    /// <summary>A setting as an integer, or <paramref name="defaultValue"/>.</summary>
+    /// <param name="name">The setting's name.</param>
+    /// <param name="defaultValue">Returned when absent.</param>
+    /// <exception cref="BusConfigurationException">The value is not an integer.</exception>
+    public int GetSetting(string name, int defaultValue)
+    {
+        var text = GetSetting(name);
+        if (text is null)
+        {
+            return defaultValue;
+        }
+
+        return int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new BusConfigurationException($"Setting '{name}' must be an integer; it is '{text}'.");
+    }
+
+    private static Dictionary<string, string> ParseSettings(Uri uri, BusOptions options)
+    {
+        var settings = new Dictionary<string, string>(options.Settings, StringComparer.OrdinalIgnoreCase);
+        var query = uri.Query;
+        if (query.Length > 1)
+        {
+            foreach (var pair in query[1..].Split('&', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var equals = pair.IndexOf('=');
+                var name = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
+                var value = equals < 0 ? "true" : Uri.UnescapeDataString(pair[(equals + 1)..]);
+                settings[name] = value;
+            }
+        }
+
+        return settings;
+    }
+}
