@@ -58,4 +58,7 @@ public enum BusFeatures : long
 
     /// <summary>A nack may ask for redelivery after a delay.</summary>
     DelayedNack = 1 << 15,
+
+    /// <summary>The backend is a broker reached over the network (so it can be unreachable), not embedded.</summary>
+    RemoteBroker = 1 << 16,
 }

@@ -24,6 +24,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
         Remarks = new Dictionary<BusFeatures, string>
         {
             [BusFeatures.NativeDeadLetter] = "dead-lettering is done by core (publish to <topic>.dlq, then ack), atomically in memory",
+            [BusFeatures.RemoteBroker] = "embedded in the process: there is no broker to be unreachable",
             [BusFeatures.Persistence] = "messages live in process memory and are lost when the process exits",
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
             [BusFeatures.OrderedAcrossConsumers] = "per key, one message at a time in flight per group (like SQS FIFO message groups), not partitions",

@@ -1,0 +1,188 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using static Bus.Conformance.CaseContext;
+
+namespace Bus.Conformance.Cases;
+
+/// <summary>dlq: poison messages reach the dead-letter topic intact, and come back on redrive.</summary>
+internal static class DeadLetterCases
+{
+    public static IEnumerable<ConformanceCase> All =>
+    [
+        new("after_max_deliveries", "dlq", BusFeatures.None, "a poison message is attempted exactly max-deliveries times, then dead-lettered once", AfterMaxDeliveries),
+        new("keeps_message", "dlq", BusFeatures.None, "the dead-letter copy keeps body, key, headers, id and adds topic, reason, count, time", KeepsMessage),
+        new("others_keep_flowing", "dlq", BusFeatures.None, "100 good messages are handled while the poison one is retried", OthersKeepFlowing),
+        new("explicit", "dlq", BusFeatures.None, "a handler's explicit dead-letter skips retries and keeps its reason", Explicit),
+        new("redrive", "dlq", BusFeatures.None, "redrive moves the message back to its topic and empties the dead-letter topic", Redrive),
+        new("consumable", "dlq", BusFeatures.None, "the dead-letter topic is consumed and acked through the same API", Consumable),
+    ];
+
+    /// <summary>A subscription whose handler always throws for messages whose body is "poison", counting attempts.</summary>
+    private static async Task<(ISubscription Subscription, ConcurrentDictionary<string, int> Attempts)> SubscribePoisonedAsync(CaseContext ctx, string topic, Action<ReceivedMessage>? onGood = null, TimeSpan? retryDelay = null)
+    {
+        var attempts = new ConcurrentDictionary<string, int>();
+        var subscription = await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+        {
+            if (m.GetText() == "poison")
+            {
+                attempts.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
+                throw new InvalidOperationException("poison message " + m.MessageId);
+            }
+
+            onGood?.Invoke(m);
+            return default;
+        }, new SubscriptionOptions
+        {
+            Group = ctx.Group(),
+            MaxDeliveries = 3,
+            RetryDelay = retryDelay ?? TimeSpan.FromMilliseconds(20),
+            MaxRetryDelay = retryDelay ?? TimeSpan.FromMilliseconds(20),
+        });
+        return (subscription, attempts);
+    }
+
+    private static Task<MessageConsumer> OpenDeadLettersAsync(CaseContext ctx, string topic)
+        => ctx.Bus.CreateConsumerAsync(ctx.Bus.GetDeadLetterTopic(topic), new SubscriptionOptions { Group = BusDefaults.DeadLetterGroup, PerKeyOrdering = false }).AsTask();
+
+    private static OutgoingMessage Poison()
+    {
+        var message = OutgoingMessage.FromText("poison", "poison-key");
+        message.Headers["h-app"] = "kept ✓";
+        message.CorrelationId = "corr-poison";
+        return message;
+    }
+
+    private static async Task AfterMaxDeliveries(CaseContext ctx)
+    {
+        var topic = ctx.Topic("maxdel");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var (subscription, attempts) = await SubscribePoisonedAsync(ctx, topic);
+        await using var subscriptionScope = subscription;
+        var poison = Poison();
+        await ctx.Bus.PublishAsync(topic, poison);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy");
+        CheckEqual(poison.MessageId, copy.MessageId, "dead-letter message id");
+        await copy.AckAsync();
+        Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
+        var count = attempts.GetValueOrDefault(poison.MessageId!);
+        ctx.Report("attempts", count);
+        CheckEqual(3, count, "handler attempts before dead-lettering");
+    }
+
+    private static async Task KeepsMessage(CaseContext ctx)
+    {
+        var topic = ctx.Topic("keeps");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var (subscription, _) = await SubscribePoisonedAsync(ctx, topic);
+        await using var subscriptionScope = subscription;
+        var poison = Poison();
+        var before = DateTimeOffset.UtcNow.AddSeconds(-5);
+        await ctx.Bus.PublishAsync(topic, poison);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy");
+        await copy.AckAsync();
+
+        CheckEqual("poison", copy.GetText(), "body");
+        CheckEqual(poison.Key, copy.Key, "key");
+        CheckEqual(poison.MessageId, copy.MessageId, "message id");
+        CheckEqual(poison.CorrelationId, copy.CorrelationId, "correlation id");
+        CheckEqual("kept ✓", copy.Headers.GetValueOrDefault("h-app"), "application header");
+        CheckEqual(topic, copy.Headers.GetValueOrDefault(DeadLetterHeaders.OriginalTopic), "original topic header");
+        var reason = copy.Headers.GetValueOrDefault(DeadLetterHeaders.Reason) ?? "";
+        Check(reason.Contains(nameof(InvalidOperationException), StringComparison.Ordinal) && reason.Contains("poison message", StringComparison.Ordinal), $"reason '{reason}' lacks the exception type and message");
+        CheckEqual("3", copy.Headers.GetValueOrDefault(DeadLetterHeaders.DeliveryCount), "delivery count header");
+        var time = copy.Headers.GetValueOrDefault(DeadLetterHeaders.Time);
+        Check(DateTimeOffset.TryParse(time, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var when) && when >= before && when <= DateTimeOffset.UtcNow.AddSeconds(5), $"dead-letter time '{time}' is not a plausible ISO 8601 time");
+    }
+
+    private static async Task OthersKeepFlowing(CaseContext ctx)
+    {
+        var topic = ctx.Topic("flow");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var good = new ConcurrentDictionary<string, byte>();
+        // Retries 1 s apart: the poison message is dead-lettered no sooner than 2 s after its first attempt.
+        var (subscription, attempts) = await SubscribePoisonedAsync(ctx, topic, m => good.TryAdd(m.MessageId, 0), TimeSpan.FromSeconds(1));
+        await using var subscriptionScope = subscription;
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var poison = Poison();
+        await ctx.Bus.PublishAsync(topic, poison);
+        await ctx.WaitUntilAsync(() => attempts.GetValueOrDefault(poison.MessageId!) >= 1, "the first poison attempt");
+        var batch = Enumerable.Range(0, 100).Select(i => Numbered($"good {i}", $"key-{i % 10}", i)).ToList();
+        await ctx.Bus.PublishBatchAsync(topic, batch);
+        await ctx.WaitUntilAsync(() => good.Count >= 100 || deadLetters.TryReceive(out _), "100 good messages", () => $"{good.Count} good handled");
+        var attemptsWhenDone = attempts.GetValueOrDefault(poison.MessageId!);
+        ctx.Report("poison_attempts_meanwhile", attemptsWhenDone);
+        Check(good.Count >= 100, $"the poison message was dead-lettered before the good ones were handled ({good.Count} of 100)");
+        Check(attemptsWhenDone < 3, "the good messages waited for the poison message's retries to end");
+        var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy");
+        CheckEqual(poison.MessageId, copy.MessageId, "dead-letter message id");
+    }
+
+    private static async Task Explicit(CaseContext ctx)
+    {
+        var topic = ctx.Topic("explicit");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var attempts = 0;
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, token) =>
+        {
+            Interlocked.Increment(ref attempts);
+            await m.DeadLetterAsync("rejected by the test", "explicit dead-letter", token);
+        }, SubscriptionOptions.ForGroup(ctx.Group()));
+        var message = OutgoingMessage.FromText("q");
+        await ctx.Bus.PublishAsync(topic, message);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy");
+        await copy.AckAsync();
+        CheckEqual(message.MessageId, copy.MessageId, "dead-letter message id");
+        CheckEqual("rejected by the test", copy.Headers.GetValueOrDefault(DeadLetterHeaders.Reason), "reason");
+        CheckEqual("explicit dead-letter", copy.Headers.GetValueOrDefault(DeadLetterHeaders.Description), "description");
+        CheckEqual(1, Volatile.Read(ref attempts), "attempts");
+        CheckEqual("1", copy.Headers.GetValueOrDefault(DeadLetterHeaders.DeliveryCount), "delivery count header");
+    }
+
+    private static async Task Redrive(CaseContext ctx)
+    {
+        var topic = ctx.Topic("redrive");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var seen = new ConcurrentQueue<string>();
+        int healed = 0, deadLettered = 0;
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, token) =>
+        {
+            seen.Enqueue(m.MessageId);
+            if (Volatile.Read(ref healed) == 0)
+            {
+                await m.DeadLetterAsync("not yet", null, token);
+                Interlocked.Increment(ref deadLettered);
+            }
+        }, SubscriptionOptions.ForGroup(ctx.Group()));
+        var message = OutgoingMessage.FromText("p");
+        await ctx.Bus.PublishAsync(topic, message);
+        await ctx.WaitUntilAsync(() => Volatile.Read(ref deadLettered) >= 1, "the message to be dead-lettered");
+
+        Volatile.Write(ref healed, 1);
+        var moved = await ctx.Bus.RedriveAsync(topic, new RedriveOptions { IdleTimeout = TimeSpan.FromSeconds(1 * ctx.Backend.TimeoutScale) });
+        ctx.Report("moved", moved);
+        CheckEqual(1, moved, "messages moved by redrive");
+        await ctx.WaitUntilAsync(() => seen.Count(id => id == message.MessageId) >= 2, "the message to be consumed again from its topic", () => $"{seen.Count} deliveries");
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var left = await ctx.ReceiveWithinAsync(deadLetters);
+        Check(left is null, $"the dead-letter topic still holds message {left?.MessageId}");
+    }
+
+    private static async Task Consumable(CaseContext ctx)
+    {
+        var topic = ctx.Topic("consumable");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, (m, token) => m.DeadLetterAsync("to the dlq", null, token), SubscriptionOptions.ForGroup(ctx.Group()));
+        var message = OutgoingMessage.FromText("c");
+        await ctx.Bus.PublishAsync(topic, message);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy");
+        CheckEqual(ctx.Bus.GetDeadLetterTopic(topic), copy.Topic, "topic of the dead-letter copy");
+        CheckEqual(message.MessageId, copy.MessageId, "message id");
+        CheckEqual(1, copy.DeliveryCount, "delivery count of the dead-letter copy");
+        await copy.AckAsync();
+        Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "the acked dead-letter copy arrived again");
+    }
+}

@@ -1,0 +1,333 @@
+using System.Collections.Concurrent;
+using static Bus.Conformance.CaseContext;
+
+namespace Bus.Conformance.Cases;
+
+/// <summary>delivery: what arrives, how often, and with what.</summary>
+internal static class DeliveryCases
+{
+    public static IEnumerable<ConformanceCase> All =>
+    [
+        new("round_trip", "delivery", BusFeatures.None, "bodies, key, headers and ids arrive byte for byte", RoundTrip),
+        new("all_received", "delivery", BusFeatures.None, "1,000 published, 1,000 distinct ids consumed and acked", AllReceived),
+        new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
+        new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
+        new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
+        new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
+        new("fan_out_groups", "delivery", BusFeatures.FanOutToGroups, "two groups each receive all 100", FanOutGroups),
+        new("batch_publish", "delivery", BusFeatures.PerKeyOrdering, "a batch of 500 over 8 keys arrives whole, in order per key", BatchPublish),
+        new("max_in_flight", "delivery", BusFeatures.None, "never more than max in-flight handlers at once", MaxInFlight),
+        new("graceful_shutdown", "delivery", BusFeatures.None, "dispose waits for running handlers and loses nothing", GracefulShutdown),
+        new("delayed", "delivery", BusFeatures.DelayedDelivery, "a 2 s delayed message is not delivered before 2 s", Delayed),
+        new("request_reply", "delivery", BusFeatures.RequestReply, "a reply arrives with the request's correlation id", RequestReply),
+    ];
+
+    private static async Task RoundTrip(CaseContext ctx)
+    {
+        var topic = ctx.Topic("round-trip");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        var random = new byte[64 * 1024];
+        new Random(42).NextBytes(random);
+        var full = new OutgoingMessage(new byte[] { 1, 2, 3 })
+        {
+            Key = "k-ü",
+            CorrelationId = "corr-" + Guid.NewGuid().ToString("N"),
+            ContentType = "application/x-bus-test",
+        };
+        full.Headers["h-ascii"] = "v";
+        full.Headers["h-utf8"] = "ünïcødé ✓";
+        OutgoingMessage[] sent =
+        [
+            new(ReadOnlyMemory<byte>.Empty),
+            new(Enumerable.Range(0, 256).Select(i => (byte)i).ToArray()),
+            new(random),
+            full,
+        ];
+        foreach (var message in sent)
+        {
+            await ctx.Bus.PublishAsync(topic, message);
+        }
+
+        var received = new Dictionary<string, ReceivedMessage>();
+        while (received.Count < sent.Length)
+        {
+            var message = await ctx.ReceiveAsync(consumer, $"message {received.Count + 1} of {sent.Length}");
+            Check(received.TryAdd(message.MessageId, message), $"message {message.MessageId} arrived twice");
+            await message.AckAsync();
+        }
+
+        foreach (var expected in sent)
+        {
+            Check(received.TryGetValue(expected.MessageId!, out var actual), $"message {expected.MessageId} never arrived");
+            var label = $"message of {expected.Body.Length} bytes";
+            Check(actual!.Body.Span.SequenceEqual(expected.Body.Span), $"{label}: body differs ({actual.Body.Length} bytes arrived)");
+            CheckEqual(expected.Key, actual.Key, $"{label}: key");
+            CheckEqual(expected.CorrelationId, actual.CorrelationId, $"{label}: correlation id");
+            CheckEqual(expected.ContentType, actual.ContentType, $"{label}: content type");
+            CheckEqual(topic, actual.Topic, $"{label}: topic");
+            CheckEqual(1, actual.DeliveryCount, $"{label}: delivery count");
+            Check(!string.IsNullOrEmpty(actual.Position), $"{label}: no position");
+            foreach (var (name, value) in expected.HasHeaders ? expected.Headers : new Dictionary<string, string>())
+            {
+                Check(actual.Headers.TryGetValue(name, out var got), $"{label}: header '{name}' missing");
+                CheckEqual(value, got, $"{label}: header '{name}'");
+            }
+        }
+    }
+
+    private static async Task AllReceived(CaseContext ctx)
+    {
+        var topic = ctx.Topic("all");
+        var seen = new ConcurrentDictionary<string, int>();
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+        {
+            seen.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
+            return default;
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 64 });
+
+        var ids = new HashSet<string>();
+        var publishing = new List<Task>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var message = Numbered($"m{i}", null, i);
+            publishing.Add(ctx.Bus.PublishAsync(topic, message).AsTask());
+            ids.Add(message.MessageId!);
+            if (publishing.Count == 64)
+            {
+                await Task.WhenAll(publishing);
+                publishing.Clear();
+            }
+        }
+
+        await Task.WhenAll(publishing);
+        Check(ids.Count == 1000, $"message ids were not distinct: {ids.Count} of 1000");
+        await ctx.WaitUntilAsync(() => ids.All(seen.ContainsKey), "all 1,000 ids", () => $"{ids.Count(seen.ContainsKey)} of 1000");
+        ctx.Report("duplicates", seen.Values.Sum(n => n - 1));
+    }
+
+    private static async Task AckRemoves(CaseContext ctx)
+    {
+        var topic = ctx.Topic("ack");
+        var group = ctx.Group();
+        var first = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(group));
+        await ctx.Bus.PublishAsync(topic, "once");
+        var message = await ctx.ReceiveAsync(first, "the message");
+        await message.AckAsync();
+        await first.DisposeAsync();
+
+        await using var second = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(group));
+        var again = await ctx.ReceiveWithinAsync(second);
+        Check(again is null, $"acked message {message.MessageId} was delivered again (delivery count {again?.DeliveryCount})");
+    }
+
+    private static async Task NackRedelivers(CaseContext ctx)
+    {
+        var topic = ctx.Topic("nack");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        await ctx.Bus.PublishAsync(topic, "again");
+        var counts = new List<int>();
+        for (var attempt = 1; attempt <= 3; attempt++)
+        {
+            var message = await ctx.ReceiveAsync(consumer, $"delivery {attempt}");
+            counts.Add(message.DeliveryCount);
+            if (attempt < 3)
+            {
+                await message.NackAsync();
+            }
+            else
+            {
+                await message.AckAsync();
+            }
+        }
+
+        ctx.Report("deliveries", counts.Count);
+        if (ctx.Capabilities.Supports(BusFeatures.ExactDeliveryCount))
+        {
+            Check(counts.SequenceEqual([1, 2, 3]), $"delivery counts were {string.Join(", ", counts)}, expected 1, 2, 3");
+        }
+        else
+        {
+            Check(counts[0] == 1 && counts[1] >= 2 && counts[2] >= 2, $"delivery counts were {string.Join(", ", counts)}, expected 1 then redelivered");
+            ctx.Note($"counts {string.Join(", ", counts)}: {ctx.Capabilities.ExplainMissing(BusFeatures.ExactDeliveryCount)}");
+        }
+
+        Check(await ctx.ReceiveWithinAsync(consumer, TimeSpan.FromMilliseconds(500)) is null, "the acked message arrived a fourth time");
+    }
+
+    private static async Task RedeliveredAfterConsumerDies(CaseContext ctx)
+    {
+        var topic = ctx.Topic("dies");
+        var group = ctx.Group();
+        var options = new SubscriptionOptions { Group = group, AckTimeout = TimeSpan.FromSeconds(2) };
+        var doomed = await ctx.Bus.CreateConsumerAsync(topic, options);
+        await ctx.Bus.PublishAsync(topic, "survivor");
+        var first = await ctx.ReceiveAsync(doomed, "the first delivery");
+        await using var heir = await ctx.Bus.CreateConsumerAsync(topic, options);
+        await doomed.DisposeAsync(); // abandoned without settling
+
+        var again = await ctx.ReceiveAsync(heir, "the redelivery to the other consumer");
+        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+        ctx.Report("delivery_count", again.DeliveryCount);
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+        await again.AckAsync();
+    }
+
+    private static async Task CompetingConsumers(CaseContext ctx)
+    {
+        var topic = ctx.Topic("compete");
+        var group = ctx.Group();
+        var byConsumer = new[] { new ConcurrentBag<string>(), new ConcurrentBag<string>() };
+        var subscriptions = new List<ISubscription>();
+        for (var i = 0; i < 2; i++)
+        {
+            var bag = byConsumer[i];
+            subscriptions.Add(await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+            {
+                bag.Add(m.MessageId);
+                return default;
+            }, SubscriptionOptions.ForGroup(group)));
+        }
+
+        try
+        {
+            var batch = Enumerable.Range(0, 200).Select(i => Numbered($"m{i}", $"key-{i}", i)).ToList();
+            await ctx.Bus.PublishBatchAsync(topic, batch);
+            var ids = batch.Select(m => m.MessageId!).ToHashSet();
+            await ctx.WaitUntilAsync(() => ids.IsSubsetOf(byConsumer[0].Concat(byConsumer[1])), "all 200 across both consumers",
+                () => $"{ids.Count(id => byConsumer[0].Contains(id) || byConsumer[1].Contains(id))} of 200");
+            ctx.Report("consumer_1", byConsumer[0].Count);
+            ctx.Report("consumer_2", byConsumer[1].Count);
+            ctx.Report("duplicates", byConsumer[0].Count + byConsumer[1].Count - 200);
+            Check(!byConsumer[0].IsEmpty && !byConsumer[1].IsEmpty, $"one consumer got nothing ({byConsumer[0].Count} / {byConsumer[1].Count})");
+        }
+        finally
+        {
+            foreach (var subscription in subscriptions)
+            {
+                await subscription.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task FanOutGroups(CaseContext ctx)
+    {
+        var topic = ctx.Topic("fanout");
+        var groups = new[] { new ConcurrentDictionary<string, byte>(), new ConcurrentDictionary<string, byte>() };
+        await using var first = await ctx.Bus.SubscribeAsync(topic, (m, _) => { groups[0].TryAdd(m.MessageId, 0); return default; }, SubscriptionOptions.ForGroup(ctx.Group("g1")));
+        await using var second = await ctx.Bus.SubscribeAsync(topic, (m, _) => { groups[1].TryAdd(m.MessageId, 0); return default; }, SubscriptionOptions.ForGroup(ctx.Group("g2")));
+        var batch = Enumerable.Range(0, 100).Select(i => Numbered($"m{i}", $"key-{i % 10}", i)).ToList();
+        await ctx.Bus.PublishBatchAsync(topic, batch);
+        await ctx.WaitUntilAsync(() => groups[0].Count >= 100 && groups[1].Count >= 100, "100 in each group", () => $"G1 {groups[0].Count}, G2 {groups[1].Count}");
+        Check(batch.All(m => groups[0].ContainsKey(m.MessageId!) && groups[1].ContainsKey(m.MessageId!)), "a group is missing a message");
+    }
+
+    private static async Task BatchPublish(CaseContext ctx)
+    {
+        var topic = ctx.Topic("batch");
+        var handled = new List<(string Key, int Sequence)>();
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+        {
+            lock (handled)
+            {
+                handled.Add((m.Key!, SequenceOf(m)));
+            }
+
+            return default;
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
+        var batch = Enumerable.Range(0, 500).Select(i => Numbered($"m{i}", $"key-{i % 8}", i / 8)).ToList();
+        await ctx.Bus.PublishBatchAsync(topic, batch);
+        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Count >= 500; } }, "500 messages", () => $"{handled.Count}");
+        lock (handled)
+        {
+            OrderingCases.CheckPerKeyOrder(handled, 8);
+            ctx.Report("duplicates", handled.Count - 500);
+        }
+    }
+
+    private static async Task MaxInFlight(CaseContext ctx)
+    {
+        var topic = ctx.Topic("inflight");
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int running = 0, peak = 0, done = 0;
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            var now = Interlocked.Increment(ref running);
+            InterlockedMax(ref peak, now);
+            await release.Task;
+            Interlocked.Decrement(ref running);
+            Interlocked.Increment(ref done);
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 4 });
+        await ctx.Bus.PublishBatchAsync(topic, Enumerable.Range(0, 20).Select(i => Numbered($"m{i}", $"key-{i}", i)).ToList());
+        await ctx.WaitUntilAsync(() => Volatile.Read(ref running) >= 4, "4 handlers running", () => $"{running} running");
+        await Task.Delay(ctx.QuietPeriod / 3); // give a fifth handler the chance to start, if the limit leaks
+        release.SetResult();
+        await ctx.WaitUntilAsync(() => Volatile.Read(ref done) >= 20, "all 20 handled", () => $"{done} handled");
+        ctx.Report("peak_concurrency", peak);
+        Check(peak <= 4, $"{peak} handlers ran at once; the limit is 4");
+    }
+
+    private static async Task GracefulShutdown(CaseContext ctx)
+    {
+        var topic = ctx.Topic("shutdown");
+        var group = ctx.Group();
+        var started = new ConcurrentDictionary<string, byte>();
+        var completed = new ConcurrentDictionary<string, byte>();
+        var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            started.TryAdd(m.MessageId, 0);
+            await Task.Delay(200, CancellationToken.None);
+            completed.TryAdd(m.MessageId, 0);
+        }, new SubscriptionOptions { Group = group, MaxInFlight = 8 });
+        var batch = Enumerable.Range(0, 50).Select(i => Numbered($"m{i}", $"key-{i}", i)).ToList();
+        await ctx.Bus.PublishBatchAsync(topic, batch);
+        await ctx.WaitUntilAsync(() => !started.IsEmpty, "a handler to start");
+        await subscription.DisposeAsync();
+        var startedAtDispose = started.Keys.ToHashSet();
+        var completedAtDispose = completed.Keys.ToHashSet();
+        Check(startedAtDispose.SetEquals(completedAtDispose), $"dispose returned with {startedAtDispose.Count - completedAtDispose.Count} handlers still running");
+        await Task.Delay(ctx.QuietPeriod / 3);
+        Check(started.Count == startedAtDispose.Count, $"{started.Count - startedAtDispose.Count} messages were handled after dispose returned");
+
+        var rest = new ConcurrentDictionary<string, int>();
+        await using var next = await ctx.Bus.SubscribeAsync(topic, (m, _) => { rest.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1); return default; }, SubscriptionOptions.ForGroup(group));
+        var expected = batch.Select(m => m.MessageId!).Where(id => !completedAtDispose.Contains(id)).ToHashSet();
+        await ctx.WaitUntilAsync(() => expected.All(rest.ContainsKey), $"the {expected.Count} unprocessed messages", () => $"{expected.Count(rest.ContainsKey)} of {expected.Count}");
+        await Task.Delay(ctx.QuietPeriod / 3);
+        var redone = rest.Keys.Count(completedAtDispose.Contains);
+        ctx.Report("handled_before_dispose", completedAtDispose.Count);
+        ctx.Report("redelivered_after_ack", redone);
+        Check(redone == 0, $"{redone} messages handled and acked before dispose were delivered again");
+    }
+
+    private static async Task Delayed(CaseContext ctx)
+    {
+        var topic = ctx.Topic("delayed");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        var published = System.Diagnostics.Stopwatch.StartNew();
+        await ctx.Bus.PublishAsync(topic, new OutgoingMessage("later"u8.ToArray()) { Delay = TimeSpan.FromSeconds(2) });
+        var message = await ctx.ReceiveAsync(consumer, "the delayed message");
+        var after = published.Elapsed;
+        await message.AckAsync();
+        ctx.Report("delivered_after_ms", (long)after.TotalMilliseconds);
+        Check(after >= TimeSpan.FromMilliseconds(1950), $"delivered after {after.TotalMilliseconds:0} ms, before the 2 s delay");
+    }
+
+    private static async Task RequestReply(CaseContext ctx)
+    {
+        var topic = ctx.Topic("rpc");
+        await using var responder = await ctx.Bus.SubscribeAsync(topic, async (m, token) =>
+            await ctx.Bus.ReplyAsync(m, OutgoingMessage.FromText("re:" + m.GetText()), token), SubscriptionOptions.ForGroup(ctx.Group()));
+        var request = OutgoingMessage.FromText("ping");
+        var reply = await ctx.Bus.RequestAsync(topic, request, ctx.WaitTimeout);
+        CheckEqual(request.CorrelationId, reply.CorrelationId, "reply correlation id");
+        CheckEqual("re:ping", reply.GetText(), "reply body");
+    }
+
+    internal static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while (value > (current = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+}

@@ -1,0 +1,221 @@
+using System.Collections.Concurrent;
+using static Bus.Conformance.CaseContext;
+
+namespace Bus.Conformance.Cases;
+
+/// <summary>ordering: per-key and total order, across consumers, under retry and after a crash.</summary>
+internal static class OrderingCases
+{
+    public static IEnumerable<ConformanceCase> All =>
+    [
+        new("per_key_single_consumer", "ordering", BusFeatures.PerKeyOrdering, "8 keys × 250 interleaved, max in-flight 16: order kept per key", PerKeySingleConsumer),
+        new("total_order_one_key", "ordering", BusFeatures.PerKeyOrdering, "1,000 messages of one key handled in publish order", TotalOrderOneKey),
+        new("per_key_competing_consumers", "ordering", BusFeatures.OrderedAcrossConsumers | BusFeatures.CompetingConsumers, "per-key order holds across two consumers of one group", PerKeyCompetingConsumers),
+        new("order_under_retry", "ordering", BusFeatures.OrderedRetry, "a nacked message holds back the later messages of its key", OrderUnderRetry),
+        new("no_gap_after_crash", "ordering", BusFeatures.None, "a consumer abandoned mid-stream leaves no gap for its successor", NoGapAfterCrash),
+    ];
+
+    /// <summary>Fails unless, for every key, the handled sequence is 0, 1, 2… with no gap or reordering (duplicates of the latest allowed).</summary>
+    internal static void CheckPerKeyOrder(IReadOnlyList<(string Key, int Sequence)> handled, int keys)
+    {
+        var next = new Dictionary<string, int>();
+        foreach (var (key, sequence) in handled)
+        {
+            var expected = next.GetValueOrDefault(key);
+            if (sequence == expected)
+            {
+                next[key] = expected + 1;
+            }
+            else if (sequence != expected - 1)
+            {
+                // Redelivery of the message just handled is a duplicate, not disorder; anything else is.
+                throw new CaseFailedException($"key '{key}': handled sequence {sequence} when {expected} was next");
+            }
+        }
+
+        Check(next.Count == keys, $"{next.Count} keys seen, expected {keys}");
+    }
+
+    private static async Task PublishInterleavedAsync(CaseContext ctx, string topic, int keys, int perKey)
+    {
+        // Published in chunks so that each key's messages are confirmed in order while still pipelined.
+        var all = Enumerable.Range(0, keys * perKey).Select(i => Numbered($"m{i}", $"key-{i % keys}", i / keys)).ToList();
+        foreach (var chunk in all.Chunk(250))
+        {
+            await ctx.Bus.PublishBatchAsync(topic, chunk);
+        }
+    }
+
+    private static async Task PerKeySingleConsumer(CaseContext ctx)
+    {
+        var topic = ctx.Topic("perkey");
+        var handled = new List<(string, int)>();
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            lock (handled)
+            {
+                handled.Add((m.Key!, SequenceOf(m)));
+            }
+
+            if (SequenceOf(m) % 50 == 0)
+            {
+                await Task.Yield(); // some handlers go asynchronous, so keys really interleave
+            }
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
+        await PublishInterleavedAsync(ctx, topic, 8, 250);
+        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Count >= 2000; } }, "2,000 messages", () => $"{handled.Count}");
+        lock (handled)
+        {
+            CheckPerKeyOrder(handled, 8);
+            ctx.Report("duplicates", handled.Count - 2000);
+        }
+    }
+
+    private static async Task TotalOrderOneKey(CaseContext ctx)
+    {
+        var topic = ctx.Topic("total");
+        var handled = new List<(string, int)>();
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+        {
+            lock (handled)
+            {
+                handled.Add((m.Key!, SequenceOf(m)));
+            }
+
+            return default;
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
+        await PublishInterleavedAsync(ctx, topic, 1, 1000);
+        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Count >= 1000; } }, "1,000 messages", () => $"{handled.Count}");
+        lock (handled)
+        {
+            CheckPerKeyOrder(handled, 1);
+        }
+    }
+
+    private static async Task PerKeyCompetingConsumers(CaseContext ctx)
+    {
+        var topic = ctx.Topic("perkey-cc");
+        var group = ctx.Group();
+        var handled = new List<(string, int)>();
+        var perConsumer = new int[2];
+        var subscriptions = new List<ISubscription>();
+        for (var i = 0; i < 2; i++)
+        {
+            var index = i;
+            subscriptions.Add(await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+            {
+                lock (handled)
+                {
+                    handled.Add((m.Key!, SequenceOf(m)));
+                }
+
+                Interlocked.Increment(ref perConsumer[index]);
+                if (SequenceOf(m) % 25 == 0)
+                {
+                    await Task.Delay(1);
+                }
+            }, new SubscriptionOptions { Group = group, MaxInFlight = 16 }));
+        }
+
+        try
+        {
+            await PublishInterleavedAsync(ctx, topic, 8, 250);
+            await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Count >= 2000; } }, "2,000 messages", () => $"{handled.Count}");
+            lock (handled)
+            {
+                CheckPerKeyOrder(handled, 8);
+                ctx.Report("duplicates", handled.Count - 2000);
+            }
+
+            ctx.Report("consumer_1", perConsumer[0]);
+            ctx.Report("consumer_2", perConsumer[1]);
+        }
+        finally
+        {
+            foreach (var subscription in subscriptions)
+            {
+                await subscription.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task OrderUnderRetry(CaseContext ctx)
+    {
+        var topic = ctx.Topic("retry-order");
+        var events = new List<string>();
+        var nacks = 0;
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            var sequence = SequenceOf(m);
+            if (sequence == 1 && Interlocked.Increment(ref nacks) <= 2)
+            {
+                lock (events)
+                {
+                    events.Add("nack K1");
+                }
+
+                await m.NackAsync();
+                return;
+            }
+
+            lock (events)
+            {
+                events.Add($"K{sequence}");
+            }
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
+        await ctx.Bus.PublishBatchAsync(topic, Enumerable.Range(1, 10).Select(i => Numbered($"K{i}", "K", i)).ToList());
+        await ctx.WaitUntilAsync(() => { lock (events) { return events.Count(e => !e.StartsWith("nack", StringComparison.Ordinal)) >= 10; } }, "K1..K10 handled", () => string.Join(", ", events));
+        lock (events)
+        {
+            var order = string.Join(", ", events);
+            ctx.Report("nacks", nacks >= 2 ? 2 : nacks);
+            Check(events.Take(3).SequenceEqual(["nack K1", "nack K1", "K1"]), $"K1 must be nacked twice and acked before anything else of its key; observed: {order}");
+            Check(events.Skip(3).Take(9).SequenceEqual(Enumerable.Range(2, 9).Select(i => $"K{i}")), $"K2..K10 out of order; observed: {order}");
+        }
+    }
+
+    private static async Task NoGapAfterCrash(CaseContext ctx)
+    {
+        var topic = ctx.Topic("nogap");
+        var group = ctx.Group();
+        var options = new SubscriptionOptions { Group = group, MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(2) };
+        var first = await ctx.Bus.CreateConsumerAsync(topic, options);
+        await PublishInterleavedAsync(ctx, topic, 1, 500);
+        var handled = new ConcurrentDictionary<int, int>();
+        for (var i = 0; i < 200; i++)
+        {
+            var message = await ctx.ReceiveAsync(first, $"message {i + 1} of the first 200");
+            handled.AddOrUpdate(SequenceOf(message), 1, (_, n) => n + 1);
+            await message.AckAsync();
+        }
+
+        // Take a few more without settling, then crash.
+        for (var i = 0; i < 5; i++)
+        {
+            var message = await ctx.ReceiveWithinAsync(first, TimeSpan.FromMilliseconds(200));
+            if (message is not null)
+            {
+                handled.AddOrUpdate(SequenceOf(message), 1, (_, n) => n + 1);
+            }
+        }
+
+        await first.DisposeAsync();
+        await using var second = await ctx.Bus.CreateConsumerAsync(topic, options);
+        await ctx.WaitUntilAsync(() => TryTake(second, handled), "sequences 0..499", () => $"{handled.Count} distinct");
+        var missing = Enumerable.Range(0, 500).Where(s => !handled.ContainsKey(s)).ToList();
+        Check(missing.Count == 0, $"gap: {missing.Count} sequences never handled, first {string.Join(", ", missing.Take(5))}");
+        ctx.Report("duplicates", handled.Values.Sum(n => n - 1));
+    }
+
+    /// <summary>Drains what the consumer has ready (acking it) and reports whether every sequence is now handled.</summary>
+    private static bool TryTake(MessageConsumer consumer, ConcurrentDictionary<int, int> handled)
+    {
+        while (consumer.TryReceive(out var message))
+        {
+            handled.AddOrUpdate(SequenceOf(message), 1, (_, n) => n + 1);
+            _ = message.AckAsync().AsTask();
+        }
+
+        return handled.Count >= 500;
+    }
+}

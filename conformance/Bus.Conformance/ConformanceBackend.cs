@@ -1,0 +1,51 @@
+using Microsoft.Extensions.Logging;
+
+namespace Bus.Conformance;
+
+/// <summary>A backend to run the catalogue against: how to build a bus for it and what it really is.</summary>
+public sealed class ConformanceBackend
+{
+    /// <summary>The backend's name, e.g. <c>rabbitmq</c>.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>
+    /// What the cases ran against, truthfully: e.g. <c>embedded</c>, <c>container local/rabbitmq:bookworm (RabbitMQ 3.10.8)</c>,
+    /// <c>emulator: librdkafka mock cluster</c>.
+    /// </summary>
+    public required string Target { get; init; }
+
+    /// <summary>The connection URI.</summary>
+    public required string Url { get; init; }
+
+    /// <summary>Extra backend settings for every bus (optional).</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// A URI of this backend's scheme that points at a closed port and carries a password, for
+    /// <c>errors/unreachable_broker</c>; <see langword="null"/> for an embedded backend.
+    /// </summary>
+    public string? UnreachableUrl { get; init; }
+
+    /// <summary>Multiplies every wait and case timeout (slow brokers, emulators). Default 1.</summary>
+    public double TimeoutScale { get; init; } = 1.0;
+
+    /// <summary>Where buses log; none by default.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>The backend's declared capabilities, read from its transport factory.</summary>
+    public BackendCapabilities Capabilities
+        => BusTransports.Find(new Uri(Url).Scheme)?.Capabilities
+            ?? throw new BusConfigurationException($"No backend is available for '{new Uri(Url).Scheme}://'.");
+
+    /// <summary>Options for a new bus on this backend.</summary>
+    public BusOptions CreateOptions()
+    {
+        var options = new BusOptions { Url = Url, ConnectTimeout = TimeSpan.FromSeconds(10 * TimeoutScale) };
+        foreach (var (name, value) in Settings)
+        {
+            options.Settings[name] = value;
+        }
+
+        return options;
+    }
+}

@@ -1,0 +1,59 @@
+namespace Bus.Conformance;
+
+/// <summary>One case of the catalogue: written once, run identically against every backend.</summary>
+public sealed class ConformanceCase
+{
+    /// <summary>Creates a case.</summary>
+    /// <param name="name">Unique snake_case name.</param>
+    /// <param name="category">delivery, ordering, dlq, replay or errors.</param>
+    /// <param name="requires">Features every one of which the backend must declare.</param>
+    /// <param name="summary">What it shows, in one line.</param>
+    /// <param name="run">The case; throws <see cref="CaseFailedException"/> when an assertion fails.</param>
+    public ConformanceCase(string name, string category, BusFeatures requires, string summary, Func<CaseContext, Task> run)
+    {
+        Name = name;
+        Category = category;
+        Requires = requires;
+        Summary = summary;
+        Run = run;
+    }
+
+    /// <summary>The case's name.</summary>
+    public string Name { get; }
+
+    /// <summary>The category.</summary>
+    public string Category { get; }
+
+    /// <summary>Features the case needs.</summary>
+    public BusFeatures Requires { get; }
+
+    /// <summary>Alternatively, features of which the backend must declare at least one (<see cref="BusFeatures.None"/>: no such condition).</summary>
+    public BusFeatures RequiresAny { get; init; }
+
+    /// <summary>What the case shows.</summary>
+    public string Summary { get; }
+
+    /// <summary>The case body.</summary>
+    public Func<CaseContext, Task> Run { get; }
+
+    /// <summary>Why the case does not apply to a backend (from its declared capabilities), or <see langword="null"/> if it does.</summary>
+    /// <param name="capabilities">The backend's declaration.</param>
+    public string? ExplainUnsupported(BackendCapabilities capabilities)
+    {
+        ArgumentNullException.ThrowIfNull(capabilities);
+        if (capabilities.ExplainMissing(Requires) is { } missing)
+        {
+            return missing;
+        }
+
+        if (RequiresAny != BusFeatures.None && (capabilities.Features & RequiresAny) == BusFeatures.None)
+        {
+            return capabilities.ExplainMissing(RequiresAny);
+        }
+
+        return null;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Category}/{Name}";
+}

@@ -1,0 +1,92 @@
+using System.Diagnostics;
+
+namespace Bus.Conformance;
+
+/// <summary>Runs catalogue cases against a backend.</summary>
+public static class ConformanceRunner
+{
+    /// <summary>Runs one case: unsupported (by declaration), passed or failed. Never throws for a case failure.</summary>
+    /// <param name="backend">The backend.</param>
+    /// <param name="conformanceCase">The case.</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    public static async Task<CaseResult> RunAsync(ConformanceBackend backend, ConformanceCase conformanceCase, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(conformanceCase);
+        var empty = new Dictionary<string, long>();
+        if (conformanceCase.ExplainUnsupported(backend.Capabilities) is { } why)
+        {
+            return new CaseResult(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Unsupported, why, 0, empty);
+        }
+
+        var watch = Stopwatch.StartNew();
+        var caseTimeout = TimeSpan.FromSeconds(45 * backend.TimeoutScale);
+        IMessageBus? bus = null;
+        CaseContext? context = null;
+        try
+        {
+            bus = MessageBus.Create(backend.CreateOptions(), backend.LoggerFactory);
+            context = new CaseContext(backend, bus, conformanceCase.Name);
+            await conformanceCase.Run(context).WaitAsync(caseTimeout, cancellationToken).ConfigureAwait(false);
+            var notes = context.Notes.Count == 0 ? null : string.Join("; ", context.Notes);
+            return new CaseResult(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Passed, notes, watch.ElapsedMilliseconds, Snapshot(context));
+        }
+        catch (CaseFailedException failed)
+        {
+            return Failed(failed.Message);
+        }
+        catch (TimeoutException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return Failed($"case did not finish within {caseTimeout.TotalSeconds:0} s");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return Failed($"{ex.GetType().Name}: {ex.Message}");
+        }
+        finally
+        {
+            if (bus is not null)
+            {
+                try
+                {
+                    await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(15), CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // A bus that cannot close is the case's problem only if the case itself failed; the result stands.
+                }
+            }
+        }
+
+        CaseResult Failed(string reason)
+            => new(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Failed, reason, watch.ElapsedMilliseconds, context is null ? empty : Snapshot(context));
+    }
+
+    /// <summary>Runs every case of the catalogue (or those given), one after another.</summary>
+    /// <param name="backend">The backend.</param>
+    /// <param name="cases">The cases; the whole catalogue by default.</param>
+    /// <param name="progress">Told after each case.</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    public static async Task<BackendReport> RunAllAsync(ConformanceBackend backend, IEnumerable<ConformanceCase>? cases = null, IProgress<CaseResult>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        var results = new List<CaseResult>();
+        foreach (var conformanceCase in cases ?? ConformanceCatalogue.All)
+        {
+            var result = await RunAsync(backend, conformanceCase, cancellationToken).ConfigureAwait(false);
+            results.Add(result);
+            progress?.Report(result);
+        }
+
+        return new BackendReport(backend.Name, backend.Target, DateTimeOffset.UtcNow, results);
+    }
+
+    private static Dictionary<string, long> Snapshot(CaseContext context) => new(context.Counts, StringComparer.Ordinal);
+}
+
+/// <summary>One backend's row of the matrix.</summary>
+/// <param name="Backend">The backend's name.</param>
+/// <param name="Target">What it ran against.</param>
+/// <param name="Finished">When the run finished.</param>
+/// <param name="Cases">Each case's result.</param>
+public sealed record BackendReport(string Backend, string Target, DateTimeOffset Finished, IReadOnlyList<CaseResult> Cases);
