@@ -43,7 +43,7 @@ internal sealed class MemoryBroker : IDisposable
         {
             while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
             {
-                var now = Environment.TickCount64;
+                var now = MemoryClock.NowMs;
                 foreach (var topic in _topics.Values)
                 {
                     topic.Tick(now);

@@ -93,7 +93,7 @@ internal sealed class MemoryGroup
             var pending = _retry.Count > 0 ? _retry.Dequeue() : _fresh.Dequeue();
             pending.Deliveries++;
             var tag = ++_nextTag;
-            _inFlight.Add(tag, new InFlight(pending, receiver, Environment.TickCount64 + receiver.AckTimeoutMs));
+            _inFlight.Add(tag, new InFlight(pending, receiver, MemoryClock.NowMs + receiver.AckTimeoutMs));
             receiver.Deliver(pending, tag);
         }
     }
@@ -113,7 +113,7 @@ internal sealed class MemoryGroup
         }
         else if (delay > TimeSpan.Zero)
         {
-            _delayedRetry.Enqueue(flight.Pending, Environment.TickCount64 + (long)Math.Ceiling(delay.TotalMilliseconds));
+            _delayedRetry.Enqueue(flight.Pending, MemoryClock.DueMs(delay));
         }
         else
         {

@@ -50,7 +50,7 @@ internal sealed class MemoryTopic(string name, int retention)
         {
             if (delay > TimeSpan.Zero)
             {
-                _delayed.Enqueue(stored, Environment.TickCount64 + (long)Math.Ceiling(delay.TotalMilliseconds));
+                _delayed.Enqueue(stored, MemoryClock.DueMs(delay));
                 return;
             }
 
@@ -73,7 +73,7 @@ internal sealed class MemoryTopic(string name, int retention)
             {
                 if (messages[i].Delay is { } delay && delay > TimeSpan.Zero)
                 {
-                    _delayed.Enqueue(stored[i], Environment.TickCount64 + (long)Math.Ceiling(delay.TotalMilliseconds));
+                    _delayed.Enqueue(stored[i], MemoryClock.DueMs(delay));
                 }
                 else
                 {

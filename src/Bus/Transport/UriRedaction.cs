@@ -9,6 +9,15 @@ public static class UriRedaction
     /// <param name="uri">The URI.</param>
     public static string Redact(Uri uri)
     {
+        ArgumentNullException.ThrowIfNull(uri);
+        if (string.IsNullOrEmpty(uri.UserInfo) || !uri.UserInfo.Contains(':', StringComparison.Ordinal))
+        {
+            if (!HasSecretQuery(uri.Query))
+            {
+                return uri.OriginalString;
+            }
+        }
+
         var builder = new UriBuilder(uri);
         if (!string.IsNullOrEmpty(builder.Password))
         {
@@ -51,6 +60,25 @@ public static class UriRedaction
         var userInfo = url[(scheme + 3)..at];
         var colon = userInfo.IndexOf(':');
         return colon < 0 ? url : url[..(scheme + 3)] + userInfo[..colon] + ":***" + url[at..];
+    }
+
+    private static bool HasSecretQuery(string query)
+    {
+        if (query.Length <= 1)
+        {
+            return false;
+        }
+
+        foreach (var part in query[1..].Split('&'))
+        {
+            var equals = part.IndexOf('=');
+            if (equals > 0 && IsSecretName(Uri.UnescapeDataString(part[..equals])))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static bool IsSecretName(string name)

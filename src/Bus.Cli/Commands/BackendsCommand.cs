@@ -1,0 +1,40 @@
+using System.CommandLine;
+using Spectre.Console;
+
+namespace Bus.Cli.Commands;
+
+/// <summary><c>bus backends</c>: every scheme, its backend, and what it declares.</summary>
+internal static class BackendsCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("backends", "List URI schemes, their backends and declared capabilities.");
+        command.SetAction(_ =>
+        {
+            var table = new Table().AddColumns("scheme", "backend", "available", "max message", "features", "not provided");
+            foreach (var (scheme, assembly) in BusTransports.KnownSchemes)
+            {
+                var factory = BusTransports.Find(scheme);
+                if (factory is null)
+                {
+                    table.AddRow(scheme, Markup.Escape(assembly), "[yellow]no[/] (reference " + Markup.Escape(assembly) + ")", "", "", "");
+                    continue;
+                }
+
+                var capabilities = factory.Capabilities;
+                var missing = Enum.GetValues<BusFeatures>().Where(f => f != BusFeatures.None && !capabilities.Supports(f));
+                table.AddRow(
+                    scheme,
+                    factory.Backend,
+                    "[green]yes[/]",
+                    $"{capabilities.MaxMessageSize:N0} B",
+                    Markup.Escape(string.Join(", ", Enum.GetValues<BusFeatures>().Where(f => f != BusFeatures.None && capabilities.Supports(f)))),
+                    Markup.Escape(string.Join(", ", missing)));
+            }
+
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,98 @@
+using Bus.Transport;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Xunit;
+
+namespace Bus.Tests;
+
+public class ConfigurationTests
+{
+    [Fact]
+    public async Task AddBus_binds_the_section_and_builds_the_backend_it_names()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Bus:Url"] = "memory://config-test",
+            ["Bus:ConnectTimeout"] = "00:00:03",
+            ["Bus:Settings:retention"] = "10",
+        }).Build();
+        await using var provider = new ServiceCollection().AddBus(configuration.GetSection("Bus")).BuildServiceProvider();
+
+        var options = provider.GetRequiredService<IOptions<BusOptions>>().Value;
+        Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectTimeout);
+        Assert.Equal("10", options.Settings["retention"]);
+        var bus = provider.GetRequiredService<IMessageBus>();
+        Assert.Equal("memory", bus.Backend);
+        Assert.Same(bus, provider.GetRequiredService<IMessageBus>());
+    }
+
+    [Fact]
+    public void Calling_AddBus_twice_registers_one_bus()
+    {
+        var services = new ServiceCollection().AddBus(o => o.Url = "memory://").AddBus(o => o.ConnectTimeout = TimeSpan.FromSeconds(1));
+        Assert.Single(services, d => d.ServiceType == typeof(IMessageBus));
+        using var provider = services.BuildServiceProvider();
+        Assert.Equal(TimeSpan.FromSeconds(1), provider.GetRequiredService<IOptions<BusOptions>>().Value.ConnectTimeout);
+    }
+
+    [Fact]
+    public void Options_validation_names_the_unknown_scheme_and_never_the_password()
+    {
+        using var provider = new ServiceCollection().AddBus(o => o.Url = "carrier-pigeon://user:hunter2-secret@loft:1").BuildServiceProvider();
+        var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<BusOptions>>().Value);
+        Assert.Contains("carrier-pigeon", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2-secret", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("", "is empty")]
+    [InlineData("localhost:5672", "no scheme")]
+    [InlineData("rabbitmq://guest:p@ss%word@", "not a valid URI")]
+    public void A_bad_url_fails_at_creation_naming_the_part_that_is_wrong(string url, string expected)
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create(url));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ss%word", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_known_scheme_without_its_adapter_says_which_package_to_reference()
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("pulsar://localhost:6650"));
+        Assert.Contains("Bus.Pulsar", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0, nameof(SubscriptionOptions.MaxInFlight))]
+    [InlineData(70_000, nameof(SubscriptionOptions.MaxInFlight))]
+    public void Subscription_options_name_the_setting_that_is_out_of_range(int maxInFlight, string setting)
+    {
+        var options = new SubscriptionOptions { Group = "g", MaxInFlight = maxInFlight };
+        var error = Assert.Throws<BusConfigurationException>(options.Validate);
+        Assert.Contains(setting, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Subscription_options_require_a_group_and_are_copied_when_used()
+    {
+        Assert.Contains(nameof(SubscriptionOptions.Group), Assert.Throws<BusConfigurationException>(new SubscriptionOptions().Validate).Message, StringComparison.Ordinal);
+        var options = SubscriptionOptions.ForGroup("g");
+        var copy = options.Clone();
+        options.MaxInFlight = 1;
+        Assert.Equal(16, copy.MaxInFlight);
+    }
+
+    [Fact]
+    public void Settings_come_from_options_and_the_query_string_wins()
+    {
+        var options = new BusOptions { Url = "memory://x?retention=5&max-message-size=1024" };
+        options.Settings["retention"] = "7";
+        options.Settings["other"] = "kept";
+        var context = new TransportContext(new Uri(options.Url), options, Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        Assert.Equal("5", context.GetSetting("retention"));
+        Assert.Equal("kept", context.GetSetting("other"));
+        Assert.Equal(1024, context.GetSetting("max-message-size", 0));
+        Assert.Throws<BusConfigurationException>(() => new TransportContext(new Uri("memory://x?retention=lots"), new BusOptions(), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).GetSetting("retention", 1));
+    }
+}

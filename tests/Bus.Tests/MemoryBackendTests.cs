@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Xunit;
+
+namespace Bus.Tests;
+
+/// <summary>Behaviour of core and the in-memory backend beyond the conformance catalogue.</summary>
+public class MemoryBackendTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
+    private static async Task<ReceivedMessage> ReceiveAsync(MessageConsumer consumer)
+    {
+        using var timeout = new CancellationTokenSource(Wait);
+        return await consumer.ReceiveAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task The_first_settlement_wins_and_later_ones_do_nothing()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        await using var consumer = await bus.CreateConsumerAsync("t", SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync("t", "x");
+        var message = await ReceiveAsync(consumer);
+        await message.AckAsync();
+        await message.NackAsync();
+        await message.DeadLetterAsync("too late");
+        Assert.Equal(SettlementState.Acked, message.Settlement);
+        Assert.Equal(0, consumer.InFlight);
+        using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await consumer.ReceiveAsync(quiet.Token));
+    }
+
+    [Fact]
+    public async Task A_handler_that_fails_twice_is_retried_in_place_with_counted_deliveries()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        var counts = new ConcurrentQueue<int>();
+        await using var subscription = await bus.SubscribeAsync("t", (m, _) =>
+        {
+            counts.Enqueue(m.DeliveryCount);
+            return counts.Count < 3 ? throw new TimeoutException("flaky") : default;
+        }, new SubscriptionOptions { Group = "g", RetryDelay = TimeSpan.FromMilliseconds(1), MaxRetryDelay = TimeSpan.FromMilliseconds(5) });
+        await bus.PublishAsync("t", "x");
+        await WaitForAsync(() => counts.Count >= 3);
+        await Task.Delay(200);
+        Assert.Equal([1, 2, 3], counts.ToArray());
+        await using var deadLetters = await bus.CreateConsumerAsync(bus.GetDeadLetterTopic("t"), SubscriptionOptions.ForGroup(BusDefaults.DeadLetterGroup));
+        Assert.False(deadLetters.TryReceive(out _));
+    }
+
+    [Fact]
+    public async Task An_unacked_message_comes_back_after_the_ack_timeout()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        await using var consumer = await bus.CreateConsumerAsync("t", new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromMilliseconds(200) });
+        await bus.PublishAsync("t", "x");
+        var first = await ReceiveAsync(consumer);
+        var again = await ReceiveAsync(consumer);
+        Assert.Equal(first.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+    }
+
+    [Fact]
+    public async Task A_nack_with_a_delay_is_not_redelivered_before_the_delay()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        await using var consumer = await bus.CreateConsumerAsync("t", SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync("t", "x");
+        var first = await ReceiveAsync(consumer);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await first.NackAsync(TimeSpan.FromMilliseconds(300));
+        var again = await ReceiveAsync(consumer);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(300), $"redelivered after {watch.ElapsedMilliseconds} ms");
+        Assert.Equal(2, again.DeliveryCount);
+    }
+
+    [Fact]
+    public async Task Named_memory_brokers_are_shared_by_buses_in_one_process()
+    {
+        await using var producer = MessageBus.Create("memory://shared-by-name");
+        await using var consumerBus = MessageBus.Create("memory://shared-by-name");
+        await using var consumer = await consumerBus.CreateConsumerAsync("t", SubscriptionOptions.ForGroup("g"));
+        await producer.PublishAsync("t", "across buses");
+        Assert.Equal("across buses", (await ReceiveAsync(consumer)).GetText());
+    }
+
+    [Fact]
+    public async Task Retention_bounds_what_a_new_group_can_replay()
+    {
+        await using var bus = MessageBus.Create("memory://?retention=10");
+        await bus.PublishBatchAsync("t", Enumerable.Range(0, 30).Select(i => OutgoingMessage.FromText(i.ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList());
+        await using var consumer = await bus.CreateConsumerAsync("t", new SubscriptionOptions { Group = "late", StartPosition = StartPosition.Earliest, MaxInFlight = 100 });
+        var replayed = new List<int>();
+        while (consumer.TryReceive(out var message))
+        {
+            replayed.Add(int.Parse(message.GetText(), System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        Assert.InRange(replayed.Count, 10, 13);
+        Assert.Equal(29, replayed[^1]);
+        Assert.Equal(Enumerable.Range(30 - replayed.Count, replayed.Count), replayed);
+    }
+
+    [Fact]
+    public async Task Dispose_of_the_bus_stops_subscriptions_and_later_calls_fail_clearly()
+    {
+        var bus = MessageBus.Create("memory://");
+        var subscription = await bus.SubscribeAsync("t", (_, _) => default, SubscriptionOptions.ForGroup("g"));
+        await bus.DisposeAsync();
+        await subscription.Completion.WaitAsync(Wait);
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await bus.PublishAsync("t", "x"));
+    }
+
+    [Fact]
+    public async Task Publishing_is_counted_in_the_Bus_meter()
+    {
+        long published = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "Bus" && instrument.Name == "bus.messages.published")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "messaging.destination.name" && (string?)tag.Value == "metered")
+                {
+                    Interlocked.Add(ref published, value);
+                }
+            }
+        });
+        listener.Start();
+        await using var bus = MessageBus.Create("memory://");
+        await bus.PublishAsync("metered", "x");
+        await bus.PublishBatchAsync("metered", [OutgoingMessage.FromText("y"), OutgoingMessage.FromText("z")]);
+        Assert.Equal(3, Interlocked.Read(ref published));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task Per_key_order_holds_with_random_handler_latency(int seed)
+    {
+        var random = new Random(seed);
+        await using var bus = MessageBus.Create("memory://");
+        var handled = new ConcurrentDictionary<string, ConcurrentQueue<int>>();
+        var total = 0;
+        await using var subscription = await bus.SubscribeAsync("t", async (m, _) =>
+        {
+            int delay;
+            lock (random)
+            {
+                delay = random.Next(0, 3);
+            }
+
+            if (delay > 0)
+            {
+                await Task.Delay(delay);
+            }
+
+            handled.GetOrAdd(m.Key!, _ => new()).Enqueue(int.Parse(m.GetText(), System.Globalization.CultureInfo.InvariantCulture));
+            Interlocked.Increment(ref total);
+        }, new SubscriptionOptions { Group = "g", MaxInFlight = 32 });
+        var keys = Enumerable.Range(0, 12).Select(k => $"k{k}").ToArray();
+        var next = keys.ToDictionary(k => k, _ => 0);
+        var batch = new List<OutgoingMessage>();
+        for (var i = 0; i < 600; i++)
+        {
+            var key = keys[random.Next(keys.Length)];
+            batch.Add(OutgoingMessage.FromText((next[key]++).ToString(System.Globalization.CultureInfo.InvariantCulture), key));
+        }
+
+        await bus.PublishBatchAsync("t", batch);
+        await WaitForAsync(() => Volatile.Read(ref total) >= 600);
+        foreach (var (key, sequence) in handled)
+        {
+            Assert.Equal(Enumerable.Range(0, next[key]), sequence);
+        }
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < Wait, "timed out");
+            await Task.Delay(5);
+        }
+    }
+}

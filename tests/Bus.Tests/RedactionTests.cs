@@ -1,0 +1,50 @@
+using Bus.Transport;
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using Xunit;
+
+namespace Bus.Tests;
+
+public class RedactionTests
+{
+    [Theory]
+    [InlineData("amqp://guest:guest-secret@rabbit:5672/vhost", "amqp://guest:***@rabbit:5672/vhost")]
+    [InlineData("kafka://b1:9092?sasl.password=top-secret&acks=all", "kafka://b1:9092/?sasl.password=***&acks=all")]
+    [InlineData("memory://", "memory://")]
+    [InlineData("redis://cache:6379/2", "redis://cache:6379/2")]
+    public void Passwords_and_secret_query_values_are_replaced(string url, string expected)
+        => Assert.Equal(expected, UriRedaction.Redact(new Uri(url)));
+
+    [Property(MaxTest = 300)]
+    public Property No_password_survives_redaction()
+    {
+        var passwords = ArbMap.Default.GeneratorFor<NonEmptyString>()
+            .Select(s => s.Get)
+            .Where(p => p.Length >= 4 && !p.Any(char.IsControl) && !p.Any(char.IsSurrogate))
+            .ToArbitrary();
+        return Prop.ForAll(passwords, password =>
+        {
+            var url = $"amqp://user:{Uri.EscapeDataString(password)}@broker-host:5672";
+            var redacted = UriRedaction.Redact(new Uri(url));
+            return !redacted.Contains(password, StringComparison.Ordinal)
+                && !redacted.Contains(Uri.EscapeDataString(password), StringComparison.Ordinal)
+                && redacted.Contains("broker-host", StringComparison.Ordinal);
+        });
+    }
+
+    [Property]
+    public bool Conservative_topic_names_accept_exactly_letters_digits_dot_underscore_dash(NonEmptyString name)
+    {
+        var text = name.Get;
+        var legal = text.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-') && text is not "." and not "..";
+        return (TopicNames.ValidateConservative(text) is null) == legal;
+    }
+
+    [Property]
+    public bool Size_estimate_is_at_least_the_body(byte[] body, string? key)
+    {
+        var message = new OutgoingMessage(body ?? []) { Key = key, MessageId = "id" };
+        return MessageSize.Estimate(message) >= message.Body.Length;
+    }
+}
