@@ -189,7 +189,11 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
         {
             pending.GetAwaiter().GetResult();
             Settled(message);
-            BusTelemetry.Acked.Add(1, _tags);
+            if (BusTelemetry.Acked.Enabled)
+            {
+                BusTelemetry.Acked.Add(1, _tags);
+            }
+
             return default;
         }
 
@@ -290,7 +294,11 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     private async ValueTask<bool> AdmitAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         message.Owner = this;
-        BusTelemetry.Received.Add(1, _tags);
+        if (BusTelemetry.Received.Enabled)
+        {
+            BusTelemetry.Received.Add(1, _tags);
+        }
+
         if (message.DeliveryCount <= _options.MaxDeliveries)
         {
             return true;

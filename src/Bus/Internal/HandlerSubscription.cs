@@ -192,7 +192,7 @@ internal sealed class HandlerSubscription : ISubscription
 
     private async ValueTask ProcessAsync(ReceivedMessage message)
     {
-        var started = Stopwatch.GetTimestamp();
+        var started = BusTelemetry.HandlerDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
         try
         {
             await _handler(message, _abortHandlers.Token).ConfigureAwait(false);
@@ -213,7 +213,10 @@ internal sealed class HandlerSubscription : ISubscription
         }
         finally
         {
-            BusTelemetry.HandlerDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, _tags);
+            if (started != 0)
+            {
+                BusTelemetry.HandlerDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, _tags);
+            }
         }
     }
 

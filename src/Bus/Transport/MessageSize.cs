@@ -22,5 +22,22 @@ public static class MessageSize
         return size;
     }
 
+    /// <summary>How many characters key, ids, content type and headers hold: a cheap bound for <see cref="Estimate"/>.</summary>
+    /// <param name="message">The message.</param>
+    public static long CharactersOutsideBody(OutgoingMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        long count = (message.Key?.Length ?? 0) + (message.MessageId?.Length ?? 0) + (message.CorrelationId?.Length ?? 0) + (message.ContentType?.Length ?? 0) + (message.ReplyTo?.Length ?? 0);
+        if (message.HeadersOrNull is { } headers)
+        {
+            foreach (var (name, value) in headers)
+            {
+                count += name.Length + value.Length;
+            }
+        }
+
+        return count;
+    }
+
     private static int Utf8(string? text) => text is null ? 0 : Encoding.UTF8.GetByteCount(text);
 }

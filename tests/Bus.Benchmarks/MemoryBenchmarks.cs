@@ -1,0 +1,105 @@
+using System.Threading.Channels;
+using BenchmarkDotNet.Attributes;
+using Bus;
+
+namespace Bus.Benchmarks;
+
+/// <summary>
+/// The embedded backend, one producer and one consumer: publish → receive → ack, per message. The baseline is a
+/// raw unbounded <see cref="Channel{T}"/> moving the same message objects between two tasks in the same run, the
+/// closest "raw client" an in-process backend has. Allocations are per message (OperationsPerInvoke).
+/// </summary>
+[MemoryDiagnoser]
+[SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 8)]
+public class MemoryBenchmarks
+{
+    private const int Messages = 100_000;
+    private static readonly byte[] Payload = new byte[256];
+    private MessageBus _bus = null!;
+    private MessageConsumer _consumer = null!;
+    private ISubscription? _subscription;
+    private int _handled;
+    private TaskCompletionSource _allHandled = new();
+
+    [GlobalSetup]
+    public async Task SetupAsync()
+    {
+        _bus = MessageBus.Create("memory://?retention=1000");
+        _consumer = await _bus.CreateConsumerAsync("pull", new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync("push", (_, _) =>
+        {
+            if (Interlocked.Increment(ref _handled) == Messages)
+            {
+                _allHandled.TrySetResult();
+            }
+
+            return default;
+        }, new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
+    }
+
+    [GlobalCleanup]
+    public async Task CleanupAsync()
+    {
+        await _consumer.DisposeAsync();
+        await _bus.DisposeAsync();
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Messages, Description = "raw Channel<T>: write → read")]
+    public async Task RawChannel()
+    {
+        var channel = Channel.CreateUnbounded<OutgoingMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var reader = Task.Run(async () =>
+        {
+            var count = 0;
+            while (count < Messages && await channel.Reader.WaitToReadAsync())
+            {
+                while (channel.Reader.TryRead(out _))
+                {
+                    count++;
+                }
+            }
+        });
+        for (var i = 0; i < Messages; i++)
+        {
+            channel.Writer.TryWrite(new OutgoingMessage(Payload) { MessageId = "id" });
+        }
+
+        await reader;
+    }
+
+    [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → receive → ack (pull)")]
+    public async Task PublishReceiveAck()
+    {
+        var consumer = Task.Run(async () =>
+        {
+            for (var i = 0; i < Messages; i++)
+            {
+                if (!_consumer.TryReceive(out var message))
+                {
+                    message = await _consumer.ReceiveAsync();
+                }
+
+                await message.AckAsync();
+            }
+        });
+        for (var i = 0; i < Messages; i++)
+        {
+            await _bus.PublishAsync("pull", new OutgoingMessage(Payload));
+        }
+
+        await consumer;
+    }
+
+    [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → handler → auto-ack (push)")]
+    public async Task PublishHandle()
+    {
+        _handled = 0;
+        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        for (var i = 0; i < Messages; i++)
+        {
+            await _bus.PublishAsync("push", new OutgoingMessage(Payload));
+        }
+
+        await _allHandled.Task;
+    }
+}
