@@ -1,13 +1,3 @@
-using System.CommandLine;
-using Bus.Cli.Commands;
+using Bus.Cli;
 
-var root = new RootCommand("Bus: one messaging contract over Kafka, RabbitMQ, SQS, Redis Streams, NATS, Pulsar, MQTT and memory.")
-{
-    DemoCommand.Create(),
-    ConformanceCommand.Create(),
-    SendCommand.Create(),
-    ConsumeCommand.Create(),
-    BackendsCommand.Create(),
-};
-
-return await root.Parse(args).InvokeAsync();
+return await BusCli.InvokeAsync(args);
