@@ -23,16 +23,7 @@ public sealed partial class MessageBus
             return PublishSlowAsync(topic, message, cancellationToken);
         }
 
-        ValueTask pending;
-        try
-        {
-            pending = Transport.PublishAsync(topic, message, cancellationToken);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            throw Wrap(ex, "publish", topic);
-        }
-
+        var pending = StartPublish(topic, message, cancellationToken);
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
@@ -80,17 +71,20 @@ public sealed partial class MessageBus
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
-        ValueTask pending;
+        await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Hands the message to the transport; a synchronous failure is wrapped like an asynchronous one.</summary>
+    private ValueTask StartPublish(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
         try
         {
-            pending = Transport.PublishAsync(topic, message, cancellationToken);
+            return Transport.PublishAsync(topic, message, cancellationToken);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             throw Wrap(ex, "publish", topic);
         }
-
-        await AwaitPublishAsync(pending, topic, 1, cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask AwaitPublishAsync(ValueTask pending, string topic, int count, CancellationToken cancellationToken)

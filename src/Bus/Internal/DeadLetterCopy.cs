@@ -7,20 +7,7 @@ internal static class DeadLetterCopy
 {
     public static OutgoingMessage Create(ReceivedMessage message, string group, string reason, string? description)
     {
-        var copy = new OutgoingMessage(message.Body)
-        {
-            Key = message.Key,
-            MessageId = message.MessageId,
-            CorrelationId = message.CorrelationId,
-            ContentType = message.ContentType,
-            ReplyTo = message.ReplyTo,
-        };
-
-        foreach (var (name, value) in message.Headers)
-        {
-            copy.Headers[name] = value;
-        }
-
+        var copy = CopyOf(message, keepDeadLetterHeaders: true);
         copy.Headers[DeadLetterHeaders.OriginalTopic] = message.Headers.TryGetValue(DeadLetterHeaders.OriginalTopic, out var original) ? original : message.Topic;
         copy.Headers[DeadLetterHeaders.Group] = group;
         copy.Headers[DeadLetterHeaders.Reason] = reason;
@@ -41,25 +28,27 @@ internal static class DeadLetterCopy
     }
 
     /// <summary>The message to publish again on redrive: the dead-letter copy without the dead-letter headers.</summary>
-    public static OutgoingMessage ForRedrive(ReceivedMessage deadLetter)
+    public static OutgoingMessage ForRedrive(ReceivedMessage deadLetter) => CopyOf(deadLetter, keepDeadLetterHeaders: false);
+
+    private static OutgoingMessage CopyOf(ReceivedMessage message, bool keepDeadLetterHeaders)
     {
-        var message = new OutgoingMessage(deadLetter.Body)
+        var copy = new OutgoingMessage(message.Body)
         {
-            Key = deadLetter.Key,
-            MessageId = deadLetter.MessageId,
-            CorrelationId = deadLetter.CorrelationId,
-            ContentType = deadLetter.ContentType,
-            ReplyTo = deadLetter.ReplyTo,
+            Key = message.Key,
+            MessageId = message.MessageId,
+            CorrelationId = message.CorrelationId,
+            ContentType = message.ContentType,
+            ReplyTo = message.ReplyTo,
         };
 
-        foreach (var (name, value) in deadLetter.Headers)
+        foreach (var (name, value) in message.Headers)
         {
-            if (!DeadLetterHeaders.IsDeadLetterHeader(name))
+            if (keepDeadLetterHeaders || !DeadLetterHeaders.IsDeadLetterHeader(name))
             {
-                message.Headers[name] = value;
+                copy.Headers[name] = value;
             }
         }
 
-        return message;
+        return copy;
     }
 }
