@@ -28,7 +28,7 @@ public static class ConformanceRunner
             bus = MessageBus.Create(backend.CreateOptions(), backend.LoggerFactory);
             context = new CaseContext(backend, bus, conformanceCase.Name);
             await conformanceCase.Run(context).WaitAsync(caseTimeout, cancellationToken).ConfigureAwait(false);
-            var notes = context.Notes.Count == 0 ? null : string.Join("; ", context.Notes);
+            var notes = PassNotes(context, conformanceCase);
             return new CaseResult(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Passed, notes, watch.ElapsedMilliseconds, Snapshot(context));
         }
         catch (CaseFailedException failed)
@@ -79,6 +79,25 @@ public static class ConformanceRunner
         }
 
         return new BackendReport(backend.Name, backend.Target, DateTimeOffset.UtcNow, results);
+    }
+
+    /// <summary>
+    /// The case's own remarks plus, for each feature the case needs that the backend provides by emulation, the
+    /// backend's remark on how: a pass that relied on emulation says so in the matrix.
+    /// </summary>
+    private static string? PassNotes(CaseContext context, ConformanceCase conformanceCase)
+    {
+        var notes = new List<string>(context.Notes);
+        var capabilities = context.Capabilities;
+        foreach (var feature in Enum.GetValues<BusFeatures>())
+        {
+            if (feature != BusFeatures.None && (conformanceCase.Requires & feature) == feature && capabilities.Supports(feature) && capabilities.Remarks.TryGetValue(feature, out var how))
+            {
+                notes.Add($"{feature}: {how}");
+            }
+        }
+
+        return notes.Count == 0 ? null : string.Join("; ", notes);
     }
 
     private static Dictionary<string, long> Snapshot(CaseContext context) => new(context.Counts, StringComparer.Ordinal);

@@ -12,6 +12,8 @@ public class RedactionTests
     [InlineData("amqp://guest:guest-secret@rabbit:5672/vhost", "amqp://guest:***@rabbit:5672/vhost")]
     [InlineData("kafka://b1:9092?sasl.password=top-secret&acks=all", "kafka://b1:9092/?sasl.password=***&acks=all")]
     [InlineData("memory://", "memory://")]
+    [InlineData("redis://:only-a-secret@cache:6380/1", "redis://:***@cache:6380/1")]
+    [InlineData("redis://only-a-user@cache:6380", "redis://only-a-user@cache:6380")]
     [InlineData("redis://cache:6379/2", "redis://cache:6379/2")]
     public void Passwords_and_secret_query_values_are_replaced(string url, string expected)
         => Assert.Equal(expected, UriRedaction.Redact(new Uri(url)));

@@ -18,11 +18,10 @@ public static class UriRedaction
             }
         }
 
-        var builder = new UriBuilder(uri);
-        if (!string.IsNullOrEmpty(builder.Password))
-        {
-            builder.Password = "***";
-        }
+        // Rebuild the user info by hand: UriBuilder rejects an empty user with a password (redis://:secret@host).
+        var builder = new UriBuilder(uri) { UserName = "", Password = "" };
+        var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
+        var userInfo = colon < 0 ? uri.UserInfo : uri.UserInfo[..colon] + ":***";
 
         if (builder.Query.Length > 1)
         {
@@ -40,7 +39,18 @@ public static class UriRedaction
         }
 
         var text = builder.Uri.GetComponents(UriComponents.AbsoluteUri, UriFormat.UriEscaped);
-        return builder.Port == -1 || uri.IsDefaultPort ? text.Replace($":{builder.Port}", "", StringComparison.Ordinal) : text;
+        if (builder.Port == -1 || uri.IsDefaultPort)
+        {
+            text = text.Replace($":{builder.Port}", "", StringComparison.Ordinal);
+        }
+
+        if (userInfo.Length == 0)
+        {
+            return text;
+        }
+
+        var hostStart = text.IndexOf("://", StringComparison.Ordinal) + 3;
+        return text[..hostStart] + userInfo + "@" + text[hostStart..];
     }
 
     /// <summary>

@@ -1,0 +1,601 @@
+using System.Threading.Channels;
+using Bus.Transport;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Bus.Redis.Internal;
+
+/// <summary>
+/// One consumer of a Redis consumer group. Polls (XREADGROUP without BLOCK, on the shared multiplexer, with a short
+/// backoff while the stream is idle) for at most the free credit, and periodically claims entries of the group's
+/// pending entries list that have been idle longer than the ack timeout (XAUTOCLAIM). Entries it has handed out and
+/// not settled are "in hand"; their number never exceeds <see cref="SubscriptionOptions.MaxInFlight"/>.
+/// </summary>
+/// <remarks>
+/// Delivery counts come from the pending entries list, which Redis keeps per entry: XREADGROUP sets 1, every claim
+/// for delivery (XCLAIM without JUSTID) adds 1; a nack and a release on close only move the entry's idle time
+/// (JUSTID), so the next claim counts the redelivery. An entry held past the ack timeout can be claimed by any
+/// consumer of the group, this one included: the old delivery has then expired (settling it is ignored here; an ack
+/// from a consumer that lost the entry to another one still removes it, at-least-once either way).
+/// </remarks>
+internal sealed class RedisReceiver : TransportReceiver
+{
+    private const int ReleaseChunk = 500;
+
+    private readonly RedisTransport _transport;
+    private readonly IDatabase _database;
+    private readonly RedisKey _key;
+    private readonly string _topic;
+    private readonly string _group;
+    private readonly string _consumer;
+    private readonly int _maxInFlight;
+    private readonly long _ackTimeoutMs;
+    private readonly TimeSpan _pollMaxDelay;
+    private readonly long _claimIntervalMs;
+    private readonly ILogger _logger;
+    private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = false });
+    private readonly Dictionary<string, long> _inHand = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private RedisValue _claimCursor = "0-0";
+    private long _claimAt; // Environment.TickCount64 of the next XAUTOCLAIM
+    private readonly Lock _ackLock = new();
+    private List<(RedisValue Id, TaskCompletionSource Done)> _ackQueue = [];
+    private bool _ackFlushing;
+    private long _nextTag;
+    private readonly RedisKey _delayedKey;
+    private readonly long _delayCheckMs;
+    private long _moveAt; // Environment.TickCount64 of the next look at the delay set
+    private int _rescan; // 1: the next XAUTOCLAIM starts from the beginning of the pending list
+    private Task _loop = Task.CompletedTask;
+    private int _disposed;
+
+    public RedisReceiver(RedisTransport transport, string topic, SubscriptionOptions options, string consumer, ILogger logger)
+    {
+        _transport = transport;
+        _database = transport.Database;
+        _key = topic;
+        _topic = topic;
+        _group = options.Group;
+        _consumer = consumer;
+        _maxInFlight = options.MaxInFlight;
+        _ackTimeoutMs = Math.Max(1, (long)Math.Ceiling(options.AckTimeout.TotalMilliseconds));
+        _pollMaxDelay = transport.Settings.PollMaxDelay;
+        _claimIntervalMs = Math.Max(1, (long)transport.Settings.ClaimInterval.TotalMilliseconds);
+        _delayedKey = RedisTransport.DelayedKey(topic);
+        _delayCheckMs = Math.Max(1, (long)transport.Settings.DelayCheckInterval.TotalMilliseconds);
+        _logger = logger;
+    }
+
+    public override ChannelReader<ReceivedMessage> Deliveries => _channel.Reader;
+
+    /// <summary>This consumer's name in the group.</summary>
+    public string Consumer => _consumer;
+
+    private int FreeCredit
+    {
+        get
+        {
+            lock (_inHand)
+            {
+                return _maxInFlight - _inHand.Count;
+            }
+        }
+    }
+
+    public void Start() => _loop = Task.Run(RunAsync);
+
+    public override async ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        var id = (string)message.TransportState!;
+        if (!IsCurrent(id, message.DeliveryTag))
+        {
+            return; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
+        }
+
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        bool flush;
+        lock (_ackLock)
+        {
+            _ackQueue.Add((id, done));
+            flush = !_ackFlushing;
+            _ackFlushing |= flush;
+        }
+
+        if (flush)
+        {
+            _ = FlushAcksAsync();
+        }
+
+        try
+        {
+            await done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Frees the credit either way: a failed ack leaves the entry pending, claimable again after the ack timeout.
+            Forget(id, message.DeliveryTag);
+        }
+    }
+
+    public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        var id = (string)message.TransportState!;
+        if (!Forget(id, message.DeliveryTag))
+        {
+            return; // released or superseded: nothing to do
+        }
+
+        var delayMs = Math.Max(0, (long)Math.Ceiling(delay.TotalMilliseconds));
+        if (delayMs < _ackTimeoutMs)
+        {
+            // Idle time (ack timeout - delay): claimable by XAUTOCLAIM (min idle = ack timeout) once the delay has passed.
+            await SetIdleAsync(id, _ackTimeoutMs - delayMs).WaitAsync(cancellationToken).ConfigureAwait(false);
+            ClaimWithin(delayMs);
+            return;
+        }
+
+        // Longer than the lease: keep the lease fresh until the rest of the delay fits in one ack timeout.
+        await SetIdleAsync(id, 0).WaitAsync(cancellationToken).ConfigureAwait(false);
+        _ = DeferAsync(id, Environment.TickCount64 + delayMs);
+    }
+
+    /// <summary>Writes the dead-letter copy and acknowledges the entry in one script: both or neither.</summary>
+    public async ValueTask DeadLetterAsync(ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
+    {
+        var id = (string)message.TransportState!;
+        if (!IsCurrent(id, message.DeliveryTag))
+        {
+            Log.DeadLetterSkipped(_logger, _topic, _group, id);
+            return; // expired or released: a newer delivery owns the entry and decides its fate
+        }
+
+        try
+        {
+            var trim = _transport.Settings.TrimArguments();
+            var fields = new List<object>(24);
+            StreamCodec.AppendFields(copy, fields);
+            var arguments = new RedisValue[3 + trim.Count + fields.Count];
+            arguments[0] = _group;
+            arguments[1] = id;
+            arguments[2] = trim.Count;
+            var i = 3;
+            foreach (var value in trim)
+            {
+                arguments[i++] = (RedisValue)value;
+            }
+
+            foreach (var value in fields)
+            {
+                arguments[i++] = (RedisValue)value;
+            }
+
+            var result = await _database.ScriptEvaluateAsync(RedisScripts.DeadLetter, [_key, deadLetterTopic], arguments)
+                .WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (result.IsNull)
+            {
+                Log.DeadLetterSkipped(_logger, _topic, _group, id);
+            }
+        }
+        finally
+        {
+            Forget(id, message.DeliveryTag);
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _transport.Unregister(_topic, this);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _loop.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The loop reports its own failures through the channel.
+        }
+
+        // Buffered deliveries were in this consumer's hands too: all of them go back to the group.
+        _channel.Writer.TryComplete();
+        while (_channel.Reader.TryRead(out _))
+        {
+        }
+
+        string[] ids;
+        lock (_inHand)
+        {
+            ids = [.. _inHand.Keys];
+            _inHand.Clear();
+        }
+
+        try
+        {
+            long released = 0;
+            var offset = 0;
+            do
+            {
+                var length = Math.Min(ReleaseChunk, ids.Length - offset);
+                var arguments = new RedisValue[2 + length];
+                arguments[0] = _group;
+                arguments[1] = _consumer;
+                for (var i = 0; i < length; i++)
+                {
+                    arguments[2 + i] = ids[offset + i];
+                }
+
+                released += (long)await _database.ScriptEvaluateAsync(RedisScripts.Release, [_key], arguments).ConfigureAwait(false);
+                offset += length;
+            }
+            while (offset < ids.Length);
+            Log.Released(_logger, _topic, _group, _consumer, released);
+        }
+        catch (Exception ex)
+        {
+            Log.ReleaseFailed(_logger, _topic, _group, _consumer, ex);
+        }
+
+        _stop.Dispose();
+    }
+
+    /// <summary>
+    /// One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many ids),
+    /// so a lone ack costs one round trip and a busy consumer acks in batches. XACK by id is harmless if the entry was
+    /// meanwhile claimed by another consumer (it was processed here).
+    /// </summary>
+    private async Task FlushAcksAsync()
+    {
+        while (true)
+        {
+            List<(RedisValue Id, TaskCompletionSource Done)> batch;
+            lock (_ackLock)
+            {
+                if (_ackQueue.Count == 0)
+                {
+                    _ackFlushing = false;
+                    return;
+                }
+
+                batch = _ackQueue;
+                _ackQueue = new List<(RedisValue, TaskCompletionSource)>(batch.Count);
+            }
+
+            try
+            {
+                var ids = new RedisValue[batch.Count];
+                for (var i = 0; i < ids.Length; i++)
+                {
+                    ids[i] = batch[i].Id;
+                }
+
+                await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
+                foreach (var (_, done) in batch)
+                {
+                    done.TrySetResult();
+                }
+            }
+            catch (Exception ex)
+            {
+                foreach (var (_, done) in batch)
+                {
+                    done.TrySetException(ex);
+                }
+            }
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        var token = _stop.Token;
+        var idle = TimeSpan.Zero;
+        var failures = 0;
+        while (!token.IsCancellationRequested)
+        {
+            try
+            {
+                if (FreeCredit <= 0)
+                {
+                    // Full: wait for a settlement (or, rarely, a missed wake-up).
+                    await _wake.WaitAsync(_pollMaxDelay * 5, token).ConfigureAwait(false);
+                    continue;
+                }
+
+                var delivered = 0;
+                var moved = false;
+                if (Environment.TickCount64 >= Volatile.Read(ref _moveAt))
+                {
+                    moved = await MoveDueAsync().ConfigureAwait(false);
+                }
+
+                if (Environment.TickCount64 >= Volatile.Read(ref _claimAt))
+                {
+                    delivered += await ClaimAsync().ConfigureAwait(false);
+                }
+
+                var free = FreeCredit;
+                if (free > 0)
+                {
+                    delivered += await ReadNewAsync(free).ConfigureAwait(false);
+                }
+
+                failures = 0;
+                if (delivered > 0 || moved)
+                {
+                    idle = TimeSpan.Zero;
+                    continue;
+                }
+
+                // Nothing there: back off 1, 2, 4 ... ms up to the poll limit, or until woken by a settlement or a nack.
+                idle = idle == TimeSpan.Zero ? TimeSpan.FromMilliseconds(1) : TimeSpan.FromTicks(Math.Min(idle.Ticks * 2, _pollMaxDelay.Ticks));
+                await _wake.WaitAsync(idle, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+            {
+                // The stream or the group is gone: deleted, or a restart of a server without persistence. Whatever is
+                // in the stream now has not been seen by this group, so it starts again from the beginning (duplicates
+                // rather than loss); deliveries in hand belong to the old group and can no longer be settled.
+                Log.GroupRecreated(_logger, _topic, _group, ex);
+                lock (_inHand)
+                {
+                    _inHand.Clear();
+                }
+
+                _claimCursor = "0-0";
+                try
+                {
+                    await _transport.CreateGroupAsync(_topic, _group, "0").ConfigureAwait(false);
+                }
+                catch (Exception again) when (again is RedisException or TimeoutException)
+                {
+                    Log.ReadFailed(_logger, _topic, _group, TimeSpan.FromMilliseconds(500), again);
+                    try
+                    {
+                        await Task.Delay(500, token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
+            {
+                // The multiplexer reconnects by itself; keep polling with a growing pause.
+                var pause = TimeSpan.FromMilliseconds(Math.Min(5000, 100 << Math.Min(failures++, 6)));
+                Log.ReadFailed(_logger, _topic, _group, pause, ex);
+                try
+                {
+                    await Task.Delay(pause, token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+            catch (Exception ex)
+            {
+                Log.ReceiverFailed(_logger, _topic, _group, ex);
+                _channel.Writer.TryComplete(ex);
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Delayed delivery (emulated): moves this topic's due delayed messages into the stream, and decides when to look
+    /// again: at the next due time, or after the delay-check interval for messages published elsewhere.
+    /// </summary>
+    private async Task<bool> MoveDueAsync()
+    {
+        const int Batch = 100;
+        var trim = _transport.Settings.TrimArguments();
+        var arguments = new RedisValue[2 + trim.Count];
+        arguments[0] = Batch;
+        arguments[1] = trim.Count;
+        for (var i = 0; i < trim.Count; i++)
+        {
+            arguments[2 + i] = (RedisValue)trim[i];
+        }
+
+        var result = (RedisResult[])(await _database.ScriptEvaluateAsync(RedisScripts.MoveDue, [_key, _delayedKey], arguments).ConfigureAwait(false))!;
+        var moved = (long)result[0];
+        var wait = _delayCheckMs;
+        if (moved >= Batch)
+        {
+            wait = 0;
+        }
+        else if (!result[2].IsNull && double.TryParse((string?)result[2], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var nextDue))
+        {
+            wait = Math.Clamp((long)Math.Ceiling(nextDue) - (long)result[1], 0, _delayCheckMs);
+        }
+
+        Volatile.Write(ref _moveAt, Environment.TickCount64 + wait);
+        return moved > 0;
+    }
+
+    /// <summary>A delayed message was published through this transport: look at the delay set when it is due.</summary>
+    public void MoveWithin(long delayMs)
+    {
+        var due = Environment.TickCount64 + delayMs;
+        long current;
+        while (due < (current = Volatile.Read(ref _moveAt)) && Interlocked.CompareExchange(ref _moveAt, due, current) != current)
+        {
+        }
+    }
+
+    private async Task<int> ReadNewAsync(int count)
+    {
+        // No BLOCK: a blocking XREADGROUP would stall every other command on the shared connection.
+        var entries = await _database.StreamReadGroupAsync(_key, _group, _consumer, StreamPosition.NewMessages, count).ConfigureAwait(false);
+        foreach (var entry in entries)
+        {
+            var fields = new KeyValuePair<RedisValue, RedisValue>[entry.Values.Length];
+            for (var i = 0; i < fields.Length; i++)
+            {
+                fields[i] = new(entry.Values[i].Name, entry.Values[i].Value);
+            }
+
+            Deliver((string)entry.Id!, fields, 1);
+        }
+
+        return entries.Length;
+    }
+
+    /// <summary>Claims entries idle longer than the ack timeout (abandoned, released, or nacked and due) and delivers them.</summary>
+    private async Task<int> ClaimAsync()
+    {
+        var free = FreeCredit;
+        if (free <= 0)
+        {
+            return 0;
+        }
+
+        if (Interlocked.Exchange(ref _rescan, 0) == 1)
+        {
+            _claimCursor = "0-0";
+        }
+
+        // JUSTID: taking ownership (and resetting idle) without counting; only what is really delivered is counted, by Take.
+        var claimed = await _database.StreamAutoClaimIdsOnlyAsync(_key, _group, _consumer, _ackTimeoutMs, _claimCursor, free).ConfigureAwait(false);
+        _claimCursor = claimed.NextStartId.IsNullOrEmpty ? (RedisValue)"0-0" : claimed.NextStartId;
+        var wrapped = _claimCursor == "0-0";
+        Volatile.Write(ref _claimAt, wrapped ? Environment.TickCount64 + _claimIntervalMs : 0);
+        foreach (var deleted in claimed.DeletedIds ?? [])
+        {
+            Log.PendingEntryDeleted(_logger, _topic, _group, (string)deleted!);
+        }
+
+        // Entries this consumer still holds are among them when it kept them past the ack timeout: like any consumer's,
+        // that delivery has expired (settling it is ignored) and the entry is delivered again, counted.
+        var take = claimed.ClaimedIds ?? [];
+        if (take.Length == 0)
+        {
+            return 0;
+        }
+
+        var arguments = new RedisValue[2 + take.Length];
+        arguments[0] = _group;
+        arguments[1] = _consumer;
+        take.CopyTo(arguments, 2);
+        var result = await _database.ScriptEvaluateAsync(RedisScripts.Take, [_key], arguments).ConfigureAwait(false);
+        var entries = (RedisResult[]?)result ?? [];
+        foreach (var entry in entries)
+        {
+            var parts = (RedisResult[])entry!;
+            var raw = (RedisResult[]?)parts[1] ?? [];
+            var fields = new KeyValuePair<RedisValue, RedisValue>[raw.Length / 2];
+            for (var i = 0; i < fields.Length; i++)
+            {
+                fields[i] = new((RedisValue)raw[2 * i], (RedisValue)raw[(2 * i) + 1]);
+            }
+
+            Deliver((string)parts[0]!, fields, (int)Math.Min(int.MaxValue, (long)parts[2]));
+        }
+
+        Log.Claimed(_logger, _topic, _group, _consumer, entries.Length);
+        return entries.Length;
+    }
+
+    private void Deliver(string id, KeyValuePair<RedisValue, RedisValue>[] fields, int deliveryCount)
+    {
+        var tag = Interlocked.Increment(ref _nextTag);
+        lock (_inHand)
+        {
+            _inHand[id] = tag;
+        }
+
+        _channel.Writer.TryWrite(StreamCodec.Decode(_topic, id, fields, deliveryCount, tag, id));
+    }
+
+    private bool IsCurrent(string id, long tag)
+    {
+        lock (_inHand)
+        {
+            return _inHand.TryGetValue(id, out var current) && current == tag;
+        }
+    }
+
+    /// <summary>Removes a delivery from the hand if it is the current one; frees its credit. False if unknown.</summary>
+    private bool Forget(string id, long tag)
+    {
+        bool removed;
+        lock (_inHand)
+        {
+            removed = _inHand.TryGetValue(id, out var current) && current == tag && _inHand.Remove(id);
+        }
+
+        if (removed)
+        {
+            Wake();
+        }
+
+        return removed;
+    }
+
+    private Task SetIdleAsync(string id, long idleMs)
+        => _database.ScriptEvaluateAsync(RedisScripts.Nack, [_key], [_group, _consumer, id, idleMs]);
+
+    /// <summary>Makes the loop look for claimable entries within <paramref name="delayMs"/>, from the start of the pending list.</summary>
+    private void ClaimWithin(long delayMs)
+    {
+        Volatile.Write(ref _rescan, 1);
+        var due = Environment.TickCount64 + delayMs;
+        long current;
+        while (due < (current = Volatile.Read(ref _claimAt)) && Interlocked.CompareExchange(ref _claimAt, due, current) != current)
+        {
+        }
+
+        if (delayMs == 0)
+        {
+            Wake();
+        }
+    }
+
+    private async Task DeferAsync(string id, long dueAt)
+    {
+        try
+        {
+            while (true)
+            {
+                var remaining = dueAt - Environment.TickCount64;
+                if (remaining < _ackTimeoutMs)
+                {
+                    await SetIdleAsync(id, _ackTimeoutMs - Math.Max(0, remaining)).ConfigureAwait(false);
+                    ClaimWithin(Math.Max(0, remaining));
+                    return;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(remaining - _ackTimeoutMs + 1, _ackTimeoutMs / 2)), _stop.Token).ConfigureAwait(false);
+                await SetIdleAsync(id, 0).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or RedisException or TimeoutException)
+        {
+            // Closed or failed: the entry stays pending and becomes claimable within one ack timeout.
+        }
+    }
+
+    /// <summary>Ends the current back-off pause: there may be something to read or claim.</summary>
+    public void Wake()
+    {
+        if (_wake.CurrentCount == 0)
+        {
+            try
+            {
+                _wake.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+using Bus.Transport;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Bus.Redis.Internal;
+
+/// <summary>
+/// Redis Streams: a topic is a stream key, a group a consumer group, a publish one XADD (confirmed when Redis
+/// replies). One multiplexed connection serves publishing, settling and every receiver's polling.
+/// </summary>
+internal sealed class RedisTransport : MessageTransport
+{
+    private readonly TransportContext _context;
+    private readonly RedisSettings _settings;
+    private readonly ILogger _logger;
+    private ConnectionMultiplexer? _connection;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RedisReceiver[]> _local = new(StringComparer.Ordinal);
+    private IDatabase? _database;
+
+    public RedisTransport(TransportContext context, RedisSettings settings, BackendCapabilities capabilities)
+    {
+        _context = context;
+        _settings = settings;
+        Capabilities = capabilities;
+        _logger = context.LoggerFactory.CreateLogger("Bus.Redis");
+    }
+
+    public override BackendCapabilities Capabilities { get; }
+
+    internal IDatabase Database => _database ?? throw new InvalidOperationException("redis: the transport is not connected.");
+
+    internal RedisSettings Settings => _settings;
+
+    public override async ValueTask ConnectAsync(CancellationToken cancellationToken)
+    {
+        var connecting = ConnectionMultiplexer.ConnectAsync(_settings.Configuration);
+        try
+        {
+            _connection = await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // A connect that finishes after we gave up must not leak its sockets.
+            _ = connecting.ContinueWith(static t => t.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            Log.ConnectFailed(_logger, _context.RedactedUrl, ex);
+            if (ex is OperationCanceledException)
+            {
+                throw;
+            }
+
+            // StackExchange.Redis's messages name the endpoint, never the password; keep only the message.
+            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure } ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: true);
+        }
+
+        _database = _connection.GetDatabase(_settings.Database);
+        Log.Connected(_logger, _context.RedactedUrl, _settings.Database, _settings.Tls);
+    }
+
+    public override string? ValidateTopicName(string topic) => RedisTransportFactory.ValidateStreamName(topic);
+
+    public override async ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        // A stream has no options to compare; it only needs its durable groups (XGROUP CREATE ... 0 MKSTREAM, so they
+        // see everything written from now on, and anything already there).
+        foreach (var group in topic.DurableGroups)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await CreateGroupAsync(topic.Name, group, "0").ConfigureAwait(false);
+        }
+    }
+
+    public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        if (message.Delay is { } delay && delay > TimeSpan.Zero)
+        {
+            return PublishDelayedAsync(topic, message, delay, cancellationToken);
+        }
+
+        // Issued synchronously, so that publishes started in order are written (and get ids) in order.
+        Task pending;
+        if (!_settings.Trims)
+        {
+            pending = Database.StreamAddAsync(topic, StreamCodec.Encode(message));
+        }
+        else
+        {
+            var arguments = new List<object>(24) { new RedisKey(topic) };
+            arguments.AddRange(_settings.TrimArguments());
+            arguments.Add((RedisValue)"*");
+            StreamCodec.AppendFields(message, arguments);
+            pending = Database.ExecuteAsync("XADD", arguments);
+        }
+
+        return _local.TryGetValue(topic, out var receivers) && receivers.Length > 0
+            ? WakeAfterAsync(pending, receivers, cancellationToken)
+            : new ValueTask(pending.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>The sorted set where delayed messages of <paramref name="topic"/> wait ('#' never occurs in a topic name).</summary>
+    internal static RedisKey DelayedKey(string topic) => topic + "#delayed";
+
+    private async ValueTask PublishDelayedAsync(string topic, OutgoingMessage message, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        var fields = new List<object>(24);
+        StreamCodec.AppendFields(message, fields);
+        var arguments = new RedisValue[2 + fields.Count];
+        var delayMs = (long)Math.Ceiling(delay.TotalMilliseconds);
+        arguments[0] = delayMs;
+        arguments[1] = Guid.NewGuid().ToByteArray();
+        for (var i = 0; i < fields.Count; i++)
+        {
+            arguments[2 + i] = (RedisValue)fields[i];
+        }
+
+        await Database.ScriptEvaluateAsync(RedisScripts.PublishDelayed, [DelayedKey(topic)], arguments).WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (_local.TryGetValue(topic, out var receivers))
+        {
+            foreach (var receiver in receivers)
+            {
+                receiver.MoveWithin(delayMs);
+            }
+        }
+    }
+
+    /// <summary>Consumers of this transport learn of a local publish at once instead of at their next poll.</summary>
+    private static async ValueTask WakeAfterAsync(Task pending, RedisReceiver[] receivers, CancellationToken cancellationToken)
+    {
+        await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var receiver in receivers)
+        {
+            receiver.Wake();
+        }
+    }
+
+    internal void Register(string topic, RedisReceiver receiver)
+    {
+        lock (_local)
+        {
+            _local[topic] = _local.TryGetValue(topic, out var current) ? [.. current, receiver] : [receiver];
+        }
+    }
+
+    internal void Unregister(string topic, RedisReceiver receiver)
+    {
+        lock (_local)
+        {
+            if (_local.TryGetValue(topic, out var current))
+            {
+                var rest = current.Where(r => r != receiver).ToArray();
+                if (rest.Length == 0)
+                {
+                    _local.TryRemove(topic, out _);
+                }
+                else
+                {
+                    _local[topic] = rest;
+                }
+            }
+        }
+    }
+
+    public override async ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken)
+    {
+        var start = StreamIds.GroupStart(options.StartPosition);
+        await CreateGroupAsync(topic, options.Group, start).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var consumer = string.IsNullOrWhiteSpace(options.ConsumerName)
+            ? $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..10]}"
+            : options.ConsumerName;
+        var receiver = new RedisReceiver(this, topic, options, consumer, _logger);
+        Log.Joined(_logger, topic, options.Group, consumer, start);
+        receiver.Start();
+        Register(topic, receiver);
+        return receiver;
+    }
+
+    public override ValueTask DeadLetterAsync(TransportReceiver receiver, ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
+        => receiver is RedisReceiver redis
+            ? redis.DeadLetterAsync(message, deadLetterTopic, copy, cancellationToken)
+            : base.DeadLetterAsync(receiver, message, deadLetterTopic, copy, cancellationToken);
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_connection is { } connection)
+        {
+            await connection.CloseAsync(allowCommandsToComplete: true).ConfigureAwait(false);
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>XGROUP CREATE key group start MKSTREAM; an existing group keeps its position.</summary>
+    internal async Task CreateGroupAsync(string topic, string group, string start)
+    {
+        try
+        {
+            await Database.StreamCreateConsumerGroupAsync(topic, group, start, createStream: true).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
+        {
+        }
+        catch (RedisServerException ex) when (ex.Message.StartsWith("WRONGTYPE", StringComparison.Ordinal))
+        {
+            throw new BusException($"redis: key '{topic}' exists and is not a stream.", BusFailureReason.InvalidTopic, RedisTransportFactory.BackendName, topic, innerException: ex);
+        }
+    }
+}

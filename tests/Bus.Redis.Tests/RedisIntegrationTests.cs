@@ -1,0 +1,341 @@
+using System.Text;
+using StackExchange.Redis;
+using Xunit;
+
+namespace Bus.Redis.Tests;
+
+/// <summary>Redis-specific behaviour against the real server: trimming, databases, the entry layout, raw-client interop.</summary>
+public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<RedisFixture>, IAsyncLifetime
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+    private ConnectionMultiplexer? _raw;
+
+    private ConnectionMultiplexer Raw => _raw!;
+
+    public async Task InitializeAsync() => _raw = await ConnectionMultiplexer.ConnectAsync($"{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}");
+
+    public async Task DisposeAsync()
+    {
+        if (_raw is not null)
+        {
+            await _raw.DisposeAsync();
+        }
+    }
+
+    private static string Unique(string hint) => $"it-{hint}-{Guid.NewGuid():N}"[..24];
+
+    private IMessageBus CreateBus(string query = "", string path = "")
+        => MessageBus.Create(new BusOptions { Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}{path}{query}" });
+
+    private static async Task<ReceivedMessage> ReceiveAsync(MessageConsumer consumer)
+    {
+        using var timeout = new CancellationTokenSource(Wait);
+        return await consumer.ReceiveAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task Exact_maxlen_trimming_keeps_the_newest_entries()
+    {
+        await using var bus = CreateBus("?trim-maxlen=10&trim-exact=true");
+        var topic = Unique("trim");
+        for (var i = 0; i < 50; i++)
+        {
+            await bus.PublishAsync(topic, OutgoingMessage.FromText($"m{i}"));
+        }
+
+        var db = Raw.GetDatabase();
+        Assert.Equal(10, await db.StreamLengthAsync(topic));
+        var first = (await db.StreamRangeAsync(topic, count: 1)).Single();
+        Assert.Equal("m40", Encoding.UTF8.GetString((byte[])first["body"]!));
+    }
+
+    [Fact]
+    public async Task Approximate_maxlen_trimming_bounds_the_stream()
+    {
+        await using var bus = CreateBus("?trim-maxlen=100");
+        var topic = Unique("trim-approx");
+        await bus.PublishBatchAsync(topic, Enumerable.Range(0, 1000).Select(i => OutgoingMessage.FromText($"m{i}")).ToList());
+        var length = await Raw.GetDatabase().StreamLengthAsync(topic);
+        // "~" trims whole radix-tree nodes (100 entries each by default): at least 100 stay, far fewer than 1000.
+        Assert.InRange(length, 100, 300);
+    }
+
+    [Fact]
+    public async Task Age_trimming_removes_older_entries()
+    {
+        await using var bus = CreateBus("?trim-max-age=1s&trim-exact=true");
+        var topic = Unique("trim-age");
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("old"));
+        await Task.Delay(1500);
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("new"));
+        var entries = await Raw.GetDatabase().StreamRangeAsync(topic);
+        Assert.Equal(["new"], entries.Select(e => Encoding.UTF8.GetString((byte[])e["body"]!)));
+    }
+
+    [Fact]
+    public async Task No_trimming_by_default()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("no-trim");
+        await bus.PublishBatchAsync(topic, Enumerable.Range(0, 500).Select(i => OutgoingMessage.FromText($"m{i}")).ToList());
+        Assert.Equal(500, await Raw.GetDatabase().StreamLengthAsync(topic));
+    }
+
+    [Fact]
+    public async Task Database_number_from_the_path_is_used()
+    {
+        await using var bus = CreateBus(path: "/3");
+        var topic = Unique("db");
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("in db 3"));
+        Assert.Equal(1, await Raw.GetDatabase(3).StreamLengthAsync(topic));
+        Assert.False(await Raw.GetDatabase(0).KeyExistsAsync(topic));
+    }
+
+    [Fact]
+    public async Task Entry_layout_is_readable_by_the_raw_client()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("layout");
+        var message = new OutgoingMessage(new byte[] { 0, 255, 1 }) { Key = "k-ü", CorrelationId = "c1", ContentType = "application/octet-stream", ReplyTo = "replies" };
+        message.Headers["h-utf8"] = "ünïcødé ✓";
+        await bus.PublishAsync(topic, message);
+        var entry = (await Raw.GetDatabase().StreamRangeAsync(topic)).Single();
+        Assert.Equal(new byte[] { 0, 255, 1 }, (byte[])entry["body"]!);
+        Assert.Equal(message.MessageId, (string?)entry["id"]);
+        Assert.Equal("k-ü", (string?)entry["key"]);
+        Assert.Equal("c1", (string?)entry["correlation-id"]);
+        Assert.Equal("application/octet-stream", (string?)entry["content-type"]);
+        Assert.Equal("replies", (string?)entry["reply-to"]);
+        Assert.Equal("ünïcødé ✓", (string?)entry["h:h-utf8"]);
+    }
+
+    [Fact]
+    public async Task Entries_added_by_the_raw_client_are_read_through_the_bus()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("interop");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        var db = Raw.GetDatabase();
+        var withLayout = await db.StreamAddAsync(topic, [
+            new("body", new byte[] { 9, 8, 7 }), new("id", "raw-1"), new("key", "k"), new("content-type", "x/y"), new("h:trace", "abc")]);
+        var foreign = await db.StreamAddAsync(topic, [new("temperature", "21.5"), new("room", "kitchen")]);
+
+        var first = await ReceiveAsync(consumer);
+        Assert.Equal(new byte[] { 9, 8, 7 }, first.Body.ToArray());
+        Assert.Equal("raw-1", first.MessageId);
+        Assert.Equal("k", first.Key);
+        Assert.Equal("x/y", first.ContentType);
+        Assert.Equal("abc", first.Headers["trace"]);
+        Assert.Equal((string?)withLayout, first.Position);
+        Assert.Equal(1, first.DeliveryCount);
+        await first.AckAsync();
+
+        // Not written by Bus: the entry id stands in for the message id, and every field becomes a header.
+        var second = await ReceiveAsync(consumer);
+        Assert.Equal((string?)foreign, second.MessageId);
+        Assert.True(second.Body.IsEmpty);
+        Assert.Equal("21.5", second.Headers["temperature"]);
+        Assert.Equal("kitchen", second.Headers["room"]);
+        await second.AckAsync();
+
+        var pending = await db.StreamPendingAsync(topic, "g");
+        Assert.Equal(0, pending.PendingMessageCount);
+    }
+
+    [Fact]
+    public async Task Timestamp_is_the_entry_id_time()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("time");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        var before = DateTimeOffset.UtcNow.AddSeconds(-1);
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("now"));
+        var message = await ReceiveAsync(consumer);
+        Assert.InRange(message.Timestamp, before, DateTimeOffset.UtcNow.AddSeconds(1));
+        Assert.StartsWith(message.Timestamp.ToUnixTimeMilliseconds() + "-", message.Position, StringComparison.Ordinal);
+        await message.AckAsync();
+    }
+
+    [Fact]
+    public async Task Dead_lettering_moves_the_entry_atomically_and_the_dlq_group_exists_from_ensure()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("dlq");
+        await bus.EnsureTopicAsync(topic);
+        var dlq = bus.GetDeadLetterTopic(topic);
+        var db = Raw.GetDatabase();
+        var groups = await db.StreamGroupInfoAsync(dlq);
+        Assert.Contains(groups, g => g.Name == BusDefaults.DeadLetterGroup);
+
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("poison"));
+        var message = await ReceiveAsync(consumer);
+        await message.DeadLetterAsync("bad input");
+        Assert.Equal(0, (await db.StreamPendingAsync(topic, "g")).PendingMessageCount);
+        var copy = (await db.StreamRangeAsync(dlq)).Single();
+        Assert.Equal("bad input", (string?)copy["h:" + DeadLetterHeaders.Reason]);
+        Assert.Equal(message.MessageId, (string?)copy["id"]);
+    }
+
+    [Fact]
+    public async Task Consumer_name_is_used_and_removed_from_the_group_when_it_owns_nothing()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("names");
+        var db = Raw.GetDatabase();
+        var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", ConsumerName = "worker-7" });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        var message = await ReceiveAsync(consumer);
+        var owners = await db.StreamPendingMessagesAsync(topic, "g", 10, RedisValue.Null);
+        Assert.Equal("worker-7", (string?)Assert.Single(owners).ConsumerName);
+        await message.AckAsync();
+        await consumer.DisposeAsync();
+        Assert.DoesNotContain(await db.StreamConsumerInfoAsync(topic, "g"), c => c.Name == "worker-7");
+    }
+
+    [Fact]
+    public async Task Delayed_message_from_another_process_waits_in_the_delay_set_then_reaches_every_group()
+    {
+        await using var publisher = CreateBus();
+        await using var bus = CreateBus("?delay-check-interval=200");
+        var topic = Unique("delay");
+        await using var first = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g1"));
+        await using var second = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g2"));
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var message = new OutgoingMessage(new byte[] { 0, 1, 2 }) { Key = "k", Delay = TimeSpan.FromSeconds(1) };
+        message.Headers["h"] = "ü";
+        await publisher.PublishAsync(topic, message);
+        var db = Raw.GetDatabase();
+        Assert.Equal(1, await db.SortedSetLengthAsync(topic + "#delayed"));
+        Assert.Equal(0, await db.StreamLengthAsync(topic));
+
+        var one = await ReceiveAsync(first);
+        var two = await ReceiveAsync(second);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(950), $"delivered after {watch.ElapsedMilliseconds} ms");
+        Assert.Equal(message.MessageId, one.MessageId);
+        Assert.Equal(message.MessageId, two.MessageId);
+        Assert.Equal(new byte[] { 0, 1, 2 }, one.Body.ToArray());
+        Assert.Equal("k", one.Key);
+        Assert.Equal("ü", one.Headers["h"]);
+        Assert.Equal(1, await db.StreamLengthAsync(topic));
+        Assert.Equal(0, await db.SortedSetLengthAsync(topic + "#delayed"));
+        await one.AckAsync();
+        await two.AckAsync();
+    }
+
+    [Fact]
+    public async Task Nack_with_delay_redelivers_after_the_delay_with_the_next_count()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("nack-delay");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(5) });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("later"));
+        var first = await ReceiveAsync(consumer);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await first.NackAsync(TimeSpan.FromSeconds(1));
+        var again = await ReceiveAsync(consumer);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(950), $"redelivered after {watch.ElapsedMilliseconds} ms");
+        Assert.Equal(first.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+    }
+
+    [Fact]
+    public async Task Entry_held_past_the_ack_timeout_is_delivered_again_and_the_expired_ack_is_ignored()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("lease");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(1) });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("slow"));
+        var held = await ReceiveAsync(consumer);
+        var again = await ReceiveAsync(consumer);
+        Assert.Equal(held.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await held.AckAsync(); // the expired delivery: ignored, the entry stays pending for the new one
+        var db = Raw.GetDatabase();
+        Assert.Equal(1, (await db.StreamPendingAsync(topic, "g")).PendingMessageCount);
+        await again.AckAsync();
+        Assert.Equal(0, (await db.StreamPendingAsync(topic, "g")).PendingMessageCount);
+    }
+
+    [Fact]
+    public async Task Entry_held_past_the_ack_timeout_by_a_live_consumer_goes_to_another_consumer()
+    {
+        await using var busA = CreateBus();
+        await using var busB = CreateBus();
+        var topic = Unique("lease-other");
+        var options = new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(1), MaxInFlight = 1 };
+        await using var slow = await busA.CreateConsumerAsync(topic, options);
+        await busA.PublishAsync(topic, OutgoingMessage.FromText("slow"));
+        var held = await ReceiveAsync(slow);
+        await using var other = await busB.CreateConsumerAsync(topic, options);
+        var again = await ReceiveAsync(other);
+        Assert.Equal(held.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+        await held.AckAsync(); // late, from the consumer that lost it: harmless
+        Assert.Equal(0, (await Raw.GetDatabase().StreamPendingAsync(topic, "g")).PendingMessageCount);
+    }
+
+    [Fact]
+    public async Task Consumer_survives_a_restart_of_a_server_without_persistence()
+    {
+        if (!fixture.Broker.CanControlLifecycle)
+        {
+            // An endpoint from BUS_TEST_REDIS_URL cannot be restarted by the tests; nothing to show here.
+            return;
+        }
+
+        await using var bus = CreateBus();
+        var topic = Unique("restart");
+        var received = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var subscription = await bus.SubscribeAsync(topic, (m, _) => { received.Enqueue(m.GetText()); return default; }, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("before"));
+        await WaitForAsync(() => received.Contains("before"));
+
+        await fixture.Broker.RestartAsync();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                await bus.PublishAsync(topic, OutgoingMessage.FromText("after"));
+                break;
+            }
+            catch (BusException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200); // the multiplexer is still reconnecting
+            }
+        }
+
+        await WaitForAsync(() => received.Contains("after"), TimeSpan.FromSeconds(20));
+        Assert.False(subscription.Completion.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Consumer_recreates_its_group_when_the_stream_is_deleted()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("deleted");
+        var received = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var subscription = await bus.SubscribeAsync(topic, (m, _) => { received.Enqueue(m.GetText()); return default; }, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("before"));
+        await WaitForAsync(() => received.Contains("before"));
+        Assert.True(await Raw.GetDatabase().KeyDeleteAsync(topic));
+        await Task.Delay(200); // let the consumer meet NOGROUP and create the group again
+        await WaitForAsync(() => Raw.GetDatabase().KeyExists(topic));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("after"));
+        await WaitForAsync(() => received.Contains("after"));
+        Assert.False(subscription.Completion.IsCompleted);
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? Wait);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out");
+            await Task.Delay(20);
+        }
+    }
+}
