@@ -1,0 +1,4 @@
+using Bus.RabbitMq;
+using Bus.Transport;
+
+[assembly: BusTransport(typeof(RabbitMqTransportFactory))]

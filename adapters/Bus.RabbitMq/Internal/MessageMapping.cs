@@ -1,0 +1,185 @@
+using System.Globalization;
+using System.Text;
+using RabbitMQ.Client;
+
+namespace Bus.RabbitMq.Internal;
+
+/// <summary>
+/// Maps Bus messages onto AMQP 0-9-1 properties and back. Message id, correlation id, content type and reply-to use
+/// the AMQP properties (short strings, at most 255 bytes; longer values travel in <c>bus-*</c> headers instead); the
+/// key travels in the <c>bus-key</c> header; application headers are UTF-8 long strings.
+/// </summary>
+internal static class MessageMapping
+{
+    public const string KeyHeader = "bus-key";
+    public const string MessageIdHeader = "bus-message-id";
+    public const string CorrelationIdHeader = "bus-correlation-id";
+    public const string ContentTypeHeader = "bus-content-type";
+    public const string ReplyToHeader = "bus-reply-to";
+    public const string DeliveryCountHeader = "x-delivery-count";
+
+    private const int ShortStringLimit = 255;
+
+    /// <summary>
+    /// Headers the broker (or RabbitMQ.Client's confirmation tracking, <c>x-dotnet-pub-seq-no</c>) adds, never shown as
+    /// application headers.
+    /// </summary>
+    private static readonly HashSet<string> BrokerHeaders = new(StringComparer.Ordinal)
+    {
+        DeliveryCountHeader, "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+        "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-stream-offset", Constants.PublishSequenceNumberHeader,
+    };
+
+    public static BasicProperties ToProperties(OutgoingMessage message)
+    {
+        var headers = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (message.HasHeaders)
+        {
+            foreach (var (name, value) in message.Headers)
+            {
+                headers[name] = Encoding.UTF8.GetBytes(value);
+            }
+        }
+
+        if (message.Key is { } key)
+        {
+            headers[KeyHeader] = Encoding.UTF8.GetBytes(key);
+        }
+
+        var properties = new BasicProperties
+        {
+            DeliveryMode = DeliveryModes.Persistent,
+            Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()),
+            MessageId = Short(message.MessageId, MessageIdHeader, headers),
+            CorrelationId = Short(message.CorrelationId, CorrelationIdHeader, headers),
+            ContentType = Short(message.ContentType, ContentTypeHeader, headers),
+            ReplyTo = Short(message.ReplyTo, ReplyToHeader, headers),
+        };
+        if (headers.Count > 0)
+        {
+            properties.Headers = headers;
+        }
+
+        return properties;
+    }
+
+    /// <summary>The routing key: the message key when it fits a short string (fanout exchanges ignore it; it helps tracing).</summary>
+    public static string RoutingKey(OutgoingMessage message)
+        => message.Key is { } key && Encoding.UTF8.GetByteCount(key) <= ShortStringLimit ? key : "";
+
+    public static ReceivedMessage FromDelivery(string topic, ReadOnlyMemory<byte> body, IReadOnlyBasicProperties properties, ulong deliveryTag, bool redelivered, object state)
+    {
+        var raw = properties.Headers;
+        Dictionary<string, string>? headers = null;
+        string? key = null, messageId = null, correlationId = null, contentType = null, replyTo = null;
+        var deliveryCount = redelivered ? 2 : 1;
+        if (raw is not null)
+        {
+            foreach (var (name, value) in raw)
+            {
+                switch (name)
+                {
+                    case KeyHeader: key = Text(value); continue;
+                    case MessageIdHeader: messageId = Text(value); continue;
+                    case CorrelationIdHeader: correlationId = Text(value); continue;
+                    case ContentTypeHeader: contentType = Text(value); continue;
+                    case ReplyToHeader: replyTo = Text(value); continue;
+                    case DeliveryCountHeader:
+                        // Quorum queues count returns; classic queues only flag a redelivery.
+                        if (TryInteger(value, out var returned))
+                        {
+                            deliveryCount = (int)Math.Min(int.MaxValue - 1, returned) + 1;
+                        }
+
+                        continue;
+                }
+
+                if (!BrokerHeaders.Contains(name))
+                {
+                    (headers ??= new Dictionary<string, string>(StringComparer.Ordinal))[name] = Text(value) ?? "";
+                }
+            }
+
+            AddBrokerDeadLetterHeaders(raw, ref headers);
+        }
+
+        var timestamp = properties.IsTimestampPresent()
+            ? DateTimeOffset.FromUnixTimeSeconds(properties.Timestamp.UnixTime)
+            : DateTimeOffset.UtcNow;
+        return new ReceivedMessage(
+            topic,
+            body.ToArray(),
+            key,
+            headers,
+            messageId ?? properties.MessageId ?? Guid.CreateVersion7().ToString(),
+            correlationId ?? properties.CorrelationId,
+            contentType ?? properties.ContentType,
+            replyTo ?? properties.ReplyTo,
+            deliveryCount,
+            deliveryTag.ToString(CultureInfo.InvariantCulture),
+            timestamp,
+            (long)deliveryTag,
+            state);
+    }
+
+    /// <summary>
+    /// A message the broker dead-lettered itself (its delivery limit was reached, say by consumers that kept crashing)
+    /// has no Bus dead-letter headers: derive them from the broker's x-first-death-* headers.
+    /// </summary>
+    private static void AddBrokerDeadLetterHeaders(IDictionary<string, object?> raw, ref Dictionary<string, string>? headers)
+    {
+        if (!raw.TryGetValue("x-first-death-reason", out var reasonValue) || Text(reasonValue) is not { } reason || reason == "expired"
+            || headers?.ContainsKey(DeadLetterHeaders.Reason) == true)
+        {
+            return;
+        }
+
+        headers ??= new Dictionary<string, string>(StringComparer.Ordinal);
+        headers[DeadLetterHeaders.Reason] = $"dead-lettered by RabbitMQ: {reason}";
+        if (raw.TryGetValue("x-first-death-exchange", out var exchange) && Text(exchange) is { } topic)
+        {
+            headers[DeadLetterHeaders.OriginalTopic] = topic;
+        }
+
+        if (raw.TryGetValue("x-first-death-queue", out var queue) && Text(queue) is { } queueName && queueName.IndexOf(':', StringComparison.Ordinal) is var colon and > 0)
+        {
+            headers[DeadLetterHeaders.Group] = queueName[(colon + 1)..];
+        }
+
+        headers[DeadLetterHeaders.Time] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
+    }
+
+    private static string? Short(string? value, string header, Dictionary<string, object?> headers)
+    {
+        if (value is null || Encoding.UTF8.GetByteCount(value) <= ShortStringLimit)
+        {
+            return value;
+        }
+
+        headers[header] = Encoding.UTF8.GetBytes(value);
+        return null;
+    }
+
+    private static string? Text(object? value) => value switch
+    {
+        null => null,
+        byte[] bytes => Encoding.UTF8.GetString(bytes),
+        string text => text,
+        AmqpTimestamp stamp => stamp.UnixTime.ToString(CultureInfo.InvariantCulture),
+        IFormattable formattable => formattable.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString(),
+    };
+
+    private static bool TryInteger(object? value, out long result)
+    {
+        switch (value)
+        {
+            case long l: result = l; return true;
+            case int i: result = i; return true;
+            case short s: result = s; return true;
+            case byte b: result = b; return true;
+            case uint u: result = u; return true;
+            default: result = 0; return false;
+        }
+    }
+}

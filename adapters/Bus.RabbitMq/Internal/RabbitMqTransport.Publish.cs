@@ -1,0 +1,151 @@
+using System.Globalization;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Bus.RabbitMq.Internal;
+
+/// <summary>
+/// Publishing: one channel with publisher confirmations and confirmation tracking, so each publish completes when the
+/// broker has confirmed it. Publishes are not serialised by the caller: a batch starts every publish and then awaits
+/// them all, so confirms are pipelined; one channel keeps them in call order (per-key order for batches).
+/// No <c>mandatory</c> flag: a topic without groups drops what is published to it, as in the reference backend.
+/// </summary>
+internal sealed partial class RabbitMqTransport
+{
+    private const long MaxDelayMs = uint.MaxValue;
+    private readonly SemaphoreSlim _publishChannelLock = new(1, 1);
+    private volatile IChannel? _publishChannel;
+
+    public override async ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        if (message.Delay is { } delay && delay > TimeSpan.Zero)
+        {
+            await PublishDelayedAsync(topic, message, delay, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var channel = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
+        await SendAsync(channel, topic, MessageMapping.RoutingKey(message), message, topic, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Starts every publish on one channel, in order, before awaiting any: the channel keeps them in that order (so
+    /// per-key order holds) and their confirms are pipelined.
+    /// </summary>
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
+        var channel = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
+        var pending = new Task[messages.Count];
+        for (var i = 0; i < pending.Length; i++)
+        {
+            var message = messages[i];
+            pending[i] = message.Delay is { } delay && delay > TimeSpan.Zero
+                ? PublishDelayedAsync(topic, message, delay, cancellationToken)
+                : SendAsync(channel, topic, MessageMapping.RoutingKey(message), message, topic, cancellationToken);
+        }
+
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    private async Task SendAsync(IChannel channel, string exchange, string routingKey, OutgoingMessage message, string topic, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await channel.BasicPublishAsync(exchange, routingKey, mandatory: false, MessageMapping.ToProperties(message), message.Body, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PublishException ex)
+        {
+            throw new BusException($"rabbitmq: the broker did not confirm message {message.MessageId} on topic '{topic}' (nack)", BusFailureReason.PublishNotConfirmed, RabbitMqEndpoint.BackendName, topic, isTransient: true, ex);
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            throw new BusException($"rabbitmq: publish to topic '{topic}' failed: its exchange does not exist (deleted behind the bus's back?)", BusFailureReason.BrokerError, RabbitMqEndpoint.BackendName, topic, isTransient: false, ex);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Failure(ex, "publish", topic);
+        }
+    }
+
+    /// <summary>
+    /// Emulated delay: the message waits in <c>&lt;topic&gt;:bus-delay-&lt;ms&gt;</c>, a classic queue whose message TTL is the
+    /// delay and whose dead-letter exchange is the topic, so it reaches every group when it expires. The queue is
+    /// redeclared on each delayed publish, which restarts its x-expires clock, so it outlives its last message.
+    /// </summary>
+    private async Task PublishDelayedAsync(string topic, OutgoingMessage message, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        var ms = (long)Math.Ceiling(delay.TotalMilliseconds);
+        if (ms > MaxDelayMs)
+        {
+            throw new BusException($"rabbitmq: a delay of {delay} on topic '{topic}' exceeds the longest message TTL RabbitMQ accepts ({MaxDelayMs} ms)", BusFailureReason.NotSupported, RabbitMqEndpoint.BackendName, topic);
+        }
+
+        var queue = string.Create(CultureInfo.InvariantCulture, $"{topic}:bus-delay-{ms}");
+        var arguments = new Dictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["x-queue-type"] = "classic",
+            ["x-message-ttl"] = ms,
+            ["x-dead-letter-exchange"] = topic,
+            ["x-expires"] = ms + 600_000,
+        };
+        await WithChannelAsync(async channel =>
+        {
+            await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return true;
+        }, "declare the delay queue", topic, cancellationToken).ConfigureAwait(false);
+        var publisher = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
+        await SendAsync(publisher, "", queue, message, topic, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<IChannel> GetPublishChannelAsync(CancellationToken cancellationToken)
+    {
+        var connection = await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await _publishChannelLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_publishChannel is { } current)
+            {
+                if (current.IsOpen)
+                {
+                    return current;
+                }
+
+                if (!connection.IsOpen)
+                {
+                    // The connection is recovering; the channel recovers with it. Publishing now fails fast (transient).
+                    return current;
+                }
+
+                Log.PublishChannelClosed(_logger, current.CloseReason is { } reason ? $"{reason.ReplyCode} {reason.ReplyText}" : "unknown");
+                current.Dispose();
+                _publishChannel = null;
+            }
+
+            try
+            {
+                _publishChannel = await connection.CreateChannelAsync(
+                    new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true),
+                    cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                throw Failure(ex, "open the publish channel", null);
+            }
+
+            return _publishChannel;
+        }
+        finally
+        {
+            _publishChannelLock.Release();
+        }
+    }
+
+    private async Task DisposePublishChannelAsync()
+    {
+        if (_publishChannel is { } channel)
+        {
+            _publishChannel = null;
+            await CloseQuietlyAsync(channel).ConfigureAwait(false);
+        }
+    }
+}

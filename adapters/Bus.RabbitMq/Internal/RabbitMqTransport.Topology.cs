@@ -1,0 +1,269 @@
+using System.Globalization;
+using Bus.Transport;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Bus.RabbitMq.Internal;
+
+/// <summary>Topology: exchanges for topics, queues for groups, marker queues that record topic options.</summary>
+internal sealed partial class RabbitMqTransport
+{
+    private const string QueueTypeProperty = "queue-type";
+
+    public override async ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        var options = topic.Options;
+        var queueType = RabbitMqEndpoint.ParseQueueType(options.Properties.TryGetValue(QueueTypeProperty, out var type) ? type : null, $"topic '{topic.Name}'", "TopicOptions.Properties[\"queue-type\"]");
+        await WithChannelAsync(async channel =>
+        {
+            await channel.ExchangeDeclareAsync(topic.Name, ExchangeType.Fanout, durable: true, autoDelete: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return true;
+        }, "declare the exchange", topic.Name, cancellationToken).ConfigureAwait(false);
+
+        // Options that were set are recorded on the broker, where a conflicting redeclaration fails.
+        await RecordOptionsAsync(
+            topic.Name,
+            [
+                ("partitions", options.Partitions),
+                ("ordered", options.Ordered is { } ordered ? (ordered ? 1 : 0) : null),
+                ("retention", options.Retention is { } retention ? (long)retention.TotalMilliseconds : null),
+                (QueueTypeProperty, queueType is { } q ? (long)q : null),
+            ],
+            cancellationToken).ConfigureAwait(false);
+
+        var known = _topics.GetOrAdd(topic.Name, static (_, o) => o.Clone(), options);
+        lock (known)
+        {
+            known.Ordered ??= options.Ordered;
+            known.Partitions ??= options.Partitions;
+            known.Retention ??= options.Retention;
+            if (type is not null)
+            {
+                known.Properties.TryAdd(QueueTypeProperty, type);
+            }
+        }
+
+        if (topic.IsDeadLetterTopic)
+        {
+            _deadLetterTopics[topic.Name] = true;
+        }
+
+        foreach (var group in topic.DurableGroups)
+        {
+            await DeclareGroupAsync(topic.Name, group, SubscriptionOptions.DefaultMaxDeliveries, null, cancellationToken).ConfigureAwait(false);
+        }
+
+        Log.TopicDeclared(_logger, topic.Name, topic.DurableGroups.Count);
+    }
+
+    /// <summary>
+    /// Declares the group's queue and binds it, unless it exists: then it is used with the arguments it was created
+    /// with (AMQP 0-9-1 cannot read a queue's arguments, and redeclaring with others would fail).
+    /// </summary>
+    private async Task DeclareGroupAsync(string topic, string group, int maxDeliveries, string? deadLetterTopic, CancellationToken cancellationToken)
+    {
+        var queue = QueueName(topic, group);
+        if (Utf8Length(queue) > 255)
+        {
+            throw new BusConfigurationException($"rabbitmq: the queue name '{queue}' for group '{group}' of topic '{topic}' is longer than RabbitMQ's 255 bytes; use a shorter group name.", RabbitMqEndpoint.BackendName);
+        }
+
+        if (await QueueExistsAsync(queue, cancellationToken).ConfigureAwait(false))
+        {
+            Log.QueueExists(_logger, queue);
+        }
+        else
+        {
+            var (arguments, quorum, sac, limit) = GroupArguments(topic, maxDeliveries, deadLetterTopic);
+            try
+            {
+                await WithChannelAsync(async channel =>
+                {
+                    await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    return true;
+                }, "declare the group queue", topic, cancellationToken).ConfigureAwait(false);
+                Log.QueueDeclared(_logger, queue, quorum ? "quorum" : "classic", sac, limit);
+            }
+            catch (BusException ex) when (ex.Reason == BusFailureReason.TopicConflict)
+            {
+                // Another consumer created it at the same moment with other arguments: use theirs.
+                if (!await QueueExistsAsync(queue, cancellationToken).ConfigureAwait(false))
+                {
+                    throw;
+                }
+            }
+        }
+
+        await WithChannelAsync(async channel =>
+        {
+            await channel.QueueBindAsync(queue, topic, routingKey: "", cancellationToken: cancellationToken).ConfigureAwait(false);
+            return true;
+        }, "bind the group queue", topic, cancellationToken).ConfigureAwait(false);
+    }
+
+    private (Dictionary<string, object?> Arguments, bool Quorum, bool SingleActiveConsumer, int DeliveryLimit) GroupArguments(string topic, int maxDeliveries, string? deadLetterTopic)
+    {
+        var known = _topics.TryGetValue(topic, out var options) ? options : null;
+        RabbitMqQueueType queueType;
+        bool sac;
+        lock (known ?? new object())
+        {
+            queueType = RabbitMqEndpoint.ParseQueueType(known is not null && known.Properties.TryGetValue(QueueTypeProperty, out var type) ? type : null, $"topic '{topic}'", "TopicOptions.Properties[\"queue-type\"]") ?? _endpoint.QueueType;
+            sac = known?.Ordered ?? _endpoint.SingleActiveConsumer;
+        }
+
+        var arguments = new Dictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["x-queue-type"] = queueType == RabbitMqQueueType.Quorum ? "quorum" : "classic",
+        };
+        if (sac)
+        {
+            arguments["x-single-active-consumer"] = true;
+        }
+
+        var limit = 0;
+        var isDeadLetterTopic = _deadLetterTopics.ContainsKey(topic);
+        if (queueType == RabbitMqQueueType.Quorum && !isDeadLetterTopic)
+        {
+            // Core dead-letters (with reason headers) when it sees a delivery count above MaxDeliveries; the broker's
+            // limit sits a little above, for consumers that crash before core can act, and dead-letters at least once.
+            limit = _endpoint.DeliveryLimit ?? maxDeliveries + 2;
+            arguments["x-delivery-limit"] = limit;
+            arguments["x-dead-letter-exchange"] = deadLetterTopic ?? GetDeadLetterTopic(topic);
+            arguments["x-dead-letter-strategy"] = "at-least-once";
+            arguments["x-overflow"] = "reject-publish";
+        }
+
+        return (arguments, queueType == RabbitMqQueueType.Quorum, sac, limit);
+    }
+
+    /// <summary>Whether the queue exists (a passive declaration; a 404 closes that channel, so it gets its own).</summary>
+    private async Task<bool> QueueExistsAsync(string queue, CancellationToken cancellationToken)
+    {
+        var connection = await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        IChannel? channel = null;
+        try
+        {
+            channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return false;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Failure(ex, $"look up queue '{queue}'", null);
+        }
+        finally
+        {
+            if (channel is not null)
+            {
+                await CloseQuietlyAsync(channel).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Records each option that is set as the <c>x-max-length-bytes</c> argument of an empty, unbound classic queue
+    /// <c>&lt;topic&gt;:bus-topic-&lt;name&gt;</c>. RabbitMQ compares that argument when the queue is declared again, so a
+    /// different value fails with 406 PRECONDITION_FAILED, which becomes a <see cref="BusFailureReason.TopicConflict"/>.
+    /// On a conflict, the markers this call created are deleted again, so a failed ensure records nothing.
+    /// </summary>
+    private async Task RecordOptionsAsync(string topic, (string Name, long? Value)[] options, CancellationToken cancellationToken)
+    {
+        var created = new List<string>();
+        foreach (var (name, value) in options)
+        {
+            if (value is not { } recorded)
+            {
+                continue;
+            }
+
+            var marker = $"{topic}:bus-topic-{name}";
+            var existed = await QueueExistsAsync(marker, cancellationToken).ConfigureAwait(false);
+            var arguments = new Dictionary<string, object?>(StringComparer.Ordinal)
+            {
+                ["x-queue-type"] = "classic",
+                ["x-max-length"] = 0,
+                ["x-max-length-bytes"] = Math.Max(0, recorded),
+            };
+            try
+            {
+                await WithChannelAsync(async channel =>
+                {
+                    await channel.QueueDeclareAsync(marker, durable: true, exclusive: false, autoDelete: false, arguments, cancellationToken: cancellationToken).ConfigureAwait(false);
+                    return true;
+                }, "record the topic options", topic, cancellationToken).ConfigureAwait(false);
+                if (!existed)
+                {
+                    created.Add(marker);
+                }
+            }
+            catch (BusException ex) when (ex.Reason == BusFailureReason.TopicConflict)
+            {
+                foreach (var undo in created)
+                {
+                    await WithChannelAsync(async channel =>
+                    {
+                        await channel.QueueDeleteAsync(undo, ifUnused: false, ifEmpty: false, cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                        return true;
+                    }, "undo the topic options", topic, CancellationToken.None).ConfigureAwait(false);
+                }
+
+                throw new BusException(
+                    string.Create(CultureInfo.InvariantCulture, $"rabbitmq: topic '{topic}' exists with another {name} than the requested {Show(name, recorded)}"),
+                    BusFailureReason.TopicConflict, RabbitMqEndpoint.BackendName, topic, isTransient: false, ex.InnerException);
+            }
+        }
+    }
+
+    private static string Show(string name, long value) => name switch
+    {
+        "ordered" => value == 1 ? "true" : "false",
+        QueueTypeProperty => ((RabbitMqQueueType)value).ToString().ToLowerInvariant(),
+        "retention" => TimeSpan.FromMilliseconds(value).ToString(),
+        _ => value.ToString(CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>Runs one topology operation on a channel of its own (a failed declaration closes its channel).</summary>
+    private async Task<T> WithChannelAsync<T>(Func<IChannel, Task<T>> action, string operation, string? topic, CancellationToken cancellationToken)
+    {
+        var connection = await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        IChannel? channel = null;
+        try
+        {
+            channel = await connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            return await action(channel).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw Failure(ex, operation, topic);
+        }
+        finally
+        {
+            if (channel is not null)
+            {
+                await CloseQuietlyAsync(channel).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task CloseQuietlyAsync(IChannel channel)
+    {
+        try
+        {
+            if (channel.IsOpen)
+            {
+                await channel.CloseAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            // Closing a channel the broker already closed.
+        }
+
+        channel.Dispose();
+    }
+}

@@ -1,0 +1,10 @@
+using Bus.Conformance.Xunit;
+using Xunit;
+
+namespace Bus.RabbitMq.Tests;
+
+/// <summary>The whole catalogue against RabbitMQ with the adapter's defaults (quorum queues).</summary>
+public sealed class RabbitMqConformance(RabbitMqFixture fixture) : ConformanceTests(fixture), IClassFixture<RabbitMqFixture>
+{
+    public static TheoryData<string> Cases => ApplicableCases(RabbitMqTransportFactory.DeclaredCapabilities);
+}

@@ -1,0 +1,366 @@
+using System.Collections.Concurrent;
+using System.Text;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+using Xunit;
+
+namespace Bus.RabbitMq.Tests;
+
+/// <summary>
+/// Behaviour specific to RabbitMQ, against a broker of its own (one test restarts it): queue types, single active
+/// consumer, the broker's own dead-lettering, interoperability with the raw client, recovery after a restart.
+/// </summary>
+public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture) : IClassFixture<RabbitMqIntegrationFixture>
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
+
+    private static string Unique(string hint) => $"it-{hint}-{Guid.NewGuid():N}"[..24];
+
+    private MessageBus CreateBus(string query = "")
+    {
+        var url = fixture.Backend.Url.TrimEnd('/') + query;
+        return MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(10) });
+    }
+
+    private async Task<IConnection> RawConnectionAsync()
+        => await new ConnectionFactory { Uri = fixture.ConnectionUri }.CreateConnectionAsync();
+
+    private static async Task<ReceivedMessage> ReceiveAsync(MessageConsumer consumer)
+    {
+        using var timeout = new CancellationTokenSource(Wait);
+        return await consumer.ReceiveAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task Raw_client_publish_is_read_through_bus()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("raw-in");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(true, true));
+        var properties = new BasicProperties
+        {
+            MessageId = "raw-1",
+            CorrelationId = "corr-ü",
+            ContentType = "text/plain",
+            Persistent = true,
+            Headers = new Dictionary<string, object?> { ["bus-key"] = Encoding.UTF8.GetBytes("k-ü"), ["h"] = Encoding.UTF8.GetBytes("ünïcødé ✓"), ["n"] = 42 },
+        };
+        await channel.BasicPublishAsync(topic, "", false, properties, Encoding.UTF8.GetBytes("from the raw client"));
+
+        var message = await ReceiveAsync(consumer);
+        Assert.Equal("from the raw client", message.GetText());
+        Assert.Equal("raw-1", message.MessageId);
+        Assert.Equal("corr-ü", message.CorrelationId);
+        Assert.Equal("text/plain", message.ContentType);
+        Assert.Equal("k-ü", message.Key);
+        Assert.Equal(["h", "n"], message.Headers.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("ünïcødé ✓", message.Headers["h"]);
+        Assert.Equal("42", message.Headers["n"]);
+        Assert.False(message.Headers.ContainsKey("bus-key"));
+        Assert.Equal(1, message.DeliveryCount);
+        await message.AckAsync();
+    }
+
+    [Fact]
+    public async Task Bus_publish_is_read_by_the_raw_client()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("raw-out");
+        await bus.EnsureTopicAsync(topic);
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        var queue = (await channel.QueueDeclareAsync("", durable: false, exclusive: true, autoDelete: true)).QueueName;
+        await channel.QueueBindAsync(queue, topic, "");
+
+        var outgoing = OutgoingMessage.FromText("to the raw client", "key-1");
+        outgoing.Headers["h-utf8"] = "ünïcødé ✓";
+        outgoing.CorrelationId = "c-1";
+        await bus.PublishAsync(topic, outgoing);
+
+        BasicGetResult? result = null;
+        for (var i = 0; i < 200 && result is null; i++)
+        {
+            result = await channel.BasicGetAsync(queue, autoAck: true);
+            if (result is null)
+            {
+                await Task.Delay(25);
+            }
+        }
+
+        Assert.NotNull(result);
+        Assert.Equal("to the raw client", Encoding.UTF8.GetString(result.Body.Span));
+        Assert.Equal(topic, result.Exchange);
+        Assert.Equal("key-1", result.RoutingKey);
+        Assert.Equal(outgoing.MessageId, result.BasicProperties.MessageId);
+        Assert.Equal("c-1", result.BasicProperties.CorrelationId);
+        Assert.True(result.BasicProperties.Persistent);
+        Assert.Equal("key-1", Encoding.UTF8.GetString((byte[])result.BasicProperties.Headers!["bus-key"]!));
+        Assert.Equal("ünïcødé ✓", Encoding.UTF8.GetString((byte[])result.BasicProperties.Headers!["h-utf8"]!));
+    }
+
+    [Theory]
+    [InlineData("", "quorum", new[] { 1, 2, 3 })]
+    [InlineData("?queue-type=classic", "classic", new[] { 1, 2, 2 })]
+    public async Task Queue_type_from_the_uri(string query, string queueType, int[] counts)
+    {
+        await using var bus = CreateBus(query);
+        var topic = Unique("qtype");
+        await using (var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g")))
+        {
+            await bus.PublishAsync(topic, "again");
+            var seen = new List<int>();
+            for (var i = 0; i < 3; i++)
+            {
+                var message = await ReceiveAsync(consumer);
+                seen.Add(message.DeliveryCount);
+                await (i < 2 ? message.NackAsync() : message.AckAsync());
+            }
+
+            // Quorum queues count deliveries; classic queues only flag a redelivery.
+            Assert.Equal(counts, seen);
+        }
+
+        // The broker compares x-queue-type on redeclaration: the other type is refused.
+        await using var connection = await RawConnectionAsync();
+        var other = queueType == "quorum" ? "classic" : "quorum";
+        await using var channel = await connection.CreateChannelAsync();
+        var error = await Assert.ThrowsAsync<OperationInterruptedException>(() => channel.QueueDeclareAsync($"{topic}:g", true, false, false, new Dictionary<string, object?> { ["x-queue-type"] = other }));
+        Assert.Equal(406, error.ShutdownReason!.ReplyCode);
+        Assert.Contains("inequivalent arg", error.ShutdownReason.ReplyText, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Ordered_topic_keeps_per_key_order_across_consumers_with_single_active_consumer()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("sac");
+        await bus.EnsureTopicAsync(topic, new TopicOptions { Ordered = true });
+        var handled = new List<(string Key, int Sequence)>();
+        var perConsumer = new int[2];
+        var subscriptions = new List<ISubscription>();
+        for (var i = 0; i < 2; i++)
+        {
+            var index = i;
+            subscriptions.Add(await bus.SubscribeAsync(topic, async (m, _) =>
+            {
+                lock (handled)
+                {
+                    handled.Add((m.Key!, int.Parse(m.Headers["seq"], System.Globalization.CultureInfo.InvariantCulture)));
+                }
+
+                Interlocked.Increment(ref perConsumer[index]);
+                await Task.Yield();
+            }, new SubscriptionOptions { Group = "g", MaxInFlight = 16 }));
+        }
+
+        var batch = Enumerable.Range(0, 800).Select(i =>
+        {
+            var message = OutgoingMessage.FromText($"m{i}", $"key-{i % 8}");
+            message.Headers["seq"] = (i / 8).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return message;
+        }).ToList();
+        await bus.PublishBatchAsync(topic, batch);
+        var deadline = DateTime.UtcNow + Wait;
+        while (DateTime.UtcNow < deadline && Volatile.Read(ref perConsumer[0]) + Volatile.Read(ref perConsumer[1]) < 800)
+        {
+            await Task.Delay(20);
+        }
+
+        foreach (var subscription in subscriptions)
+        {
+            await subscription.DisposeAsync();
+        }
+
+        lock (handled)
+        {
+            Assert.Equal(800, handled.Count);
+            foreach (var group in handled.GroupBy(h => h.Key))
+            {
+                Assert.Equal(Enumerable.Range(0, 100), group.Select(h => h.Sequence));
+            }
+        }
+
+        // Single active consumer: one consumer received everything, the other stood by.
+        Assert.Contains(0, perConsumer);
+    }
+
+    [Fact]
+    public async Task Broker_dead_letters_at_its_delivery_limit_when_consumers_keep_failing()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("native-dlq");
+        await bus.EnsureTopicAsync(topic);
+        // MaxDeliveries 1: the queue is declared with x-delivery-limit 3.
+        await (await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxDeliveries = 1 })).DisposeAsync();
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("crashes every consumer", "k"));
+
+        // A raw consumer that never settles and keeps "crashing" (returning the message), outside core's reach.
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        var returns = 0;
+        for (var i = 0; i < 10; i++)
+        {
+            var result = await channel.BasicGetAsync($"{topic}:g", autoAck: false);
+            if (result is null)
+            {
+                if (returns >= 4)
+                {
+                    break;
+                }
+
+                await Task.Delay(50);
+                continue;
+            }
+
+            await channel.BasicNackAsync(result.DeliveryTag, false, requeue: true);
+            returns++;
+        }
+
+        Assert.Equal(4, returns); // delivered 4 times: the limit (3) lets it come back 3 times
+
+        await using var deadLetters = await bus.CreateConsumerAsync(bus.GetDeadLetterTopic(topic), new SubscriptionOptions { Group = BusDefaults.DeadLetterGroup, PerKeyOrdering = false });
+        var copy = await ReceiveAsync(deadLetters);
+        Assert.Equal("crashes every consumer", copy.GetText());
+        Assert.Equal("k", copy.Key);
+        Assert.Equal("dead-lettered by RabbitMQ: delivery_limit", copy.Headers[DeadLetterHeaders.Reason]);
+        Assert.Equal(topic, copy.Headers[DeadLetterHeaders.OriginalTopic]);
+        Assert.Equal("g", copy.Headers[DeadLetterHeaders.Group]);
+        await copy.AckAsync();
+    }
+
+    [Fact]
+    public async Task Delayed_nack_holds_the_message_and_its_key()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("dnack");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 8 });
+        await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("first", "k"), OutgoingMessage.FromText("second", "k")]);
+        var first = await ReceiveAsync(consumer);
+        Assert.Equal("first", first.GetText());
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await first.NackAsync(TimeSpan.FromSeconds(1));
+
+        // Nothing of key k overtakes the nacked message, and it is not back before its delay.
+        var again = await ReceiveAsync(consumer);
+        Assert.Equal("first", again.GetText());
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(950), $"redelivered after {watch.Elapsed.TotalMilliseconds:0} ms");
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+        var second = await ReceiveAsync(consumer);
+        Assert.Equal("second", second.GetText());
+        await second.AckAsync();
+    }
+
+    [Fact]
+    public async Task Conflicting_topic_options_are_reported()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("conflict");
+        var classic = new TopicOptions();
+        classic.Properties["queue-type"] = "classic";
+        await bus.EnsureTopicAsync(topic, classic);
+        await bus.EnsureTopicAsync(topic, classic);
+        await bus.EnsureTopicAsync(topic);
+        var quorum = new TopicOptions { Ordered = true };
+        quorum.Properties["queue-type"] = "quorum";
+        var error = await Assert.ThrowsAnyAsync<BusException>(() => bus.EnsureTopicAsync(topic, quorum).AsTask());
+        Assert.Equal(BusFailureReason.TopicConflict, error.Reason);
+        Assert.Contains(topic, error.Message, StringComparison.Ordinal);
+        Assert.Contains("queue-type", error.Message, StringComparison.Ordinal);
+
+        // The failed ensure recorded nothing: the topic is not "ordered" now.
+        await bus.EnsureTopicAsync(topic, new TopicOptions { Ordered = false });
+
+        // The classic topic's groups are classic queues: no delivery count beyond "redelivered".
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, "x");
+        var message = await ReceiveAsync(consumer);
+        await message.NackAsync();
+        message = await ReceiveAsync(consumer);
+        await message.NackAsync();
+        message = await ReceiveAsync(consumer);
+        Assert.Equal(2, message.DeliveryCount);
+        await message.AckAsync();
+    }
+
+    [Fact]
+    public async Task Wrong_password_is_unauthorized_and_not_echoed()
+    {
+        const string Password = "Wr0ng-s3cret-zz";
+        var url = new UriBuilder(fixture.ConnectionUri) { Password = Password }.Uri.ToString();
+        await using var bus = MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(5) });
+        var error = await Assert.ThrowsAnyAsync<BusException>(() => bus.PublishAsync(Unique("auth"), "x").AsTask());
+        Assert.DoesNotContain(Password, error.ToString(), StringComparison.Ordinal);
+        Assert.Contains("rabbitmq", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Confirmed_messages_survive_a_broker_restart_and_the_bus_recovers()
+    {
+        if (!fixture.Broker.CanControlLifecycle)
+        {
+            // An endpoint run by someone else (BUS_TEST_RABBITMQ_URL) cannot be restarted by the test.
+            return;
+        }
+
+        await using var bus = CreateBus();
+        var topic = Unique("restart");
+        var seen = new ConcurrentDictionary<string, byte>();
+
+        // A consumer that lives through the restart, and a group with a backlog that nobody consumes meanwhile.
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "live", MaxInFlight = 8 });
+        await (await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("backlog"))).DisposeAsync();
+        var before = Enumerable.Range(0, 100).Select(i => OutgoingMessage.FromText($"before {i}")).ToList();
+        await bus.PublishBatchAsync(topic, before);
+        for (var i = 0; i < 10; i++)
+        {
+            var message = await ReceiveAsync(consumer);
+            seen.TryAdd(message.MessageId, 0);
+            await message.AckAsync();
+        }
+
+        await fixture.Broker.RestartAsync();
+
+        // Publishing fails while the client reconnects (transiently), then works again.
+        var after = OutgoingMessage.FromText("after");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                await bus.PublishAsync(topic, after);
+                break;
+            }
+            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+        }
+
+        // The live consumer was recovered with its connection; deliveries buffered before the restart are stale
+        // (their acks are ignored) and come again, so duplicates are allowed, losses are not.
+        while (seen.Count < 101)
+        {
+            var message = await ReceiveAsync(consumer);
+            seen.TryAdd(message.MessageId, 0);
+            await message.AckAsync();
+        }
+
+        Assert.All(before, m => Assert.True(seen.ContainsKey(m.MessageId!)));
+        Assert.True(seen.ContainsKey(after.MessageId!));
+
+        var backlog = new HashSet<string>();
+        await using var late = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "backlog", MaxInFlight = 64 });
+        while (backlog.Count < 101)
+        {
+            var message = await ReceiveAsync(late);
+            backlog.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        Assert.All(before, m => Assert.Contains(m.MessageId!, backlog));
+    }
+}
