@@ -24,6 +24,7 @@ public static class BusTransports
         ["rediss"] = "Bus.Redis",
         ["kafka"] = "Bus.Kafka",
         ["sqs"] = "Bus.Sqs",
+        ["sqs-fifo"] = "Bus.Sqs",
         ["nats"] = "Bus.Nats",
         ["pulsar"] = "Bus.Pulsar",
         ["mqtt"] = "Bus.Mqtt",

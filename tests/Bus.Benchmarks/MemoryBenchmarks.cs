@@ -15,6 +15,7 @@ public class MemoryBenchmarks
 {
     private const int Messages = 100_000;
     private static readonly byte[] Payload = new byte[256];
+    private OutgoingMessage[][] _batches = null!;
     private MessageBus _bus = null!;
     private MessageConsumer _consumer = null!;
     private ISubscription? _subscription;
@@ -24,6 +25,7 @@ public class MemoryBenchmarks
     [GlobalSetup]
     public async Task SetupAsync()
     {
+        _batches = Enumerable.Range(0, Messages / 1000).Select(_ => new OutgoingMessage[1000]).ToArray();
         _bus = MessageBus.Create("memory://?retention=1000");
         _consumer = await _bus.CreateConsumerAsync("pull", new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
         _subscription = await _bus.SubscribeAsync("push", (_, _) =>
@@ -98,6 +100,24 @@ public class MemoryBenchmarks
         for (var i = 0; i < Messages; i++)
         {
             await _bus.PublishAsync("push", new OutgoingMessage(Payload));
+        }
+
+        await _allHandled.Task;
+    }
+
+    [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish batch of 1,000 → handler → auto-ack (push)")]
+    public async Task PublishBatchHandle()
+    {
+        _handled = 0;
+        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var batch in _batches)
+        {
+            for (var i = 0; i < batch.Length; i++)
+            {
+                batch[i] = new OutgoingMessage(Payload);
+            }
+
+            await _bus.PublishBatchAsync("push", batch);
         }
 
         await _allHandled.Task;

@@ -59,7 +59,7 @@ public class CliTests
     {
         var (exitCode, output) = await RunAsync("backends");
         Assert.Equal(0, exitCode);
-        foreach (var scheme in new[] { "memory", "rabbitmq", "kafka", "sqs", "redis", "nats", "pulsar", "mqtt" })
+        foreach (var scheme in new[] { "memory", "rabbitmq", "kafka", "sqs", "sqs-fifo", "redis", "nats", "pulsar", "mqtt" })
         {
             Assert.Contains(scheme, output, StringComparison.Ordinal);
         }

@@ -1,0 +1,359 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Threading.Channels;
+using Amazon.SQS;
+using Amazon.SQS.Model;
+using Bus.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace Bus.Sqs.Internal;
+
+/// <summary>
+/// One consumer of a group's queue: long-polling ReceiveMessage loops that never hold more than the subscription's
+/// max in-flight unsettled; ack = delete (batched), nack = change visibility; the visibility timeout is the ack
+/// timeout. Disposing lets a running long poll finish (cancelling it could strand what it received until the
+/// visibility timeout), then makes every unsettled message visible again at once.
+/// </summary>
+internal sealed class SqsReceiver : TransportReceiver
+{
+    private const int MaxVisibilitySeconds = 43_200;
+
+    private readonly SqsTransport _transport;
+    private readonly string _topic;
+    private readonly string _queueUrl;
+    private readonly string _queueName;
+    private readonly IAmazonSQS _client;
+    private readonly ILogger _logger;
+    private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
+    private readonly ConcurrentDictionary<long, (string Receipt, string SqsId)> _unsettled = new();
+    private readonly SemaphoreSlim _credit;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ReceiptBatcher _deletes;
+    private readonly Task[] _loops;
+    private readonly int _visibilitySeconds;
+    private readonly bool _fifo;
+
+    /// <summary>
+    /// FIFO queues: per message group, the messages received behind the one handed out. Only one message per group is
+    /// handed out at a time (a batch may hold several of one group); a nack releases the group's held messages too,
+    /// so that SQS redelivers the group from the nacked message on, in order.
+    /// </summary>
+    private readonly Dictionary<string, Queue<ReceivedMessage>> _held = new(StringComparer.Ordinal);
+    private long _nextTag;
+    private int _disposed;
+
+    public SqsReceiver(SqsTransport transport, string topic, string queueUrl, SubscriptionOptions options)
+    {
+        _transport = transport;
+        _topic = topic;
+        _queueUrl = queueUrl;
+        _queueName = SqsNames.NameFromUrl(queueUrl);
+        _client = transport.Client;
+        _logger = transport.Logger;
+        _credit = new SemaphoreSlim(options.MaxInFlight, options.MaxInFlight);
+        _visibilitySeconds = (int)Math.Clamp(Math.Ceiling(options.AckTimeout.TotalSeconds), 1, MaxVisibilitySeconds);
+        _deletes = new ReceiptBatcher(_client, queueUrl, _logger);
+        _fifo = SqsNames.IsFifo(_queueName);
+        var loops = Math.Min(transport.Settings.ReceiveConcurrency, Math.Max(1, options.MaxInFlight / 10));
+        _loops = new Task[loops];
+        for (var i = 0; i < loops; i++)
+        {
+            _loops[i] = Task.Run(ReceiveLoopAsync);
+        }
+    }
+
+    public override ChannelReader<ReceivedMessage> Deliveries => _deliveries.Reader;
+
+    public override async ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        if (!_unsettled.TryRemove(message.DeliveryTag, out var entry))
+        {
+            return;
+        }
+
+        var receipt = entry.Receipt;
+        _transport.ForgetUnseen(entry.SqsId);
+        if (message.TransportState is string messageGroup)
+        {
+            HandOutNext(messageGroup);
+        }
+
+        try
+        {
+            await _deletes.DeleteAsync(receipt, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _credit.Release();
+        }
+    }
+
+    public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        if (!_unsettled.TryRemove(message.DeliveryTag, out var entry))
+        {
+            return;
+        }
+
+        var receipt = entry.Receipt;
+        var held = message.TransportState is string messageGroup ? TakeHeld(messageGroup) : null;
+        try
+        {
+            var seconds = (int)Math.Clamp(Math.Ceiling(delay.TotalSeconds), 0, MaxVisibilitySeconds);
+            await _client.ChangeMessageVisibilityAsync(new ChangeMessageVisibilityRequest { QueueUrl = _queueUrl, ReceiptHandle = receipt, VisibilityTimeout = seconds }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AmazonSQSException ex) when (SqsErrors.IsStaleReceipt(ex.ErrorCode))
+        {
+            Log.StaleReceipt(_logger, _queueName, ex.ErrorCode);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw SqsErrors.Wrap(ex, $"nack on queue {_queueName}", _topic);
+        }
+        finally
+        {
+            _credit.Release();
+            if (held is not null)
+            {
+                // After the nacked message's own change: SQS FIFO keeps the group blocked while it is in flight, so
+                // these come back behind it, in order.
+                await ReleaseAsync(held).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _stop.Cancel();
+        await Task.WhenAll(_loops).ConfigureAwait(false);
+        _deliveries.Writer.TryComplete();
+        var unseen = new HashSet<long>();
+        while (_deliveries.Reader.TryRead(out var buffered))
+        {
+            unseen.Add(buffered.DeliveryTag);
+        }
+
+        lock (_held)
+        {
+            foreach (var behind in _held.Values)
+            {
+                foreach (var held in behind)
+                {
+                    unseen.Add(held.DeliveryTag);
+                }
+            }
+
+            _held.Clear();
+        }
+
+        await ReleaseUnsettledAsync(unseen).ConfigureAwait(false);
+        await _deletes.DisposeAsync().ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var token = _stop.Token;
+        var failures = 0;
+        while (!token.IsCancellationRequested)
+        {
+            var credit = 0;
+            try
+            {
+                await _credit.WaitAsync(token).ConfigureAwait(false);
+                credit = 1;
+                while (credit < 10 && _credit.Wait(0))
+                {
+                    credit++;
+                }
+
+                // Not cancelled by dispose: a long poll that is cut off may already have taken messages, which would
+                // then stay invisible until their visibility timeout. The SDK's request timeout bounds it.
+                var response = await _client.ReceiveMessageAsync(new ReceiveMessageRequest
+                {
+                    QueueUrl = _queueUrl,
+                    MaxNumberOfMessages = credit,
+                    WaitTimeSeconds = _transport.Settings.WaitSeconds,
+                    VisibilityTimeout = _visibilitySeconds,
+                    MessageAttributeNames = ["All"],
+                    MessageSystemAttributeNames = ["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber", "MessageGroupId"],
+                }, CancellationToken.None).ConfigureAwait(false);
+                failures = 0;
+                var messages = response.Messages ?? [];
+                var deliveries = new ReceivedMessage[messages.Count];
+                for (var i = 0; i < messages.Count; i++)
+                {
+                    var message = messages[i];
+                    var tag = Interlocked.Increment(ref _nextTag);
+                    try
+                    {
+                        deliveries[i] = SqsEnvelope.Decode(_topic, message, tag, _fifo ? GroupOf(message) : null, _transport.UnseenReleases(message.MessageId));
+                    }
+                    catch (Exception ex) when (ex is FormatException or System.Text.Json.JsonException)
+                    {
+                        // Unreadable (not from Bus, or corrupted): deliver the raw text so it can be dead-lettered, not lost.
+                        deliveries[i] = new ReceivedMessage(_topic, System.Text.Encoding.UTF8.GetBytes(message.Body ?? ""), null, null, message.MessageId, null, null, null, 1, message.MessageId, DateTimeOffset.UtcNow, tag, _fifo ? GroupOf(message) : null);
+                    }
+                }
+
+                // One batch is distributed as a whole: a settlement of its first message of a group (which takes the
+                // same lock) must see the rest of the batch held behind it.
+                lock (_held)
+                {
+                    for (var i = 0; i < deliveries.Length; i++)
+                    {
+                        var delivery = deliveries[i];
+                        _unsettled[delivery.DeliveryTag] = (messages[i].ReceiptHandle, messages[i].MessageId);
+                        if (delivery.TransportState is string messageGroup)
+                        {
+                            if (_held.TryGetValue(messageGroup, out var behind))
+                            {
+                                behind.Enqueue(delivery);
+                                continue;
+                            }
+
+                            _held[messageGroup] = new Queue<ReceivedMessage>();
+                        }
+
+                        _deliveries.Writer.TryWrite(delivery);
+                    }
+                }
+
+                if (messages.Count < credit)
+                {
+                    _credit.Release(credit - messages.Count);
+                }
+
+                credit = 0;
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                ReturnCredit(credit);
+                break;
+            }
+            catch (QueueDoesNotExistException ex)
+            {
+                ReturnCredit(credit);
+                _deliveries.Writer.TryComplete(new BusException($"sqs: the queue {_queueName} of topic '{_topic}' was deleted", BusFailureReason.BrokerError, SqsTransportFactory.BackendName, _topic, false, ex));
+                break;
+            }
+            catch (Exception ex)
+            {
+                ReturnCredit(credit);
+                failures++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * (1 << Math.Min(failures, 6))));
+                Log.ReceiveFailed(_logger, _queueName, (long)delay.TotalMilliseconds, ex);
+                try
+                {
+                    await Task.Delay(delay, token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    private void ReturnCredit(int credit)
+    {
+        if (credit > 0)
+        {
+            _credit.Release(credit);
+        }
+    }
+
+    private static string GroupOf(Message message)
+        => message.Attributes is { } attributes && attributes.TryGetValue("MessageGroupId", out var group) ? group : "";
+
+    /// <summary>A message of <paramref name="messageGroup"/> was acked: hand out the next one held behind it.</summary>
+    private void HandOutNext(string messageGroup)
+    {
+        lock (_held)
+        {
+            if (!_held.TryGetValue(messageGroup, out var behind))
+            {
+                return;
+            }
+
+            if (behind.Count == 0)
+            {
+                _held.Remove(messageGroup);
+                return;
+            }
+
+            _deliveries.Writer.TryWrite(behind.Dequeue());
+        }
+    }
+
+    /// <summary>A message of <paramref name="messageGroup"/> was nacked: take the ones held behind it, to release them.</summary>
+    private List<string> TakeHeld(string messageGroup)
+    {
+        var receipts = new List<string>();
+        lock (_held)
+        {
+            if (_held.Remove(messageGroup, out var behind))
+            {
+                foreach (var held in behind)
+                {
+                    if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
+                    {
+                        receipts.Add(entry.Receipt);
+                        _transport.NoteUnseen(entry.SqsId);
+                        _credit.Release();
+                    }
+                }
+            }
+        }
+
+        return receipts;
+    }
+
+    /// <summary>Makes every message received and not settled visible again now (ChangeMessageVisibility 0).</summary>
+    /// <param name="unseen">Deliveries never handed to the application (buffered or held): releasing them must not count as a delivery.</param>
+    private async Task ReleaseUnsettledAsync(HashSet<long> unseen)
+    {
+        var receipts = new List<string>();
+        foreach (var tag in _unsettled.Keys)
+        {
+            if (_unsettled.TryRemove(tag, out var entry))
+            {
+                receipts.Add(entry.Receipt);
+                if (unseen.Contains(tag))
+                {
+                    _transport.NoteUnseen(entry.SqsId);
+                }
+            }
+        }
+
+        await ReleaseAsync(receipts).ConfigureAwait(false);
+    }
+
+    private async Task ReleaseAsync(List<string> receipts)
+    {
+        if (receipts.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            var batches = receipts.Chunk(10).Select(chunk => _client.ChangeMessageVisibilityBatchAsync(new ChangeMessageVisibilityBatchRequest
+            {
+                QueueUrl = _queueUrl,
+                Entries = chunk.Select((receipt, i) => new ChangeMessageVisibilityBatchRequestEntry { Id = i.ToString(CultureInfo.InvariantCulture), ReceiptHandle = receipt, VisibilityTimeout = 0 }).ToList(),
+            }, CancellationToken.None));
+            await Task.WhenAll(batches).ConfigureAwait(false);
+            Log.Released(_logger, receipts.Count, _queueName);
+        }
+        catch (Exception ex)
+        {
+            Log.ReleaseFailed(_logger, receipts.Count, _queueName, ex);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+using System.Globalization;
+using Amazon.SQS;
+using Amazon.SQS.Model;
+
+namespace Bus.Sqs.Internal;
+
+internal sealed partial class SqsTransport
+{
+    /// <summary>SendMessageBatch takes at most 10 entries.</summary>
+    private const int BatchSize = 10;
+
+    /// <summary>Standard queues: batches of one queue sent at once.</summary>
+    private const int BatchesInFlight = 8;
+
+    /// <summary>The longest per-message delay SQS supports: 15 minutes.</summary>
+    internal static readonly TimeSpan MaxDelay = TimeSpan.FromSeconds(900);
+
+    public override async ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        var encoded = Encode(topic, message);
+        var queues = await Groups.GetQueuesAsync(topic, cancellationToken).ConfigureAwait(false);
+        if (queues.Length == 0)
+        {
+            Log.NoGroups(Logger, message.MessageId!, topic);
+            return;
+        }
+
+        if (queues.Length == 1)
+        {
+            await SendAsync(topic, queues[0], encoded, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        // Fan-out: one send per group queue. Not atomic: if one fails, the others may have the message.
+        var sends = new Task[queues.Length];
+        for (var i = 0; i < queues.Length; i++)
+        {
+            sends[i] = SendAsync(topic, queues[i], encoded, cancellationToken);
+        }
+
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
+        var encoded = new Encoded[messages.Count];
+        for (var i = 0; i < messages.Count; i++)
+        {
+            encoded[i] = Encode(topic, messages[i]);
+        }
+
+        var queues = await Groups.GetQueuesAsync(topic, cancellationToken).ConfigureAwait(false);
+        if (queues.Length == 0)
+        {
+            Log.NoGroups(Logger, messages.Count == 0 ? "" : messages[0].MessageId!, topic);
+            return;
+        }
+
+        var chunks = Chunk(encoded);
+        var perQueue = new Task[queues.Length];
+        for (var q = 0; q < queues.Length; q++)
+        {
+            perQueue[q] = SendChunksAsync(topic, queues[q], chunks, IsFifo(topic), cancellationToken);
+        }
+
+        await Task.WhenAll(perQueue).ConfigureAwait(false);
+    }
+
+    private async Task SendChunksAsync(string topic, string queueUrl, List<Encoded[]> chunks, bool fifo, CancellationToken cancellationToken)
+    {
+        if (fifo)
+        {
+            // FIFO order across batches needs each batch confirmed before the next is sent.
+            foreach (var chunk in chunks)
+            {
+                await SendBatchAsync(topic, queueUrl, chunk, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        using var window = new SemaphoreSlim(BatchesInFlight);
+        var sends = new List<Task>(chunks.Count);
+        foreach (var chunk in chunks)
+        {
+            await window.WaitAsync(cancellationToken).ConfigureAwait(false);
+            sends.Add(Release(SendBatchAsync(topic, queueUrl, chunk, cancellationToken), window));
+        }
+
+        await Task.WhenAll(sends).ConfigureAwait(false);
+
+        static async Task Release(Task send, SemaphoreSlim window)
+        {
+            try
+            {
+                await send.ConfigureAwait(false);
+            }
+            finally
+            {
+                window.Release();
+            }
+        }
+    }
+
+    /// <summary>Batches of at most 10 messages and at most 262,144 bytes in all (SQS's batch limits).</summary>
+    private static List<Encoded[]> Chunk(Encoded[] encoded)
+    {
+        var chunks = new List<Encoded[]>();
+        var current = new List<Encoded>(BatchSize);
+        long size = 0;
+        foreach (var message in encoded)
+        {
+            if (current.Count == BatchSize || (current.Count > 0 && size + message.WireSize > SqsEnvelope.WireLimit))
+            {
+                chunks.Add([.. current]);
+                current.Clear();
+                size = 0;
+            }
+
+            current.Add(message);
+            size += message.WireSize;
+        }
+
+        if (current.Count > 0)
+        {
+            chunks.Add([.. current]);
+        }
+
+        return chunks;
+    }
+
+    private async Task SendAsync(string topic, string queueUrl, Encoded message, CancellationToken cancellationToken)
+    {
+        var request = new SendMessageRequest
+        {
+            QueueUrl = queueUrl,
+            MessageBody = message.Body,
+            MessageAttributes = new Dictionary<string, MessageAttributeValue>(1, StringComparer.Ordinal) { [SqsEnvelope.AttributeName] = SqsEnvelope.Attribute(message.Attribute) },
+        };
+        if (message.DelaySeconds > 0)
+        {
+            request.DelaySeconds = message.DelaySeconds;
+        }
+
+        if (message.GroupId is not null)
+        {
+            request.MessageGroupId = message.GroupId;
+            request.MessageDeduplicationId = message.DeduplicationId;
+        }
+
+        try
+        {
+            await Client.SendMessageAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QueueDoesNotExistException)
+        {
+            // The group's queue was deleted: the group is gone, nothing to deliver to.
+            ForgetQueue(topic, queueUrl);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw SqsErrors.Wrap(ex, $"publish to queue {SqsNames.NameFromUrl(queueUrl)}", topic);
+        }
+    }
+
+    private async Task SendBatchAsync(string topic, string queueUrl, Encoded[] chunk, CancellationToken cancellationToken)
+    {
+        var entries = new List<SendMessageBatchRequestEntry>(chunk.Length);
+        for (var i = 0; i < chunk.Length; i++)
+        {
+            var message = chunk[i];
+            var entry = new SendMessageBatchRequestEntry
+            {
+                Id = i.ToString(CultureInfo.InvariantCulture),
+                MessageBody = message.Body,
+                MessageAttributes = new Dictionary<string, MessageAttributeValue>(1, StringComparer.Ordinal) { [SqsEnvelope.AttributeName] = SqsEnvelope.Attribute(message.Attribute) },
+            };
+            if (message.DelaySeconds > 0)
+            {
+                entry.DelaySeconds = message.DelaySeconds;
+            }
+
+            if (message.GroupId is not null)
+            {
+                entry.MessageGroupId = message.GroupId;
+                entry.MessageDeduplicationId = message.DeduplicationId;
+            }
+
+            entries.Add(entry);
+        }
+
+        SendMessageBatchResponse response;
+        try
+        {
+            response = await Client.SendMessageBatchAsync(new SendMessageBatchRequest { QueueUrl = queueUrl, Entries = entries }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QueueDoesNotExistException)
+        {
+            ForgetQueue(topic, queueUrl);
+            return;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw SqsErrors.Wrap(ex, $"publish batch to queue {SqsNames.NameFromUrl(queueUrl)}", topic);
+        }
+
+        if (response.Failed is { Count: > 0 } failed)
+        {
+            var first = failed[0];
+            throw new BusException(
+                $"sqs: {failed.Count} of {chunk.Length} messages of a batch to queue {SqsNames.NameFromUrl(queueUrl)} (topic '{topic}') were not accepted: {first.Code}: {first.Message}",
+                BusFailureReason.PublishNotConfirmed, SqsTransportFactory.BackendName, topic, isTransient: first.SenderFault != true);
+        }
+    }
+
+    private Encoded Encode(string topic, OutgoingMessage message)
+    {
+        var delaySeconds = 0;
+        if (message.Delay is { } delay && delay > TimeSpan.Zero)
+        {
+            if (delay > MaxDelay)
+            {
+                throw new BusException($"sqs: a delay of {delay.TotalSeconds:0.###} s for topic '{topic}' exceeds SQS's maximum of 900 s (15 minutes).", BusFailureReason.NotSupported, SqsTransportFactory.BackendName, topic);
+            }
+
+            if (IsFifo(topic))
+            {
+                throw new BusException($"sqs: topic '{topic}' is FIFO; SQS FIFO queues do not support a delay per message.", BusFailureReason.NotSupported, SqsTransportFactory.BackendName, topic);
+            }
+
+            // Whole seconds, rounded up: never earlier than asked.
+            delaySeconds = (int)Math.Ceiling(delay.TotalSeconds);
+        }
+
+        var (body, attribute, _) = SqsEnvelope.Encode(message);
+        var wireSize = System.Text.Encoding.UTF8.GetByteCount(body) + SqsEnvelope.AttributeName.Length + "String".Length + attribute.Length;
+        string? groupId = null, deduplicationId = null;
+        if (IsFifo(topic))
+        {
+            // Key → message group (order per key); no key → the message id (no ordering constraint).
+            groupId = SqsNames.FifoId(string.IsNullOrEmpty(message.Key) ? message.MessageId! : message.Key);
+            // By default a fresh id per publish call (SDK retries of the call reuse it, so they are not duplicated);
+            // with deduplication=message-id, the message id, so SQS drops a repeat within 5 minutes — which also drops
+            // a redrive of the message within 5 minutes of its first publish, hence opt-in.
+            deduplicationId = Settings.DeduplicateByMessageId ? SqsNames.FifoId(message.MessageId!) : Guid.NewGuid().ToString("N");
+        }
+
+        return new Encoded(body, attribute, wireSize, delaySeconds, groupId, deduplicationId);
+    }
+
+    private readonly record struct Encoded(string Body, string Attribute, long WireSize, int DelaySeconds, string? GroupId, string? DeduplicationId);
+}

@@ -1,0 +1,116 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+
+namespace Bus.Benchmarks;
+
+/// <summary>
+/// What every adapter benchmark shares (issues 5 and 6): the payload, the message count, the broker URL from the
+/// environment, and a config that adds "msg/s" and "tput vs raw" (throughput adapter/raw, the inverse of BenchmarkDotNet's
+/// Ratio) columns. Each adapter class puts the raw client (Baseline = true) and the adapter in the same category, so
+/// Ratio and Alloc Ratio are adapter/raw per scenario. Only the messaging is timed: connect, declare, group creation
+/// and subscription start happen in GlobalSetup, stream/queue clean-up in IterationSetup.
+/// </summary>
+public static class AdapterBench
+{
+    /// <summary>Messages per benchmark invocation (OperationsPerInvoke): 5 windows of 4,096.</summary>
+    public const int Messages = 20_480;
+
+    /// <summary>The 256-byte payload every benchmark sends, raw and adapter alike.</summary>
+    public static readonly byte[] Payload = CreatePayload();
+
+    /// <summary>A run name that keeps topics of separate benchmark processes (and runs) apart.</summary>
+    public static readonly string RunId = $"{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    /// <summary>The broker URL from <paramref name="variable"/>, or <paramref name="fallback"/>.</summary>
+    public static string Url(string variable, string fallback)
+    {
+        var value = Environment.GetEnvironmentVariable(variable);
+        return string.IsNullOrWhiteSpace(value) ? fallback : value.Trim();
+    }
+
+    private static byte[] CreatePayload()
+    {
+        var payload = new byte[256];
+        new Random(256).NextBytes(payload);
+        return payload;
+    }
+
+    /// <summary>
+    /// <paramref name="total"/> fresh messages in chunks of <paramref name="size"/> (new objects per iteration, made in
+    /// IterationSetup: the bus assigns each its id).
+    /// </summary>
+    public static OutgoingMessage[][] NewBatches(int size, int total = Messages)
+    {
+        var batches = new OutgoingMessage[total / size][];
+        for (var b = 0; b < batches.Length; b++)
+        {
+            batches[b] = new OutgoingMessage[size];
+            for (var i = 0; i < size; i++)
+            {
+                batches[b][i] = new OutgoingMessage(Payload);
+            }
+        }
+
+        return batches;
+    }
+}
+
+/// <summary>Per-category baselines, a categories column, and throughput columns.</summary>
+public sealed class AdapterBenchConfig : ManualConfig
+{
+    public AdapterBenchConfig()
+    {
+        AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByCategory);
+        AddColumn(CategoriesColumn.Default);
+        AddColumn(new ThroughputColumn(false));
+        AddColumn(new ThroughputColumn(true));
+        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5).WithInvocationCount(1).WithUnrollFactor(1));
+    }
+
+    /// <summary>msg/s from the mean time per operation (one operation = one message), or its ratio to the baseline.</summary>
+    private sealed class ThroughputColumn(bool relative) : IColumn
+    {
+        public string Id => relative ? "TputVsRaw" : "MsgPerSec";
+
+        public string ColumnName => relative ? "tput vs raw" : "msg/s";
+
+        public bool AlwaysShow => true;
+
+        public ColumnCategory Category => ColumnCategory.Custom;
+
+        public int PriorityInCategory => relative ? 1 : 0;
+
+        public bool IsNumeric => true;
+
+        public UnitType UnitType => UnitType.Dimensionless;
+
+        public string Legend => relative ? "adapter throughput / raw throughput in the same category (1 / Ratio)" : "messages per second (1 / mean time per message)";
+
+        public bool IsAvailable(Summary summary) => true;
+
+        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        {
+            var mean = summary[benchmarkCase]?.ResultStatistics?.Mean;
+            if (mean is not > 0)
+            {
+                return "NA";
+            }
+
+            if (!relative)
+            {
+                return (1e9 / mean.Value).ToString("N0", System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            var baseline = summary.GetBaseline(summary.GetLogicalGroupKey(benchmarkCase));
+            var baseMean = baseline is null ? null : summary[baseline]?.ResultStatistics?.Mean;
+            return baseMean is > 0 ? (baseMean.Value / mean.Value).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture) : "NA";
+        }
+    }
+}

@@ -1,0 +1,117 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using Amazon.SQS;
+using Amazon.SQS.Model;
+using Bus.Sqs.Internal;
+using Bus.Transport;
+using Microsoft.Extensions.Logging.Abstractions;
+using Xunit;
+
+namespace Bus.Sqs.Tests;
+
+/// <summary>
+/// The FIFO consumer's per-group gating, against a scripted SQS client: real SQS returns several messages of one
+/// message group in one receive, which fauxqs never does (it returns one per group), so this path is tested here.
+/// </summary>
+public sealed class FifoGatingTests
+{
+    private const string QueueUrl = "http://127.0.0.1:1/000000000000/t_g.fifo";
+
+    private static (SqsReceiver Receiver, ScriptedSqs Sqs) Open(params string[] bodies)
+    {
+        var sqs = ScriptedSqs.Create();
+        sqs.Batches.Enqueue(bodies.Select((body, i) => new Message
+        {
+            MessageId = $"sqs-{i}",
+            ReceiptHandle = $"r{i}",
+            Body = body,
+            Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = "1", ["SequenceNumber"] = $"{i}" },
+        }).ToList());
+        var url = "sqs://t:t@127.0.0.1:1?region=us-east-1&wait-seconds=0";
+        var settings = SqsSettings.Parse(new TransportContext(new Uri(url), new BusOptions { Url = url }, NullLoggerFactory.Instance));
+        var transport = new SqsTransport(settings, (IAmazonSQS)(object)sqs, ownsClient: false, NullLoggerFactory.Instance);
+        return (new SqsReceiver(transport, "t.fifo", QueueUrl, new SubscriptionOptions { Group = "g", MaxInFlight = 10 }), sqs);
+    }
+
+    private static async Task<ReceivedMessage?> NextAsync(SqsReceiver receiver, int ms = 300)
+    {
+        using var timeout = new CancellationTokenSource(ms);
+        try
+        {
+            return await receiver.Deliveries.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
+    [Fact]
+    public async Task One_message_per_group_is_handed_out_and_an_ack_hands_out_the_next()
+    {
+        var (receiver, _) = Open("K1", "K2", "K3");
+        await using var scope = receiver;
+        var first = await NextAsync(receiver, 2000);
+        Assert.Equal("K1", first!.GetText());
+        Assert.Null(await NextAsync(receiver));
+        await receiver.AckAsync(first, default);
+        var second = await NextAsync(receiver);
+        Assert.Equal("K2", second!.GetText());
+        await receiver.AckAsync(second, default);
+        Assert.Equal("K3", (await NextAsync(receiver))!.GetText());
+    }
+
+    [Fact]
+    public async Task A_nack_releases_the_messages_held_behind_it_after_its_own_change()
+    {
+        var (receiver, sqs) = Open("K1", "K2", "K3");
+        await using var scope = receiver;
+        var first = await NextAsync(receiver, 2000);
+        await receiver.NackAsync(first!, TimeSpan.Zero, default);
+        Assert.Null(await NextAsync(receiver));
+        Assert.Equal(["visibility r0 0", "visibility-batch r1,r2 0"], sqs.Calls.ToArray());
+    }
+
+    /// <summary>Scripts the few IAmazonSQS calls a receiver makes; anything else throws.</summary>
+    public class ScriptedSqs : DispatchProxy
+    {
+        public ConcurrentQueue<List<Message>> Batches { get; } = new();
+
+        public ConcurrentQueue<string> Calls { get; } = new();
+
+        public static ScriptedSqs Create() => (ScriptedSqs)(object)Create<IAmazonSQS, ScriptedSqs>();
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            switch (targetMethod!.Name, args is { Length: > 0 } ? args[0] : null)
+            {
+                case ("ReceiveMessageAsync", ReceiveMessageRequest):
+                    return ReceiveAsync();
+                case ("DeleteMessageBatchAsync", DeleteMessageBatchRequest delete):
+                    Calls.Enqueue("delete " + string.Join(',', delete.Entries.Select(e => e.ReceiptHandle)));
+                    return Task.FromResult(new DeleteMessageBatchResponse());
+                case ("ChangeMessageVisibilityAsync", ChangeMessageVisibilityRequest change):
+                    Calls.Enqueue($"visibility {change.ReceiptHandle} {change.VisibilityTimeout}");
+                    return Task.FromResult(new ChangeMessageVisibilityResponse());
+                case ("ChangeMessageVisibilityBatchAsync", ChangeMessageVisibilityBatchRequest batch):
+                    Calls.Enqueue($"visibility-batch {string.Join(',', batch.Entries.Select(e => e.ReceiptHandle))} {batch.Entries[0].VisibilityTimeout}");
+                    return Task.FromResult(new ChangeMessageVisibilityBatchResponse());
+                case ("Dispose", _):
+                    return null;
+                default:
+                    throw new NotSupportedException(targetMethod.Name);
+            }
+        }
+
+        private async Task<ReceiveMessageResponse> ReceiveAsync()
+        {
+            if (Batches.TryDequeue(out var batch))
+            {
+                return new ReceiveMessageResponse { Messages = batch };
+            }
+
+            await Task.Delay(20);
+            return new ReceiveMessageResponse { Messages = [] };
+        }
+    }
+}

@@ -1,0 +1,269 @@
+using System.Text;
+using Amazon.Runtime;
+using Amazon.SQS;
+using Amazon.SQS.Model;
+using Xunit;
+
+namespace Bus.Sqs.Tests;
+
+/// <summary>One fauxqs (or BUS_TEST_SQS_URL's endpoint is not used here: these tests need an endpoint override) for the integration tests.</summary>
+public sealed class FauxqsFixture : IAsyncLifetime
+{
+    public FauxqsServer Server { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Server = await FauxqsServer.StartAsync();
+
+    public async Task DisposeAsync() => await Server.DisposeAsync();
+
+    public AmazonSQSClient RawClient() => new(new BasicAWSCredentials("test", "test"), new AmazonSQSConfig { ServiceURL = Server.Endpoint, AuthenticationRegion = "us-east-1" });
+}
+
+/// <summary>
+/// The adapter against the fauxqs emulator (not real SQS): FIFO vs standard queues, interop with the raw AWS SDK,
+/// limits. fauxqs differences these tests meet: a FIFO receive returns one message per message group (real SQS may
+/// return several), which only slows FIFO consumption; nothing here depends on it.
+/// </summary>
+public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<FauxqsFixture>
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
+    private static int _sequence;
+
+    private static string Name(string hint) => $"it{Interlocked.Increment(ref _sequence)}-{hint}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    private MessageBus CreateBus() => MessageBus.Create(fixture.Server.Url());
+
+    private static async Task<ReceivedMessage> ReceiveAsync(MessageConsumer consumer)
+    {
+        using var timeout = new CancellationTokenSource(Wait);
+        return await consumer.ReceiveAsync(timeout.Token);
+    }
+
+    [Fact]
+    public async Task A_topic_named_fifo_uses_fifo_queues_and_keeps_per_key_order()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("orders") + ".fifo";
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "billing", MaxInFlight = 1 });
+        var messages = Enumerable.Range(0, 25).Select(i => OutgoingMessage.FromText($"m{i}", $"key-{i % 3}")).ToList();
+        await bus.PublishBatchAsync(topic, messages);
+
+        using var raw = fixture.RawClient();
+        var url = (await raw.GetQueueUrlAsync(topic[..^5] + "_billing.fifo")).QueueUrl;
+        var attributes = await raw.GetQueueAttributesAsync(url, ["FifoQueue", "RedrivePolicy"]);
+        Assert.Equal("true", attributes.Attributes["FifoQueue"]);
+        Assert.Contains(topic[..^5] + "-dlq_dlq.fifo", attributes.Attributes["RedrivePolicy"], StringComparison.Ordinal);
+
+        var seen = new Dictionary<string, List<int>>();
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = await ReceiveAsync(consumer);
+            var n = int.Parse(message.GetText()[1..], System.Globalization.CultureInfo.InvariantCulture);
+            (seen.TryGetValue(message.Key!, out var list) ? list : seen[message.Key!] = []).Add(n);
+            await message.AckAsync();
+        }
+
+        foreach (var (key, order) in seen)
+        {
+            Assert.Equal(order.OrderBy(n => n), order);
+        }
+
+        Assert.Equal(3, seen.Count);
+    }
+
+    [Fact]
+    public async Task A_plain_topic_uses_standard_queues_and_ordered_must_match_the_name()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("plain");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        using var raw = fixture.RawClient();
+        var url = (await raw.GetQueueUrlAsync(topic + "_g")).QueueUrl;
+        var attributes = await raw.GetQueueAttributesAsync(url, ["All"]);
+        Assert.False(attributes.Attributes.ContainsKey("FifoQueue") && attributes.Attributes["FifoQueue"] == "true");
+
+        var error = await Assert.ThrowsAsync<BusException>(() => bus.EnsureTopicAsync(Name("x"), new TopicOptions { Ordered = true }).AsTask());
+        Assert.Equal(BusFailureReason.TopicConflict, error.Reason);
+        Assert.Contains(".fifo", error.Message, StringComparison.Ordinal);
+        await bus.EnsureTopicAsync(Name("y") + ".fifo", new TopicOptions { Ordered = true });
+    }
+
+    [Fact]
+    public async Task A_message_sent_with_the_raw_sdk_is_read_through_bus()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("interop");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("reader"));
+        using var raw = fixture.RawClient();
+        var url = (await raw.GetQueueUrlAsync(topic + "_reader")).QueueUrl;
+        var sent = await raw.SendMessageAsync(new SendMessageRequest
+        {
+            QueueUrl = url,
+            MessageBody = "from the raw client ✓",
+            MessageAttributes = new() { ["color"] = new MessageAttributeValue { DataType = "String", StringValue = "blue" } },
+        });
+
+        var message = await ReceiveAsync(consumer);
+        Assert.Equal("from the raw client ✓", message.GetText());
+        Assert.Equal(sent.MessageId, message.MessageId);
+        Assert.Equal("blue", message.Headers["color"]);
+        Assert.Equal(1, message.DeliveryCount);
+        await message.AckAsync();
+    }
+
+    [Fact]
+    public async Task A_message_published_through_bus_is_read_with_the_raw_sdk()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("outward");
+        await bus.EnsureTopicAsync(topic);
+        // A group queue made by someone else's tooling: Bus publishes reach it once it is listed.
+        using var raw = fixture.RawClient();
+        var url = (await raw.CreateQueueAsync(topic + "_external")).QueueUrl;
+        await Task.Delay(TimeSpan.FromSeconds(1)); // past group-cache-ms (500 ms)
+        var outgoing = OutgoingMessage.FromText("hello raw", "k1");
+        outgoing.Headers["h"] = "ü";
+        await bus.PublishAsync(topic, outgoing);
+
+        var response = await raw.ReceiveMessageAsync(new ReceiveMessageRequest { QueueUrl = url, WaitTimeSeconds = 5, MessageAttributeNames = ["All"] });
+        var message = Assert.Single(response.Messages);
+        Assert.Equal("hello raw", message.Body);
+        var bus_ = message.MessageAttributes["bus"].StringValue;
+        Assert.Contains(outgoing.MessageId!, bus_, StringComparison.Ordinal);
+        Assert.Contains("\"k\":\"k1\"", bus_, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_largest_declared_binary_body_round_trips_and_one_byte_more_fails_before_sending()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("large");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        var limit = bus.Capabilities.MaxMessageSize;
+        var body = new byte[limit];
+        new Random(3).NextBytes(body);
+        await bus.PublishAsync(topic, new OutgoingMessage(body));
+        var message = await ReceiveAsync(consumer);
+        Assert.Equal(body, message.Body.ToArray());
+        await message.AckAsync();
+
+        var error = await Assert.ThrowsAsync<MessageTooLargeException>(() => bus.PublishAsync(topic, new OutgoingMessage(new byte[limit + 1])).AsTask());
+        Assert.Equal(limit, error.Limit);
+    }
+
+    [Fact]
+    public async Task Delays_beyond_15_minutes_are_rejected()
+    {
+        await using var bus = CreateBus();
+        var error = await Assert.ThrowsAsync<BusException>(() => bus.PublishAsync(Name("late"), new OutgoingMessage("x"u8.ToArray()) { Delay = TimeSpan.FromSeconds(901) }).AsTask());
+        Assert.Equal(BusFailureReason.NotSupported, error.Reason);
+        Assert.Contains("900", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_group_opened_by_one_bus_receives_what_another_bus_publishes_next()
+    {
+        await using var publisher = CreateBus();
+        await using var subscriber = CreateBus();
+        var topic = Name("cross");
+        await publisher.PublishAsync(topic, "before any group"); // the publisher now has a cached, empty group list
+        await using var consumer = await subscriber.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("late"));
+        await publisher.PublishAsync(topic, "after the group was established");
+        var message = await ReceiveAsync(consumer);
+        Assert.Equal("after the group was established", message.GetText());
+        await message.AckAsync();
+    }
+
+    [Fact]
+    public async Task Disposing_a_consumer_makes_its_unsettled_messages_visible_at_once()
+    {
+        await using var bus = MessageBus.Create(fixture.Server.Url());
+        var topic = Name("release");
+        var options = new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromMinutes(5) };
+        var first = await bus.CreateConsumerAsync(topic, options);
+        await bus.PublishAsync(topic, "held");
+        var held = await ReceiveAsync(first);
+        await first.DisposeAsync();
+        await using var second = await bus.CreateConsumerAsync(topic, options);
+        var again = await ReceiveAsync(second); // long before the 5-minute visibility timeout
+        Assert.Equal(held.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+    }
+
+    [Fact]
+    public async Task Fifo_deduplication_is_per_publish_by_default_and_by_message_id_when_asked()
+    {
+        foreach (var (setting, expected) in new[] { ("", 2), ("&deduplication=message-id", 1) })
+        {
+            await using var bus = MessageBus.Create(fixture.Server.Url(setting));
+            var topic = Name("dedup") + ".fifo";
+            await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+            await bus.PublishAsync(topic, new OutgoingMessage("x"u8.ToArray()) { MessageId = "same-id", Key = "k" });
+            await bus.PublishAsync(topic, new OutgoingMessage("x"u8.ToArray()) { MessageId = "same-id", Key = "k" });
+            var received = 0;
+            using var quiet = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+            try
+            {
+                while (true)
+                {
+                    var message = await consumer.ReceiveAsync(quiet.Token);
+                    received++;
+                    await message.AckAsync();
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            Assert.Equal(expected, received);
+        }
+    }
+
+    [Fact]
+    public async Task The_fifo_setting_and_the_sqs_fifo_scheme_put_every_topic_on_fifo_queues()
+    {
+        await using var bySetting = MessageBus.Create(fixture.Server.Url("&fifo=true"));
+        Assert.True(bySetting.Capabilities.Supports(BusFeatures.OrderedRetry));
+        Assert.False(bySetting.Capabilities.Supports(BusFeatures.DelayedDelivery));
+        await using var byScheme = MessageBus.Create(fixture.Server.Url().Replace("sqs://", "sqs-fifo://", StringComparison.Ordinal));
+        var topic = Name("allfifo");
+        await using var consumer = await byScheme.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        using var raw = fixture.RawClient();
+        Assert.EndsWith("_g.fifo", (await raw.GetQueueUrlAsync(topic + "_g.fifo")).QueueUrl, StringComparison.Ordinal);
+
+        // The same queues as topic "<name>.fifo" on sqs://.
+        await using var plain = CreateBus();
+        await plain.PublishAsync(topic + ".fifo", OutgoingMessage.FromText("shared", "k"));
+        var message = await ReceiveAsync(consumer);
+        Assert.Equal("shared", message.GetText());
+        await message.AckAsync();
+
+        var error = await Assert.ThrowsAsync<BusException>(() => byScheme.PublishAsync(topic, new OutgoingMessage("x"u8.ToArray()) { Delay = TimeSpan.FromSeconds(1) }).AsTask());
+        Assert.Equal(BusFailureReason.NotSupported, error.Reason);
+    }
+
+    [Fact]
+    public async Task Messages_released_unseen_at_dispose_keep_their_delivery_count()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("unseen");
+        var options = new SubscriptionOptions { Group = "g", MaxInFlight = 10 };
+        var first = await bus.CreateConsumerAsync(topic, options);
+        await bus.PublishBatchAsync(topic, Enumerable.Range(0, 5).Select(i => OutgoingMessage.FromText($"m{i}")).ToList());
+        var seen = await ReceiveAsync(first);
+        await Task.Delay(500); // the others arrive in the consumer's buffer, unseen by the application
+        await first.DisposeAsync();
+
+        await using var second = await bus.CreateConsumerAsync(topic, options);
+        var counts = new Dictionary<string, int>();
+        for (var i = 0; i < 5; i++)
+        {
+            var message = await ReceiveAsync(second);
+            counts[message.MessageId] = message.DeliveryCount;
+            await message.AckAsync();
+        }
+
+        Assert.Equal(2, counts[seen.MessageId]);
+        Assert.All(counts.Where(c => c.Key != seen.MessageId), c => Assert.Equal(1, c.Value));
+    }
+}
