@@ -3,7 +3,7 @@
 #   1. docker.io, debootstrap and docker-compose (apt; `apt-get update` only when something is missing);
 #   2. a running Docker daemon (started in the background when `docker info` fails);
 #   3. local/debian:bookworm, bootstrapped from the mirror apt already uses;
-#   4. local/{rabbitmq,redis,nats,mosquitto}:bookworm from docker/<name>/Dockerfile, built in parallel and
+#   4. local/{rabbitmq,redis,nats,mosquitto,kafka-mock}:bookworm from docker/<name>/Dockerfile, built in parallel and
 #      rebuilt when their build context (or the base image) changes.
 # Idempotent: a second run only checks, in about a second. Run as root (CI is root); a warm machine needs root only
 # for what is missing. Progress goes to stderr; stdout carries only `export NAME=value` lines for Testcontainers,
@@ -17,7 +17,7 @@ work_dir=${TMPDIR:-/tmp}/bus-provision
 env_file=$repo_root/artifacts/testcontainers.env
 dockerd_log=${DOCKERD_LOG:-/var/log/bus-dockerd.log}
 base_image=local/debian:bookworm
-broker_images=(rabbitmq redis nats mosquitto)
+broker_images=(rabbitmq redis nats mosquitto kafka-mock)
 # Bump when the way the base image is made changes: every broker image is rebuilt on top of it.
 base_recipe=3
 started=$SECONDS

@@ -34,8 +34,8 @@ public sealed class ConformanceBackend
 
     /// <summary>The backend's declared capabilities, read from its transport factory.</summary>
     public BackendCapabilities Capabilities
-        => BusTransports.Find(new Uri(Url).Scheme)?.Capabilities
-            ?? throw new BusConfigurationException($"No backend is available for '{new Uri(Url).Scheme}://'.");
+        => BusTransports.FindForUrl(Url)?.Capabilities
+            ?? throw new BusConfigurationException($"No backend is available for '{Url.Split("://")[0]}://'.");
 
     /// <summary>Options for a new bus on this backend.</summary>
     public BusOptions CreateOptions()

@@ -83,6 +83,15 @@ public static class BusTransports
         return Factories.TryGetValue(scheme, out factory) ? factory : null;
     }
 
+    /// <summary>The factory for the scheme of <paramref name="url"/> (which may list several hosts), or <see langword="null"/>.</summary>
+    /// <param name="url">A connection URI.</param>
+    public static IBusTransportFactory? FindForUrl(string url)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        var scheme = Internal.BusUri.SchemeOf(url);
+        return scheme.Length == 0 ? null : Find(scheme);
+    }
+
     internal static IBusTransportFactory Resolve(Uri uri)
     {
         var scheme = uri.Scheme;

@@ -57,6 +57,17 @@ public class ConfigurationTests
     }
 
     [Fact]
+    public void A_url_may_list_several_hosts_and_the_parsed_uri_keeps_the_first()
+    {
+        var uri = Bus.Internal.BusUri.Parse("kafka://user:pw@h1:9092,h2:9093,h3:9094/?acks=all");
+        Assert.Equal("h1", uri.Host);
+        Assert.Equal(9092, uri.Port);
+        Assert.Equal("?acks=all", uri.Query);
+        Assert.Equal("pw", Bus.Internal.BusUri.PasswordOf("kafka://user:pw@h1:9092,h2:9093"));
+        Assert.Equal("memory", BusTransports.FindForUrl("memory://a,b")!.Backend);
+    }
+
+    [Fact]
     public void A_known_scheme_without_its_adapter_says_which_package_to_reference()
     {
         var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("pulsar://localhost:6650"));

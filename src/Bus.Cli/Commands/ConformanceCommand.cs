@@ -19,8 +19,8 @@ internal static class ConformanceCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = CommonOptions.Resolve(parse.GetValue(url));
-            var scheme = new Uri(options.Url).Scheme;
-            var factory = BusTransports.Find(scheme);
+            var scheme = options.Url.Split("://")[0];
+            var factory = BusTransports.FindForUrl(options.Url);
             if (factory is null)
             {
                 AnsiConsole.MarkupLine($"[red]No backend for '{Markup.Escape(scheme)}://' is available in this build.[/]");

@@ -24,7 +24,7 @@ internal static class BusUri
             throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)}: scheme '{scheme}' is not a valid URI scheme.");
         }
 
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri))
+        if (!Uri.TryCreate(FirstHostOnly(url, schemeEnd + 3), UriKind.Absolute, out var uri))
         {
             throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)} '{UriRedaction.RedactText(url)}' is not a valid URI (check the host, the port and that special characters in the user name or password are percent-encoded).");
         }
@@ -32,10 +32,34 @@ internal static class BusUri
         return uri;
     }
 
+    /// <summary>
+    /// A URI may list several hosts (<c>kafka://h1:9092,h2:9092</c>) which <see cref="Uri"/> cannot hold: the parsed URI
+    /// keeps the first, and transports that accept a list read the rest from <see cref="BusOptions.Url"/>.
+    /// </summary>
+    private static string FirstHostOnly(string url, int authorityStart)
+    {
+        var authorityEnd = url.IndexOfAny(['/', '?', '#'], authorityStart);
+        if (authorityEnd < 0)
+        {
+            authorityEnd = url.Length;
+        }
+
+        var comma = url.IndexOf(',', authorityStart, authorityEnd - authorityStart);
+        return comma < 0 ? url : url[..comma] + url[authorityEnd..];
+    }
+
+    /// <summary>The URI's scheme, without parsing the rest (which may list several hosts).</summary>
+    public static string SchemeOf(string url)
+    {
+        var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
+        return schemeEnd <= 0 ? "" : url[..schemeEnd].ToLowerInvariant();
+    }
+
     /// <summary>The decoded password in a URI's user info, if any, so it can be scrubbed from client messages.</summary>
     public static string? PasswordOf(string url)
     {
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri))
+        var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
+        if (schemeEnd <= 0 || !Uri.TryCreate(FirstHostOnly(url, schemeEnd + 3), UriKind.Absolute, out var uri))
         {
             return null;
         }

@@ -1,0 +1,675 @@
+using System.Threading.Channels;
+using Bus.Transport;
+using Confluent.Kafka;
+
+namespace Bus.Kafka.Internal;
+
+/// <summary>
+/// One member of a Kafka consumer group. A dedicated thread polls the consumer (and so serves rebalances); records go
+/// into a local backlog and are handed out while fewer than max in-flight are unsettled. With per-key ordering, a key
+/// has at most one message out at a time: its later messages wait, and a nacked message is redelivered before them.
+/// Acknowledgements advance each partition's contiguous acknowledged prefix (<see cref="PartitionOffsets"/>), which is
+/// stored and auto-committed; on revocation and close the stored offsets are committed and everything unacknowledged
+/// is left for the partition's next owner.
+/// </summary>
+internal sealed class KafkaReceiver : TransportReceiver
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan BrokerCallTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly KafkaTransport _transport;
+    private readonly string _topic;
+    private readonly SubscriptionOptions _options;
+    private readonly bool _durable;
+    private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
+    private readonly TaskCompletionSource _established = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly object _sync = new();
+    private readonly Dictionary<int, PartitionState> _partitions = [];
+    private readonly LinkedList<Record> _backlog = new();
+    private readonly PriorityQueue<Record, long> _retry = new();              // nacked, due now: oldest offset first
+    private readonly List<(Record Record, long DueTicks)> _delayed = [];       // nacked with a delay
+    private readonly int _bufferLimit;
+    private readonly long _bufferByteLimit;
+    private long _bufferedBytes;
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private Thread? _thread;
+    private int _unsettled;
+    private int _held;
+    private bool _paused;
+    private bool _assignedOnce;
+    private int _disposed;
+
+    public KafkaReceiver(KafkaTransport transport, string topic, SubscriptionOptions options, bool durable)
+    {
+        _transport = transport;
+        _topic = topic;
+        _options = options;
+        _durable = durable;
+        // The local backlog (fetched, not yet handed out) is bounded; fetching pauses above it and resumes at half.
+        // Generous, because every pause discards librdkafka's prefetched data and a resume costs a fetch round trip.
+        _bufferLimit = Math.Max(options.MaxInFlight * 4, 10_000);
+        _bufferByteLimit = 32L * 1024 * 1024;
+    }
+
+    public override ChannelReader<ReceivedMessage> Deliveries => _channel.Reader;
+
+    private string Group => _options.Group;
+
+    /// <summary>Joins the group and returns once the consumer has its partitions and their start positions.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var config = _transport.ConsumerConfig(Group);
+        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(config)
+            .SetLogHandler((_, message) => Log.Client(_transport.Logger, "consumer " + Group, message))
+            .SetErrorHandler((_, error) => Log.ClientError(_transport.Logger, "consumer " + Group, error.Code.ToString(), error.Reason))
+            .SetPartitionsAssignedHandler(OnAssigned)
+            .SetPartitionsRevokedHandler((consumer, revoked) => OnRevoked(consumer, revoked, lost: false))
+            .SetPartitionsLostHandler((consumer, lost) => OnRevoked(consumer, lost, lost: true))
+            .Build();
+        _consumer.Subscribe(_topic);
+        _thread = new Thread(PollLoop) { IsBackground = true, Name = $"bus-kafka {_topic}/{Group}" };
+        _thread.Start();
+        await _established.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        if (message.TransportState is not Record record)
+        {
+            return default;
+        }
+
+        lock (_sync)
+        {
+            if (!record.TrySettle())
+            {
+                return default;
+            }
+
+            _unsettled--;
+            var state = record.Partition;
+            if (!state.Revoked)
+            {
+                _transport.Counts.Done(Group, _topic, state.Id, record.Offset);
+                if (state.Offsets.Ack(record.Offset) is { } committable)
+                {
+                    StoreOffset(state, committable);
+                }
+
+                ReleaseKey(record);
+            }
+
+            Pump();
+        }
+
+        return default;
+    }
+
+    public override ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
+    {
+        if (message.TransportState is not Record record)
+        {
+            return default;
+        }
+
+        lock (_sync)
+        {
+            if (!record.TrySettle())
+            {
+                return default;
+            }
+
+            _unsettled--;
+            if (!record.Partition.Revoked)
+            {
+                // Its key stays taken, so nothing later of the key overtakes it; its offset stays uncommitted.
+                var again = record.Again();
+                _held++;
+                if (delay > TimeSpan.Zero)
+                {
+                    _delayed.Add((again, DateTime.UtcNow.Ticks + delay.Ticks));
+                }
+                else
+                {
+                    _retry.Enqueue(again, again.Offset);
+                }
+            }
+
+            Pump();
+        }
+
+        return default;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            await _stopped.Task.ConfigureAwait(false);
+            return;
+        }
+
+        _stop.Cancel();
+        if (_thread is not null)
+        {
+            await _stopped.Task.ConfigureAwait(false);
+        }
+        else
+        {
+            _consumer?.Dispose();
+            _stopped.TrySetResult();
+        }
+
+        _established.TrySetCanceled();
+        _channel.Writer.TryComplete();
+        while (_channel.Reader.TryRead(out _))
+        {
+        }
+
+        _stop.Dispose();
+    }
+
+    private void PollLoop()
+    {
+        var consumer = _consumer!;
+        var token = _stop.Token;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                ReleaseDueRetries();
+                FlowControl(consumer);
+                ConsumeResult<byte[]?, byte[]?>? result;
+                try
+                {
+                    result = consumer.Consume(PollInterval);
+                }
+                catch (ConsumeException ex) when (!ex.Error.IsFatal)
+                {
+                    // A record that cannot be read or a transient broker error: librdkafka retries; keep polling.
+                    Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
+                    continue;
+                }
+
+                if (_assignedOnce)
+                {
+                    _established.TrySetResult();
+                }
+
+                if (result is null || result.IsPartitionEOF || result.Message is null)
+                {
+                    continue;
+                }
+
+                lock (_sync)
+                {
+                    if (!_partitions.TryGetValue(result.Partition.Value, out var state) || state.Revoked)
+                    {
+                        continue;
+                    }
+
+                    state.Offsets.Fetched(result.Offset.Value);
+                    var record = new Record(state, result);
+                    _bufferedBytes += record.Size;
+                    _backlog.AddLast(record);
+                    Pump();
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            // Never let an exception escape this thread (it would end the process); a failure while stopping is moot.
+            if (token.IsCancellationRequested)
+            {
+                _established.TrySetCanceled();
+                return;
+            }
+
+            Log.ReceiverFailed(_transport.Logger, Group, _topic, ex);
+            var error = ex as BusException ?? new BusException(
+                $"kafka: the consumer of group '{Group}' on topic '{_topic}' failed: {ex.Message}",
+                BusFailureReason.BrokerError, "kafka", _topic, isTransient: true, ex);
+            _established.TrySetException(error);
+            _channel.Writer.TryComplete(error);
+        }
+        finally
+        {
+            Close(consumer);
+            _stopped.TrySetResult();
+        }
+    }
+
+    /// <summary>Commits what was acknowledged, leaves the group (revoking everything), and frees the client.</summary>
+    private void Close(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            CommitStored(consumer);
+            consumer.Close();
+        }
+        catch (Exception ex)
+        {
+            Log.CommitFailed(_transport.Logger, Group, _topic, ex);
+        }
+        finally
+        {
+            lock (_sync)
+            {
+                foreach (var state in _partitions.Values)
+                {
+                    state.Revoked = true;
+                }
+
+                _partitions.Clear();
+                _backlog.Clear();
+                _retry.Clear();
+                _delayed.Clear();
+            }
+
+            try
+            {
+                consumer.Dispose();
+            }
+            catch (Exception ex)
+            {
+                Log.ReceiverFailed(_transport.Logger, Group, _topic, ex);
+            }
+        }
+    }
+
+    private IEnumerable<TopicPartitionOffset> OnAssigned(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartition> assigned)
+    {
+        Log.Assigned(_transport.Logger, Group, _topic, string.Join(',', assigned.Select(p => p.Partition.Value)));
+        var starts = new List<TopicPartitionOffset>(assigned.Count);
+        if (assigned.Count > 0)
+        {
+            var committed = consumer.Committed(assigned, BrokerCallTimeout);
+            var fresh = new List<TopicPartitionOffset>();
+            foreach (var entry in committed)
+            {
+                if (entry.Offset.Value >= 0)
+                {
+                    starts.Add(entry);
+                }
+                else
+                {
+                    var start = ResolveStart(consumer, entry.TopicPartition);
+                    fresh.Add(start);
+                    starts.Add(start);
+                }
+            }
+
+            if (fresh.Count > 0)
+            {
+                // The group exists from now on: commit where it starts, so a successor (or this consumer after a crash)
+                // resumes here rather than at a "latest" that has moved on.
+                consumer.Commit(fresh);
+            }
+
+            lock (_sync)
+            {
+                foreach (var start in starts)
+                {
+                    _partitions[start.Partition.Value] = new PartitionState(start.Partition.Value, new PartitionOffsets(start.Offset.Value));
+                }
+            }
+        }
+
+        // A new assignment starts unpaused (eager rebalancing replaces it whole); flow control pauses it again if needed.
+        _paused = false;
+        _assignedOnce = true;
+        return starts;
+    }
+
+    private TopicPartitionOffset ResolveStart(IConsumer<byte[]?, byte[]?> consumer, TopicPartition partition)
+    {
+        var start = _options.StartPosition;
+        long offset;
+        string how;
+        if (_durable && start.Kind == StartPositionKind.Latest)
+        {
+            // A durable group exists from the moment its topic was ensured; Kafka kept every message for it.
+            offset = consumer.QueryWatermarkOffsets(partition, BrokerCallTimeout).Low.Value;
+            how = "durable group: earliest";
+        }
+        else
+        {
+            switch (start.Kind)
+            {
+                case StartPositionKind.Earliest:
+                    offset = consumer.QueryWatermarkOffsets(partition, BrokerCallTimeout).Low.Value;
+                    how = "earliest";
+                    break;
+                case StartPositionKind.Position:
+                    var positions = KafkaMessages.ParsePositions(start.Position!)
+                        ?? throw new BusException($"kafka: '{start.Position}' is not a position of topic '{_topic}' (positions are partition:offset, as in ReceivedMessage.Position).", BusFailureReason.Configuration, "kafka", _topic);
+                    if (positions.TryGetValue(partition.Partition.Value, out offset))
+                    {
+                        how = "position";
+                    }
+                    else
+                    {
+                        offset = consumer.QueryWatermarkOffsets(partition, BrokerCallTimeout).High.Value;
+                        how = "position names another partition: latest";
+                    }
+
+                    break;
+                case StartPositionKind.Time:
+                    var found = consumer.OffsetsForTimes([new TopicPartitionTimestamp(partition, new Timestamp(start.Time))], BrokerCallTimeout);
+                    offset = found.Count == 1 && found[0].Offset.Value >= 0
+                        ? found[0].Offset.Value
+                        : consumer.QueryWatermarkOffsets(partition, BrokerCallTimeout).High.Value;
+                    how = "time";
+                    break;
+                default:
+                    offset = consumer.QueryWatermarkOffsets(partition, BrokerCallTimeout).High.Value;
+                    how = "latest";
+                    break;
+            }
+        }
+
+        Log.StartResolved(_transport.Logger, Group, _topic, partition.Partition.Value, offset, how);
+        return new TopicPartitionOffset(partition, new Offset(offset));
+    }
+
+    private void OnRevoked(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartitionOffset> revoked, bool lost)
+    {
+        int dropped;
+        lock (_sync)
+        {
+            var states = new List<PartitionState>();
+            foreach (var partition in revoked)
+            {
+                if (_partitions.Remove(partition.Partition.Value, out var state))
+                {
+                    state.Revoked = true;
+                    states.Add(state);
+                }
+            }
+
+            dropped = DropRevoked(states);
+        }
+
+        var names = string.Join(',', revoked.Select(p => p.Partition.Value));
+        if (lost)
+        {
+            Log.Lost(_transport.Logger, Group, _topic, names);
+            return;
+        }
+
+        Log.Revoked(_transport.Logger, Group, _topic, names, dropped);
+        CommitStored(consumer);
+    }
+
+    private void CommitStored(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        try
+        {
+            consumer.Commit();
+        }
+        catch (KafkaException ex) when (ex.Error.Code is ErrorCode.Local_NoOffset)
+        {
+            // Nothing acknowledged since the last commit.
+        }
+        catch (KafkaException ex)
+        {
+            Log.CommitFailed(_transport.Logger, Group, _topic, ex);
+        }
+    }
+
+    /// <summary>
+    /// Under the lock: forgets what this consumer buffered for partitions it no longer owns (backlog, retries, messages
+    /// waiting behind a key). Deliveries already handed out stay counted until settled; settling them is a no-op.
+    /// </summary>
+    private int DropRevoked(List<PartitionState> states)
+    {
+        var dropped = 0;
+        for (var node = _backlog.First; node is not null;)
+        {
+            var next = node.Next;
+            if (node.Value.Partition.Revoked)
+            {
+                _backlog.Remove(node);
+                Unbuffer(node.Value);
+                dropped++;
+            }
+
+            node = next;
+        }
+
+        if (_retry.Count > 0)
+        {
+            var keep = new List<Record>();
+            while (_retry.TryDequeue(out var record, out _))
+            {
+                if (record.Partition.Revoked)
+                {
+                    dropped++;
+                    _held--;
+                    Unbuffer(record);
+                }
+                else
+                {
+                    keep.Add(record);
+                }
+            }
+
+            foreach (var record in keep)
+            {
+                _retry.Enqueue(record, record.Offset);
+            }
+        }
+
+        for (var i = _delayed.Count - 1; i >= 0; i--)
+        {
+            if (_delayed[i].Record.Partition.Revoked)
+            {
+                _delayed.RemoveAt(i);
+                dropped++;
+                _held--;
+            }
+        }
+
+        foreach (var state in states)
+        {
+            foreach (var waiting in state.ActiveKeys.Values)
+            {
+                dropped += waiting?.Count ?? 0;
+                _held -= waiting?.Count ?? 0;
+                foreach (var record in waiting ?? [])
+                {
+                    Unbuffer(record);
+                }
+            }
+
+            state.ActiveKeys.Clear();
+        }
+
+        return dropped;
+    }
+
+    /// <summary>Pauses fetching while the local backlog is full, resumes at half. On the poll thread.</summary>
+    private void FlowControl(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        int buffered;
+        long bytes;
+        lock (_sync)
+        {
+            buffered = _backlog.Count + _held;
+            bytes = _bufferedBytes;
+        }
+
+        if (!_paused && (buffered >= _bufferLimit || bytes >= _bufferByteLimit))
+        {
+            consumer.Pause(consumer.Assignment);
+            _paused = true;
+            Log.FlowControl(_transport.Logger, Group, _topic, "paused", buffered);
+        }
+        else if (_paused && buffered < _bufferLimit / 2 && bytes < _bufferByteLimit / 2)
+        {
+            consumer.Resume(consumer.Assignment);
+            _paused = false;
+            Log.FlowControl(_transport.Logger, Group, _topic, "resumed", buffered);
+        }
+    }
+
+    private void ReleaseDueRetries()
+    {
+        lock (_sync)
+        {
+            if (_delayed.Count == 0)
+            {
+                return;
+            }
+
+            var now = DateTime.UtcNow.Ticks;
+            for (var i = _delayed.Count - 1; i >= 0; i--)
+            {
+                if (_delayed[i].DueTicks <= now)
+                {
+                    _retry.Enqueue(_delayed[i].Record, _delayed[i].Record.Offset);
+                    _delayed.RemoveAt(i);
+                }
+            }
+
+            Pump();
+        }
+    }
+
+    /// <summary>Under the lock: hands out retries, then backlog records, while fewer than max in-flight are unsettled.</summary>
+    private void Pump()
+    {
+        while (_unsettled < _options.MaxInFlight)
+        {
+            if (_retry.TryDequeue(out var retry, out _))
+            {
+                _held--;
+                Deliver(retry);
+                continue;
+            }
+
+            if (_backlog.First is not { } node)
+            {
+                return;
+            }
+
+            _backlog.RemoveFirst();
+            var record = node.Value;
+            if (_options.PerKeyOrdering && record.Key is { } key)
+            {
+                var keys = record.Partition.ActiveKeys;
+                if (keys.TryGetValue(key, out var waiting))
+                {
+                    // An earlier message of this key is out: this one waits behind it.
+                    (waiting ??= new Queue<Record>()).Enqueue(record);
+                    keys[key] = waiting;
+                    _held++;
+                    continue;
+                }
+
+                keys[key] = null;
+            }
+
+            Deliver(record);
+        }
+    }
+
+    /// <summary>Under the lock: after an ack, the next waiting message of the key (if any) goes out first.</summary>
+    private void ReleaseKey(Record done)
+    {
+        if (!_options.PerKeyOrdering || done.Key is not { } key || !done.Partition.ActiveKeys.TryGetValue(key, out var waiting))
+        {
+            return;
+        }
+
+        if (waiting is { Count: > 0 })
+        {
+            var next = waiting.Dequeue();
+            _held--;
+            if (_unsettled < _options.MaxInFlight)
+            {
+                Deliver(next);
+            }
+            else
+            {
+                _held++;
+                _retry.Enqueue(next, next.Offset);
+            }
+        }
+        else
+        {
+            done.Partition.ActiveKeys.Remove(key);
+        }
+    }
+
+    private void Deliver(Record record)
+    {
+        Unbuffer(record);
+        var count = _transport.Counts.Next(Group, _topic, record.Partition.Id, record.Offset);
+        _unsettled++;
+        _channel.Writer.TryWrite(KafkaMessages.ToReceived(_topic, record.Result, count, record));
+    }
+
+    private void Unbuffer(Record record)
+    {
+        if (record.Buffered)
+        {
+            record.Buffered = false;
+            _bufferedBytes -= record.Size;
+        }
+    }
+
+    private void StoreOffset(PartitionState state, long committable)
+    {
+        try
+        {
+            _consumer?.StoreOffset(new TopicPartitionOffset(_topic, new Partition(state.Id), new Offset(committable)));
+        }
+        catch (KafkaException)
+        {
+            // The partition was revoked meanwhile: its next owner starts from the last commit.
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>A partition while this consumer owns it.</summary>
+    private sealed class PartitionState(int id, PartitionOffsets offsets)
+    {
+        public int Id { get; } = id;
+
+        public PartitionOffsets Offsets { get; } = offsets;
+
+        /// <summary>Keys with a message out; the queue holds later messages of the key waiting their turn.</summary>
+        public Dictionary<string, Queue<Record>?> ActiveKeys { get; } = new(StringComparer.Ordinal);
+
+        public bool Revoked { get; set; }
+    }
+
+    /// <summary>One delivery of a consumed record: the settlement handle.</summary>
+    private sealed class Record(PartitionState partition, ConsumeResult<byte[]?, byte[]?> result)
+    {
+        private int _settled;
+
+        public PartitionState Partition { get; } = partition;
+
+        public ConsumeResult<byte[]?, byte[]?> Result { get; } = result;
+
+        public long Offset => Result.Offset.Value;
+
+        public string? Key { get; } = result.Message.Key is { } key ? System.Text.Encoding.UTF8.GetString(key) : null;
+
+        /// <summary>Bytes this record holds while it counts against the backlog limit.</summary>
+        public int Size { get; } = (result.Message.Value?.Length ?? 0) + (result.Message.Key?.Length ?? 0) + 64;
+
+        /// <summary>Whether it still counts against the backlog limit (fetched, never handed out).</summary>
+        public bool Buffered { get; set; } = true;
+
+        public bool TrySettle() => Interlocked.Exchange(ref _settled, 1) == 0;
+
+        public Record Again() => new(Partition, Result) { Buffered = false };
+    }
+}

@@ -1,0 +1,204 @@
+using System.Collections.Concurrent;
+using Bus.Transport;
+using Confluent.Kafka;
+using Confluent.Kafka.Admin;
+using Microsoft.Extensions.Logging;
+
+namespace Bus.Kafka.Internal;
+
+/// <summary>
+/// The Kafka transport: one idempotent producer (acks=all, murmur2) shared by every publish, an admin client on the
+/// producer's handle for topics and metadata, and one consumer per receiver.
+/// </summary>
+internal sealed partial class KafkaTransport : MessageTransport
+{
+    /// <summary>Clusters (by bootstrap list) that did not answer CreateTopics: later ensures go straight to auto-creation.</summary>
+    private static readonly ConcurrentDictionary<string, bool> CreateTopicsUnavailable = new(StringComparer.Ordinal);
+
+    private readonly TransportContext _context;
+    private readonly KafkaEndpoint _endpoint;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<(string Topic, string Group), byte> _durableGroups = new();
+    private readonly object _clientLock = new();
+    private IProducer<byte[]?, byte[]>? _producer;
+    private IAdminClient? _admin;
+    private int _disposed;
+
+    public KafkaTransport(TransportContext context, KafkaEndpoint endpoint, BackendCapabilities capabilities)
+    {
+        _context = context;
+        _endpoint = endpoint;
+        Capabilities = capabilities;
+        _logger = context.LoggerFactory.CreateLogger("Bus.Kafka");
+    }
+
+    public override BackendCapabilities Capabilities { get; }
+
+    internal ILogger Logger => _logger;
+
+    internal KafkaEndpoint Endpoint => _endpoint;
+
+    internal DeliveryCounts Counts { get; } = new();
+
+    /// <summary>Kafka's legal characters are exactly the conservative set: ASCII letters, digits, '.', '_' and '-'.</summary>
+    public override string? ValidateTopicName(string topic) => TopicNames.ValidateConservative(topic);
+
+    public override long MeasureMessage(OutgoingMessage message) => MessageSize.Estimate(message) + KafkaMessages.ReservedOverhead(message);
+
+    public override async ValueTask ConnectAsync(CancellationToken cancellationToken)
+    {
+        var admin = Admin;
+        var timeout = _context.Options.ConnectTimeout;
+        var metadata = await Task.Run(() => admin.GetMetadata(timeout), CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (metadata.Brokers.Count == 0)
+        {
+            throw new BusException($"kafka: {_context.RedactedUrl} answered with no brokers.", BusFailureReason.Connection, Backend, isTransient: true);
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="group"/> must see what was published before it first joined: a group named durable when
+    /// this bus ensured <paramref name="topic"/>, or the dead-letter group (<see cref="BusDefaults.DeadLetterGroup"/>)
+    /// on any topic, so that a bus in another process that never ensured the dead-letter topic behaves the same.
+    /// </summary>
+    internal bool IsDurableGroup(string topic, string group)
+        => group == BusDefaults.DeadLetterGroup || _durableGroups.ContainsKey((topic, group));
+
+    public override async ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        var receiver = new KafkaReceiver(this, topic, options, IsDurableGroup(topic, options.Group));
+        try
+        {
+            await receiver.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await receiver.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return receiver;
+    }
+
+    /// <summary>The librdkafka configuration for a new consumer of <paramref name="group"/>.</summary>
+    internal ConsumerConfig ConsumerConfig(string group)
+    {
+        var config = new ConsumerConfig(Merge(_endpoint.Consumer))
+        {
+            GroupId = group,
+            EnableAutoCommit = true,          // commits what the receiver stores: the contiguous acknowledged prefix
+            EnableAutoOffsetStore = false,
+            EnablePartitionEof = false,
+        };
+        config.AutoCommitIntervalMs ??= 1_000;
+        config.AutoOffsetReset ??= AutoOffsetReset.Earliest; // only when a committed offset fell out of retention
+        config.ClientId ??= "bus-" + group;
+        return config;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        IProducer<byte[]?, byte[]>? producer;
+        IAdminClient? admin;
+        lock (_clientLock)
+        {
+            (producer, admin) = (_producer, _admin);
+            (_producer, _admin) = (null, null);
+        }
+
+        if (producer is not null)
+        {
+            // Everything published was awaited by its caller; give stragglers a moment, then close.
+            await Task.Run(() =>
+            {
+                admin?.Dispose();
+                producer.Flush(TimeSpan.FromSeconds(5));
+                producer.Dispose();
+            }).ConfigureAwait(false);
+        }
+
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private IProducer<byte[]?, byte[]> Producer
+    {
+        get
+        {
+            ThrowIfDisposed();
+            if (Volatile.Read(ref _producer) is { } ready)
+            {
+                return ready;
+            }
+
+            lock (_clientLock)
+            {
+                ThrowIfDisposed();
+                if (_producer is null)
+                {
+                    var config = new ProducerConfig(Merge(_endpoint.Producer))
+                    {
+                        Acks = Acks.All,
+                        EnableIdempotence = true,
+                        // Java clients place keyed records with murmur2; keyless ones go to a random partition.
+                        Partitioner = Confluent.Kafka.Partitioner.Murmur2Random,
+                        // Leave room above the bus limit for Kafka's record overhead, so anything the bus lets through fits.
+                        MessageMaxBytes = Math.Max(_endpoint.MaxMessageSize + 64 * 1024, 1_048_576),
+                    };
+                    // Batches start every produce before awaiting any, so 1 ms is enough to fill batches, while a
+                    // single awaited publish waits at most 1 ms for company (librdkafka's default of 5 ms caps a
+                    // one-by-one awaited publish at about 175/s).
+                    config.LingerMs ??= 1;
+                    config.ClientId ??= "bus-producer";
+                    _producer = new ProducerBuilder<byte[]?, byte[]>(config)
+                        .SetLogHandler((_, message) => Log.Client(_logger, "producer", message))
+                        .SetErrorHandler((_, error) => Log.ClientError(_logger, "producer", error.Code.ToString(), error.Reason))
+                        .Build();
+                }
+
+                return _producer;
+            }
+        }
+    }
+
+    private IAdminClient Admin
+    {
+        get
+        {
+            var producer = Producer;
+            if (Volatile.Read(ref _admin) is { } ready)
+            {
+                return ready;
+            }
+
+            lock (_clientLock)
+            {
+                ThrowIfDisposed();
+                return _admin ??= new DependentAdminClientBuilder(producer.Handle).Build();
+            }
+        }
+    }
+
+    private Dictionary<string, string> Merge(IReadOnlyDictionary<string, string> specific)
+    {
+        var merged = new Dictionary<string, string>(StringComparer.Ordinal) { ["bootstrap.servers"] = _endpoint.BootstrapServers };
+        foreach (var (name, value) in _endpoint.Common)
+        {
+            merged[name] = value;
+        }
+
+        foreach (var (name, value) in specific)
+        {
+            merged[name] = value;
+        }
+
+        return merged;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+}

@@ -1,0 +1,63 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Bus.Conformance;
+using Bus.Conformance.Xunit;
+using Xunit;
+
+namespace Bus.Kafka.Tests;
+
+/// <summary>
+/// Kafka for the conformance suite (see <see cref="KafkaTestCluster"/>): <c>BUS_TEST_KAFKA_URL</c> (a real broker) when
+/// set, otherwise librdkafka's mock cluster, in a container or as a native kcat process (no Kafka broker can run on
+/// these machines).
+/// </summary>
+public sealed class KafkaFixture : ConformanceFixture
+{
+    private KafkaTestCluster? _cluster;
+
+    /// <summary>Short sessions so rebalances after a consumer dies are quick.</summary>
+    public static Dictionary<string, string> TestSettings() => new()
+    {
+        ["consumer.session.timeout.ms"] = "6000",
+        ["consumer.heartbeat.interval.ms"] = "1000",
+        ["create-topics-timeout-ms"] = "2000",
+    };
+
+    protected override async Task<ConformanceBackend> StartAsync()
+    {
+        _cluster = await KafkaTestCluster.StartAsync();
+        var settings = TestSettings();
+        settings["bootstrap.servers"] = _cluster.BootstrapServers;
+        return new ConformanceBackend
+        {
+            Name = "kafka",
+            Target = _cluster.Target,
+            Url = _cluster.Url,
+            Settings = settings,
+            UnreachableUrl = string.Create(CultureInfo.InvariantCulture, $"kafka://bus:s3cr3t-Pa55word-zq@127.0.0.1:{ClosedPort()}"),
+            TimeoutScale = 2,
+        };
+    }
+
+    protected override async Task StopAsync()
+    {
+        if (_cluster is not null)
+        {
+            await _cluster.DisposeAsync();
+        }
+    }
+
+    private static int ClosedPort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+/// <summary>The whole catalogue against Kafka (here: the librdkafka mock cluster).</summary>
+public sealed class KafkaConformance(KafkaFixture fixture) : ConformanceTests(fixture), IClassFixture<KafkaFixture>
+{
+    public static TheoryData<string> Cases => ApplicableCases(KafkaTransportFactory.DeclaredCapabilities);
+}
