@@ -172,7 +172,17 @@ internal sealed class ContainerBrokerFixture(BrokerBackend backend, string image
         while (await Task.WhenAny(start, Task.Delay(500, cancellationToken)).ConfigureAwait(false) != start)
         {
             var id = TryGetId(container);
-            var state = id is null ? null : await DockerHost.GetStateAsync(id, cancellationToken).ConfigureAwait(false);
+            State? state;
+            try
+            {
+                state = id is null ? null : await DockerHost.GetStateAsync(id, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // One slow answer from a busy daemon says nothing about the container: ask again on the next round.
+                continue;
+            }
+
             if (state is { Running: false, Restarting: false, Paused: false } && state.Status is "exited" or "dead")
             {
                 _containerId = id;
