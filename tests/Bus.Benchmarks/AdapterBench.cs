@@ -67,7 +67,9 @@ public sealed class AdapterBenchConfig : ManualConfig
         AddColumn(CategoriesColumn.Default);
         AddColumn(new ThroughputColumn(false));
         AddColumn(new ThroughputColumn(true));
-        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5).WithInvocationCount(1).WithUnrollFactor(1));
+        // BUS_BENCH_ITERATIONS (default 5) buys steadier ratios on a busy machine at the price of a longer run.
+        var iterations = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_ITERATIONS"), out var n) && n is >= 3 and <= 100 ? n : 5;
+        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(iterations).WithInvocationCount(1).WithUnrollFactor(1));
     }
 
     /// <summary>msg/s from the mean time per operation (one operation = one message), or its ratio to the baseline.</summary>
