@@ -42,6 +42,7 @@ public class SqsBenchmarks
     private AmazonSQSClient _sqs = null!;
     private string _rawPublishQueue = null!;
     private string _rawE2EQueue = null!;
+    private string _rawE2ELayoutQueue = null!;
     private string _busPublishQueue = null!;
     private MessageBus _bus = null!;
     private ISubscription? _subscription;
@@ -50,6 +51,8 @@ public class SqsBenchmarks
     private TaskCompletionSource _allHandled = new();
     private int _rawReceived;
     private TaskCompletionSource _allReceived = new();
+    private int _rawLayoutReceived;
+    private TaskCompletionSource _allLayoutReceived = new();
     private readonly CancellationTokenSource _stop = new();
     private Task[] _rawLoops = [];
 
@@ -57,6 +60,7 @@ public class SqsBenchmarks
 
     private string RawPublishTopic => $"braw-pub-{_run}";
     private string RawE2ETopic => $"braw-e2e-{_run}";
+    private string RawE2ELayoutTopic => $"braw-e2l-{_run}";
     private string BusPublishTopic => $"bbus-pub-{_run}";
     private string BusE2ETopic => $"bbus-e2e-{_run}";
 
@@ -67,13 +71,13 @@ public class SqsBenchmarks
         options.Settings["receive-concurrency"] = ReceiveLoops.ToString(System.Globalization.CultureInfo.InvariantCulture);
         _bus = MessageBus.Create(options);
         await _bus.ConnectAsync();
-        foreach (var topic in new[] { RawPublishTopic, RawE2ETopic, BusPublishTopic, BusE2ETopic })
+        foreach (var topic in new[] { RawPublishTopic, RawE2ETopic, RawE2ELayoutTopic, BusPublishTopic, BusE2ETopic })
         {
             await _bus.EnsureTopicAsync(topic);
         }
 
         // Group queues stay after the consumer that created them closes.
-        foreach (var topic in new[] { RawPublishTopic, RawE2ETopic, BusPublishTopic })
+        foreach (var topic in new[] { RawPublishTopic, RawE2ETopic, RawE2ELayoutTopic, BusPublishTopic })
         {
             var declaring = await _bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = Group, MaxInFlight = ReceiveLoops * BatchSize, PerKeyOrdering = false });
             await declaring.DisposeAsync();
@@ -100,8 +104,13 @@ public class SqsBenchmarks
         });
         _rawPublishQueue = (await _sqs.GetQueueUrlAsync($"{RawPublishTopic}_{Group}")).QueueUrl;
         _rawE2EQueue = (await _sqs.GetQueueUrlAsync($"{RawE2ETopic}_{Group}")).QueueUrl;
+        _rawE2ELayoutQueue = (await _sqs.GetQueueUrlAsync($"{RawE2ELayoutTopic}_{Group}")).QueueUrl;
         _busPublishQueue = (await _sqs.GetQueueUrlAsync($"{BusPublishTopic}_{Group}")).QueueUrl;
-        _rawLoops = Enumerable.Range(0, ReceiveLoops).Select(_ => Task.Run(RawReceiveLoopAsync)).ToArray();
+        _rawLoops =
+        [
+            .. Enumerable.Range(0, ReceiveLoops).Select(_ => Task.Run(() => RawReceiveLoopAsync(_rawE2EQueue, layout: false))),
+            .. Enumerable.Range(0, ReceiveLoops).Select(_ => Task.Run(() => RawReceiveLoopAsync(_rawE2ELayoutQueue, layout: true))),
+        ];
     }
 
     [IterationSetup]
@@ -117,6 +126,8 @@ public class SqsBenchmarks
         _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Volatile.Write(ref _rawReceived, 0);
         _allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _rawLayoutReceived, 0);
+        _allLayoutReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     [GlobalCleanup]
@@ -130,7 +141,7 @@ public class SqsBenchmarks
         }
 
         await _bus.DisposeAsync();
-        foreach (var name in new[] { RawPublishTopic, RawE2ETopic, BusPublishTopic, BusE2ETopic })
+        foreach (var name in new[] { RawPublishTopic, RawE2ETopic, RawE2ELayoutTopic, BusPublishTopic, BusE2ETopic })
         {
             foreach (var queue in new[] { $"{name}_{Group}", $"{name}-dlq_dlq" })
             {
@@ -180,6 +191,19 @@ public class SqsBenchmarks
     {
         await RawProduceAsync(_rawE2EQueue);
         await _allReceived.Task;
+    }
+
+    /// <summary>
+    /// Not a baseline: the raw end to end with roughly the adapter's layout on both sides (the <c>bus</c> attribute
+    /// sent, and every message attribute plus the system attributes the adapter needs requested on receive), to
+    /// separate what the layout costs the emulator and the SDK from the adapter's own work.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "raw SendMessageBatch ×8 → 8× Receive(10) + DeleteMessageBatch, adapter-like layout")]
+    [BenchmarkCategory("end-to-end")]
+    public async Task RawEndToEndAdapterLayout()
+    {
+        await RawProduceAsync(_rawE2ELayoutQueue, withAttribute: true);
+        await _allLayoutReceived.Task;
     }
 
     [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus PublishBatchAsync(4096) → subscription (8 loops, 80) + ack")]
@@ -244,14 +268,21 @@ public class SqsBenchmarks
         }
     }
 
-    private async Task RawReceiveLoopAsync()
+    private async Task RawReceiveLoopAsync(string queueUrl, bool layout)
     {
         while (!_stop.IsCancellationRequested)
         {
             ReceiveMessageResponse response;
             try
             {
-                response = await _sqs.ReceiveMessageAsync(new ReceiveMessageRequest { QueueUrl = _rawE2EQueue, MaxNumberOfMessages = BatchSize, WaitTimeSeconds = WaitSeconds, VisibilityTimeout = 30 });
+                var request = new ReceiveMessageRequest { QueueUrl = queueUrl, MaxNumberOfMessages = BatchSize, WaitTimeSeconds = WaitSeconds, VisibilityTimeout = 30 };
+                if (layout)
+                {
+                    request.MessageAttributeNames = ["All"];
+                    request.MessageSystemAttributeNames = ["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber", "MessageGroupId"];
+                }
+
+                response = await _sqs.ReceiveMessageAsync(request);
             }
             catch (Exception) when (_stop.IsCancellationRequested)
             {
@@ -270,15 +301,15 @@ public class SqsBenchmarks
                 entries.Add(new DeleteMessageBatchRequestEntry { Id = IdOf(i), ReceiptHandle = messages[i].ReceiptHandle });
             }
 
-            var deleted = await _sqs.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _rawE2EQueue, Entries = entries });
+            var deleted = await _sqs.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = queueUrl, Entries = entries });
             if (deleted.Failed is { Count: > 0 } failed)
             {
                 throw new InvalidOperationException($"DeleteMessageBatch: {failed.Count} failed ({failed[0].Code})");
             }
 
-            if (Interlocked.Add(ref _rawReceived, messages.Count) >= AdapterBench.Messages)
+            if (layout ? Interlocked.Add(ref _rawLayoutReceived, messages.Count) >= AdapterBench.Messages : Interlocked.Add(ref _rawReceived, messages.Count) >= AdapterBench.Messages)
             {
-                _allReceived.TrySetResult();
+                (layout ? _allLayoutReceived : _allReceived).TrySetResult();
             }
         }
     }

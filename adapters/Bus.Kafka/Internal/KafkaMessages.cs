@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using Confluent.Kafka;
 
@@ -33,7 +34,7 @@ internal static class KafkaMessages
     public static bool IsReserved(string name)
         => name is MessageIdHeader or CorrelationIdHeader or ContentTypeHeader or ReplyToHeader;
 
-    /// <summary>The Kafka record for <paramref name="message"/> (the body is copied).</summary>
+    /// <summary>The Kafka record for <paramref name="message"/>.</summary>
     public static Message<byte[]?, byte[]> ToRecord(OutgoingMessage message)
     {
         var headers = new Headers
@@ -69,7 +70,8 @@ internal static class KafkaMessages
         return new Message<byte[]?, byte[]>
         {
             Key = message.Key is null ? null : Encoding.UTF8.GetBytes(message.Key),
-            Value = message.Body.ToArray(),
+            // Produce copies the value into librdkafka before it returns: a body that is a whole array is passed as is.
+            Value = MemoryMarshal.TryGetArray(message.Body, out var body) && body.Offset == 0 && body.Count == body.Array!.Length ? body.Array : message.Body.ToArray(),
             Headers = headers,
         };
     }

@@ -5,49 +5,99 @@ namespace Bus.Kafka.Internal;
 internal sealed partial class KafkaTransport
 {
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
-        => new(Produce(Producer, topic, message).WaitAsync(cancellationToken));
-
-    /// <summary>Starts every produce before awaiting any: librdkafka batches them and confirms each by delivery report.</summary>
-    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
     {
-        var producer = Producer;
-        var pending = new Task[messages.Count];
-        for (var i = 0; i < pending.Length; i++)
-        {
-            pending[i] = Produce(producer, topic, messages[i]);
-        }
-
-        await Task.WhenAll(pending).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var confirmation = new Confirmation(this, topic, 1);
+        Produce(Producer, topic, message, confirmation);
+        return new(confirmation.Task.WaitAsync(cancellationToken));
     }
 
-    /// <summary>Produces one record; the task completes on its delivery report (acks=all: written to every in-sync replica).</summary>
-    private Task Produce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message)
+    /// <summary>
+    /// Starts every produce before awaiting any: librdkafka batches them and confirms each by delivery report. One
+    /// confirmation (and one report handler) serves the whole batch.
+    /// </summary>
+    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
     {
-        var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var producer = Producer;
+        var confirmation = new Confirmation(this, topic, messages.Count);
+        for (var i = 0; i < messages.Count; i++)
+        {
+            Produce(producer, topic, messages[i], confirmation);
+        }
+
+        return new(confirmation.Task.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>Produces one record; its delivery report (acks=all: written to every in-sync replica) counts toward <paramref name="confirmation"/>.</summary>
+    private void Produce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation)
+    {
         try
         {
-            producer.Produce(topic, KafkaMessages.ToRecord(message), report =>
-            {
-                if (report.Error.IsError)
-                {
-                    confirmed.TrySetException(PublishFailed(topic, report.Error, null));
-                }
-                else
-                {
-                    confirmed.TrySetResult();
-                }
-            });
+            producer.Produce(topic, KafkaMessages.ToRecord(message), confirmation.OnReport);
         }
         catch (ProduceException<byte[]?, byte[]> ex)
         {
-            confirmed.TrySetException(PublishFailed(topic, ex.Error, ex));
+            confirmation.Failed(ex.Error, ex);
         }
         catch (KafkaException ex)
         {
-            confirmed.TrySetException(PublishFailed(topic, ex.Error, ex));
+            confirmation.Failed(ex.Error, ex);
+        }
+    }
+
+    /// <summary>
+    /// Completes when every record of a publish call has its delivery report: with the first failure if any failed
+    /// (a batch is confirmed as a whole, as the contract says), else successfully.
+    /// </summary>
+    private sealed class Confirmation : TaskCompletionSource
+    {
+        private readonly KafkaTransport _transport;
+        private readonly string _topic;
+        private int _remaining;
+        private Exception? _failure;
+
+        public Confirmation(KafkaTransport transport, string topic, int count)
+            : base(TaskCreationOptions.RunContinuationsAsynchronously)
+        {
+            _transport = transport;
+            _topic = topic;
+            _remaining = count;
+            OnReport = report =>
+            {
+                if (report.Error.IsError)
+                {
+                    Failed(report.Error, null);
+                }
+                else
+                {
+                    Counted();
+                }
+            };
         }
 
-        return confirmed.Task;
+        public Action<DeliveryReport<byte[]?, byte[]>> OnReport { get; }
+
+        public void Failed(Error error, Exception? inner)
+        {
+            Interlocked.CompareExchange(ref _failure, _transport.PublishFailed(_topic, error, inner), null);
+            Counted();
+        }
+
+        private void Counted()
+        {
+            if (Interlocked.Decrement(ref _remaining) != 0)
+            {
+                return;
+            }
+
+            if (Volatile.Read(ref _failure) is { } failure)
+            {
+                TrySetException(failure);
+            }
+            else
+            {
+                TrySetResult();
+            }
+        }
     }
 
     private BusException PublishFailed(string topic, Error error, Exception? inner)

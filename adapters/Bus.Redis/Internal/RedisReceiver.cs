@@ -39,9 +39,7 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly CancellationTokenSource _stop = new();
     private RedisValue _claimCursor = "0-0";
     private long _claimAt; // Environment.TickCount64 of the next XAUTOCLAIM
-    private readonly Lock _ackLock = new();
-    private List<(RedisValue Id, TaskCompletionSource Done)> _ackQueue = [];
-    private bool _ackFlushing;
+    private readonly SettlementBatcher<(string Id, long Tag)> _acks;
     private long _nextTag;
     private readonly RedisKey _delayedKey;
     private readonly long _delayCheckMs;
@@ -65,6 +63,10 @@ internal sealed class RedisReceiver : TransportReceiver
         _delayedKey = RedisTransport.DelayedKey(topic);
         _delayCheckMs = Math.Max(1, (long)transport.Settings.DelayCheckInterval.TotalMilliseconds);
         _logger = logger;
+
+        // One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many
+        // ids), so a lone ack costs one round trip and a busy consumer acks in batches.
+        _acks = new SettlementBatcher<(string Id, long Tag)>(AcknowledgeAsync, new SettlementBatcherOptions { MaxBatchSize = 1_000, MaxConcurrentFlushes = 1 });
     }
 
     public override ChannelReader<ReceivedMessage> Deliveries => _channel.Reader;
@@ -85,36 +87,21 @@ internal sealed class RedisReceiver : TransportReceiver
 
     public void Start() => _loop = Task.Run(RunAsync);
 
-    public override async ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         var id = (string)message.TransportState!;
         if (!IsCurrent(id, message.DeliveryTag))
         {
-            return; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
-        }
-
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        bool flush;
-        lock (_ackLock)
-        {
-            _ackQueue.Add((id, done));
-            flush = !_ackFlushing;
-            _ackFlushing |= flush;
-        }
-
-        if (flush)
-        {
-            _ = FlushAcksAsync();
+            return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
         }
 
         try
         {
-            await done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return _acks.AddAsync((id, message.DeliveryTag), cancellationToken);
         }
-        finally
+        catch (ObjectDisposedException)
         {
-            // Frees the credit either way: a failed ack leaves the entry pending, claimable again after the ack timeout.
-            Forget(id, message.DeliveryTag);
+            return default; // closing: the entry is released to the group with the rest of the hand
         }
     }
 
@@ -201,6 +188,9 @@ internal sealed class RedisReceiver : TransportReceiver
             // The loop reports its own failures through the channel.
         }
 
+        // Acks already given are sent before the hand is released, so that they are not delivered again.
+        await _acks.DisposeAsync().ConfigureAwait(false);
+
         // Buffered deliveries were in this consumer's hands too: all of them go back to the group.
         _channel.Writer.TryComplete();
         while (_channel.Reader.TryRead(out _))
@@ -244,47 +234,40 @@ internal sealed class RedisReceiver : TransportReceiver
     }
 
     /// <summary>
-    /// One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many ids),
-    /// so a lone ack costs one round trip and a busy consumer acks in batches. XACK by id is harmless if the entry was
-    /// meanwhile claimed by another consumer (it was processed here).
+    /// XACKs one batch, then frees its credit in one piece (a failed ack too: the entry stays pending, claimable
+    /// again after the ack timeout), so the loop reads a batch as large as the one acknowledged. XACK by id is
+    /// harmless if the entry was meanwhile claimed by another consumer (it was processed here).
     /// </summary>
-    private async Task FlushAcksAsync()
+    private async ValueTask<IReadOnlyList<Exception?>?> AcknowledgeAsync(IReadOnlyList<(string Id, long Tag)> batch)
     {
-        while (true)
+        try
         {
-            List<(RedisValue Id, TaskCompletionSource Done)> batch;
-            lock (_ackLock)
+            var ids = new RedisValue[batch.Count];
+            for (var i = 0; i < ids.Length; i++)
             {
-                if (_ackQueue.Count == 0)
-                {
-                    _ackFlushing = false;
-                    return;
-                }
-
-                batch = _ackQueue;
-                _ackQueue = new List<(RedisValue, TaskCompletionSource)>(batch.Count);
+                ids[i] = batch[i].Id;
             }
 
-            try
+            await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
+            return null;
+        }
+        finally
+        {
+            var removed = 0;
+            lock (_inHand)
             {
-                var ids = new RedisValue[batch.Count];
-                for (var i = 0; i < ids.Length; i++)
+                foreach (var (id, tag) in batch)
                 {
-                    ids[i] = batch[i].Id;
-                }
-
-                await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
-                foreach (var (_, done) in batch)
-                {
-                    done.TrySetResult();
+                    if (_inHand.TryGetValue(id, out var current) && current == tag && _inHand.Remove(id))
+                    {
+                        removed++;
+                    }
                 }
             }
-            catch (Exception ex)
+
+            if (removed > 0)
             {
-                foreach (var (_, done) in batch)
-                {
-                    done.TrySetException(ex);
-                }
+                Wake();
             }
         }
     }
@@ -438,13 +421,7 @@ internal sealed class RedisReceiver : TransportReceiver
         var entries = await _database.StreamReadGroupAsync(_key, _group, _consumer, StreamPosition.NewMessages, count).ConfigureAwait(false);
         foreach (var entry in entries)
         {
-            var fields = new KeyValuePair<RedisValue, RedisValue>[entry.Values.Length];
-            for (var i = 0; i < fields.Length; i++)
-            {
-                fields[i] = new(entry.Values[i].Name, entry.Values[i].Value);
-            }
-
-            Deliver((string)entry.Id!, fields, 1);
+            Deliver(StreamCodec.Decode(_topic, entry, 1, Interlocked.Increment(ref _nextTag)));
         }
 
         return entries.Length;
@@ -492,10 +469,10 @@ internal sealed class RedisReceiver : TransportReceiver
         {
             var parts = (RedisResult[])entry!;
             var raw = (RedisResult[]?)parts[1] ?? [];
-            var fields = new KeyValuePair<RedisValue, RedisValue>[raw.Length / 2];
+            var fields = new NameValueEntry[raw.Length / 2];
             for (var i = 0; i < fields.Length; i++)
             {
-                fields[i] = new((RedisValue)raw[2 * i], (RedisValue)raw[(2 * i) + 1]);
+                fields[i] = new NameValueEntry((RedisValue)raw[2 * i], (RedisValue)raw[(2 * i) + 1]);
             }
 
             Deliver((string)parts[0]!, fields, (int)Math.Min(int.MaxValue, (long)parts[2]));
@@ -505,15 +482,17 @@ internal sealed class RedisReceiver : TransportReceiver
         return entries.Length;
     }
 
-    private void Deliver(string id, KeyValuePair<RedisValue, RedisValue>[] fields, int deliveryCount)
+    private void Deliver(string id, NameValueEntry[] fields, int deliveryCount)
+        => Deliver(StreamCodec.Decode(_topic, id, fields, deliveryCount, Interlocked.Increment(ref _nextTag), id));
+
+    private void Deliver(ReceivedMessage delivery)
     {
-        var tag = Interlocked.Increment(ref _nextTag);
         lock (_inHand)
         {
-            _inHand[id] = tag;
+            _inHand[(string)delivery.TransportState!] = delivery.DeliveryTag;
         }
 
-        _channel.Writer.TryWrite(StreamCodec.Decode(_topic, id, fields, deliveryCount, tag, id));
+        _channel.Writer.TryWrite(delivery);
     }
 
     private bool IsCurrent(string id, long tag)

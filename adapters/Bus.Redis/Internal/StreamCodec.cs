@@ -41,30 +41,47 @@ internal static class StreamCodec
         }
     }
 
-    /// <summary>The fields of an entry for <paramref name="message"/>.</summary>
+    /// <summary>The fields of an entry for <paramref name="message"/> (no boxing: this is the publish hot path).</summary>
     public static NameValueEntry[] Encode(OutgoingMessage message)
     {
-        var flat = new List<object>(16);
-        AppendFields(message, flat);
-        var entries = new NameValueEntry[flat.Count / 2];
-        for (var i = 0; i < entries.Length; i++)
+        var count = 2 + (message.Key is null ? 0 : 1) + (message.CorrelationId is null ? 0 : 1) + (message.ContentType is null ? 0 : 1)
+            + (message.ReplyTo is null ? 0 : 1) + (message.HasHeaders ? message.Headers.Count : 0);
+        var entries = new NameValueEntry[count];
+        var i = 0;
+        entries[i++] = new NameValueEntry(BodyField, message.Body.IsEmpty ? Array.Empty<byte>() : message.Body.ToArray());
+        entries[i++] = new NameValueEntry(IdField, message.MessageId ?? "");
+        Add(entries, ref i, KeyField, message.Key);
+        Add(entries, ref i, CorrelationIdField, message.CorrelationId);
+        Add(entries, ref i, ContentTypeField, message.ContentType);
+        Add(entries, ref i, ReplyToField, message.ReplyTo);
+        if (message.HasHeaders)
         {
-            entries[i] = new NameValueEntry((RedisValue)flat[2 * i], (RedisValue)flat[(2 * i) + 1]);
+            foreach (var (name, value) in message.Headers)
+            {
+                entries[i++] = new NameValueEntry(HeaderPrefix + name, value);
+            }
         }
 
         return entries;
     }
 
+    /// <summary>Builds a delivery from an entry read by XREADGROUP.</summary>
+    public static ReceivedMessage Decode(string topic, StreamEntry entry, int deliveryCount, long tag)
+    {
+        var id = (string)entry.Id!;
+        return Decode(topic, id, entry.Values, deliveryCount, tag, id);
+    }
+
     /// <summary>Builds a delivery from an entry's id and its fields (names and values alternating).</summary>
-    public static ReceivedMessage Decode(string topic, string entryId, IReadOnlyList<KeyValuePair<RedisValue, RedisValue>> fields, int deliveryCount, long tag, object state)
+    public static ReceivedMessage Decode(string topic, string entryId, NameValueEntry[] fields, int deliveryCount, long tag, object state)
     {
         ReadOnlyMemory<byte> body = ReadOnlyMemory<byte>.Empty;
         string? messageId = null, key = null, correlationId = null, contentType = null, replyTo = null;
         Dictionary<string, string>? headers = null;
-        foreach (var (nameValue, value) in fields)
+        foreach (var field in fields)
         {
-            var name = (string?)nameValue ?? "";
-            switch (name)
+            var value = field.Value;
+            switch (KnownField(field.Name))
             {
                 case BodyField:
                     body = (byte[]?)value ?? [];
@@ -85,6 +102,7 @@ internal static class StreamCodec
                     replyTo = (string?)value;
                     break;
                 default:
+                    var name = (string?)field.Name ?? "";
                     headers ??= new Dictionary<string, string>(StringComparer.Ordinal);
                     headers[name.StartsWith(HeaderPrefix, StringComparison.Ordinal) ? name[HeaderPrefix.Length..] : name] = (string?)value ?? "";
                     break;
@@ -104,6 +122,33 @@ internal static class StreamCodec
         return long.TryParse(ms, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
             ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Min(value, 253402300799999))
             : DateTimeOffset.UnixEpoch;
+    }
+
+    /// <summary>
+    /// The field's name if it is one of the message's own fields, compared as bytes (a field name read from Redis would
+    /// otherwise become a new string per field per message); null for any other field.
+    /// </summary>
+    private static string? KnownField(RedisValue name)
+    {
+        var bytes = ((ReadOnlyMemory<byte>)name).Span;
+        return bytes.Length switch
+        {
+            2 when bytes.SequenceEqual("id"u8) => IdField,
+            3 when bytes.SequenceEqual("key"u8) => KeyField,
+            4 when bytes.SequenceEqual("body"u8) => BodyField,
+            8 when bytes.SequenceEqual("reply-to"u8) => ReplyToField,
+            12 when bytes.SequenceEqual("content-type"u8) => ContentTypeField,
+            14 when bytes.SequenceEqual("correlation-id"u8) => CorrelationIdField,
+            _ => null,
+        };
+    }
+
+    private static void Add(NameValueEntry[] entries, ref int index, string field, string? value)
+    {
+        if (value is not null)
+        {
+            entries[index++] = new NameValueEntry(field, value);
+        }
     }
 
     private static void Add(List<object> arguments, string field, string? value)

@@ -1,109 +1,107 @@
 using System.Globalization;
-using System.Threading.Channels;
 using Amazon.SQS;
 using Amazon.SQS.Model;
+using Bus.Transport;
 using Microsoft.Extensions.Logging;
 
 namespace Bus.Sqs.Internal;
 
 /// <summary>
-/// Acknowledgements of one queue, coalesced into DeleteMessageBatch calls of up to 10 receipts; each ack completes
-/// when its batch is confirmed. A few batches may be in flight at once.
+/// Acknowledgements of one queue, coalesced by core's <see cref="SettlementBatcher{T}"/> into DeleteMessageBatch
+/// calls of up to 10 receipts (SQS's limit), a few in flight at once; each ack completes when its batch is confirmed.
 /// </summary>
 internal sealed class ReceiptBatcher : IAsyncDisposable
 {
-    private const int Flushers = 4;
+    /// <summary>
+    /// How long a partial batch waits for more receipts while others are being deleted: the acks of one received
+    /// batch arrive within about a millisecond of each other, and a DeleteMessageBatch round trip costs more than that.
+    /// </summary>
+    private static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(2);
 
     private readonly IAmazonSQS _client;
     private readonly string _queueUrl;
+    private readonly string _queueName;
     private readonly ILogger _logger;
-    private readonly Channel<(string Receipt, TaskCompletionSource Done)> _pending = Channel.CreateUnbounded<(string, TaskCompletionSource)>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = false });
-    private readonly Task[] _flushers;
+    private readonly Action<int> _settled;
+    private readonly SettlementBatcher<string> _batcher;
 
-    public ReceiptBatcher(IAmazonSQS client, string queueUrl, ILogger logger)
+    /// <param name="client">The SQS client.</param>
+    /// <param name="queueUrl">The queue.</param>
+    /// <param name="logger">For stale receipts.</param>
+    /// <param name="settled">Called with the size of each batch once it is settled either way (credit comes back in one piece).</param>
+    /// <param name="maxConcurrentDeletes">Batches in flight at once.</param>
+    public ReceiptBatcher(IAmazonSQS client, string queueUrl, ILogger logger, Action<int> settled, int maxConcurrentDeletes)
     {
         _client = client;
         _queueUrl = queueUrl;
+        _queueName = SqsNames.NameFromUrl(queueUrl);
         _logger = logger;
-        _flushers = new Task[Flushers];
-        for (var i = 0; i < Flushers; i++)
+        _settled = settled;
+        _batcher = new SettlementBatcher<string>(DeleteAsync, new SettlementBatcherOptions { MaxBatchSize = 10, MaxConcurrentFlushes = maxConcurrentDeletes, Linger = Linger });
+    }
+
+    /// <summary>Deletes the message of <paramref name="receipt"/>; completes when SQS confirmed it (or its receipt was stale).</summary>
+    public ValueTask DeleteAsync(string receipt, CancellationToken cancellationToken)
+    {
+        try
         {
-            _flushers[i] = Task.Run(FlushLoopAsync);
+            return _batcher.AddAsync(receipt, cancellationToken);
+        }
+        catch (ObjectDisposedException)
+        {
+            return default; // the receiver is closed: the message comes back after its visibility timeout
         }
     }
 
-    public Task DeleteAsync(string receipt, CancellationToken cancellationToken)
+    public ValueTask DisposeAsync() => _batcher.DisposeAsync();
+
+    private async ValueTask<IReadOnlyList<Exception?>?> DeleteAsync(IReadOnlyList<string> receipts)
     {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_pending.Writer.TryWrite((receipt, done)))
+        try
         {
-            // Closed: the receiver is gone; the message comes back after its visibility timeout.
-            return Task.CompletedTask;
-        }
-
-        return done.Task.WaitAsync(cancellationToken);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        _pending.Writer.TryComplete();
-        await Task.WhenAll(_flushers).ConfigureAwait(false);
-    }
-
-    private async Task FlushLoopAsync()
-    {
-        var batch = new List<(string Receipt, TaskCompletionSource Done)>(10);
-        while (await _pending.Reader.WaitToReadAsync().ConfigureAwait(false))
-        {
-            batch.Clear();
-            while (batch.Count < 10 && _pending.Reader.TryRead(out var item))
+            var entries = new List<DeleteMessageBatchRequestEntry>(receipts.Count);
+            for (var i = 0; i < receipts.Count; i++)
             {
-                batch.Add(item);
+                entries.Add(new DeleteMessageBatchRequestEntry { Id = EntryIds.Of(i), ReceiptHandle = receipts[i] });
             }
 
-            if (batch.Count == 0)
-            {
-                continue;
-            }
-
+            DeleteMessageBatchResponse response;
             try
             {
-                var response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest
-                {
-                    QueueUrl = _queueUrl,
-                    Entries = batch.Select((b, i) => new DeleteMessageBatchRequestEntry { Id = i.ToString(CultureInfo.InvariantCulture), ReceiptHandle = b.Receipt }).ToList(),
-                }, CancellationToken.None).ConfigureAwait(false);
-                var failed = new Dictionary<string, BatchResultErrorEntry>(StringComparer.Ordinal);
-                foreach (var error in response.Failed ?? [])
-                {
-                    failed[error.Id] = error;
-                }
-
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    if (failed.TryGetValue(i.ToString(CultureInfo.InvariantCulture), out var error) && !SqsErrors.IsStaleReceipt(error.Code))
-                    {
-                        batch[i].Done.TrySetException(new BusException($"sqs: ack on queue {SqsNames.NameFromUrl(_queueUrl)} failed: {error.Code}: {error.Message}", BusFailureReason.BrokerError, SqsTransportFactory.BackendName, null, error.SenderFault != true));
-                    }
-                    else
-                    {
-                        if (error is not null)
-                        {
-                            Log.StaleReceipt(_logger, SqsNames.NameFromUrl(_queueUrl), error.Code);
-                        }
-
-                        batch[i].Done.TrySetResult();
-                    }
-                }
+                response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _queueUrl, Entries = entries }, CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                var wrapped = SqsErrors.Wrap(ex, $"ack on queue {SqsNames.NameFromUrl(_queueUrl)}", null);
-                foreach (var item in batch)
-                {
-                    item.Done.TrySetException(wrapped);
-                }
+                throw SqsErrors.Wrap(ex, $"ack on queue {_queueName}", null);
             }
+
+            if (response.Failed is not { Count: > 0 } failures)
+            {
+                return null;
+            }
+
+            var errors = new Exception?[receipts.Count];
+            foreach (var error in failures)
+            {
+                if (!int.TryParse(error.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index >= errors.Length)
+                {
+                    continue;
+                }
+
+                if (SqsErrors.IsStaleReceipt(error.Code))
+                {
+                    Log.StaleReceipt(_logger, _queueName, error.Code);
+                    continue;
+                }
+
+                errors[index] = new BusException($"sqs: ack on queue {_queueName} failed: {error.Code}: {error.Message}", BusFailureReason.BrokerError, SqsTransportFactory.BackendName, null, error.SenderFault != true);
+            }
+
+            return errors;
+        }
+        finally
+        {
+            _settled(receipts.Count);
         }
     }
 }

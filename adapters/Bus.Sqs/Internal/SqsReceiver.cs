@@ -17,6 +17,13 @@ namespace Bus.Sqs.Internal;
 internal sealed class SqsReceiver : TransportReceiver
 {
     private const int MaxVisibilitySeconds = 43_200;
+    private const int MaxReceiveBatch = 10;
+
+    /// <summary>
+    /// How long a receive loop holding part of a batch's credit waits for the rest while messages are in flight:
+    /// credit comes back a delete batch at a time, and a ReceiveMessage for 10 costs little more than one for 1.
+    /// </summary>
+    private static readonly TimeSpan CreditLinger = TimeSpan.FromMilliseconds(2);
 
     private readonly SqsTransport _transport;
     private readonly string _topic;
@@ -27,6 +34,8 @@ internal sealed class SqsReceiver : TransportReceiver
     private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
     private readonly ConcurrentDictionary<long, (string Receipt, string SqsId)> _unsettled = new();
     private readonly SemaphoreSlim _credit;
+    private readonly SemaphoreSlim _gathering = new(1, 1);
+    private readonly int _receiveBatch;
     private readonly CancellationTokenSource _stop = new();
     private readonly ReceiptBatcher _deletes;
     private readonly Task[] _loops;
@@ -40,6 +49,7 @@ internal sealed class SqsReceiver : TransportReceiver
     /// </summary>
     private readonly Dictionary<string, Queue<ReceivedMessage>> _held = new(StringComparer.Ordinal);
     private long _nextTag;
+    private int _outstanding; // received, credit not yet back (unsettled, or settling)
     private int _disposed;
 
     public SqsReceiver(SqsTransport transport, string topic, string queueUrl, SubscriptionOptions options)
@@ -52,9 +62,11 @@ internal sealed class SqsReceiver : TransportReceiver
         _logger = transport.Logger;
         _credit = new SemaphoreSlim(options.MaxInFlight, options.MaxInFlight);
         _visibilitySeconds = (int)Math.Clamp(Math.Ceiling(options.AckTimeout.TotalSeconds), 1, MaxVisibilitySeconds);
-        _deletes = new ReceiptBatcher(_client, queueUrl, _logger);
+        _receiveBatch = Math.Min(MaxReceiveBatch, options.MaxInFlight);
         _fifo = SqsNames.IsFifo(_queueName);
-        var loops = Math.Min(transport.Settings.ReceiveConcurrency, Math.Max(1, options.MaxInFlight / 10));
+        var loops = Math.Min(transport.Settings.ReceiveConcurrency, Math.Max(1, options.MaxInFlight / MaxReceiveBatch));
+        // Credit comes back when a delete batch is confirmed, all of it at once.
+        _deletes = new ReceiptBatcher(_client, queueUrl, _logger, ReturnSettledCredit, Math.Max(2, loops));
         _loops = new Task[loops];
         for (var i = 0; i < loops; i++)
         {
@@ -78,14 +90,7 @@ internal sealed class SqsReceiver : TransportReceiver
             HandOutNext(messageGroup);
         }
 
-        try
-        {
-            await _deletes.DeleteAsync(receipt, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _credit.Release();
-        }
+        await _deletes.DeleteAsync(receipt, cancellationToken).ConfigureAwait(false);
     }
 
     public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
@@ -112,7 +117,7 @@ internal sealed class SqsReceiver : TransportReceiver
         }
         finally
         {
-            _credit.Release();
+            ReturnSettledCredit(1);
             if (held is not null)
             {
                 // After the nacked message's own change: SQS FIFO keeps the group blocked while it is in flight, so
@@ -165,12 +170,7 @@ internal sealed class SqsReceiver : TransportReceiver
             var credit = 0;
             try
             {
-                await _credit.WaitAsync(token).ConfigureAwait(false);
-                credit = 1;
-                while (credit < 10 && _credit.Wait(0))
-                {
-                    credit++;
-                }
+                credit = await TakeCreditAsync(token).ConfigureAwait(false);
 
                 // Not cancelled by dispose: a long poll that is cut off may already have taken messages, which would
                 // then stay invisible until their visibility timeout. The SDK's request timeout bounds it.
@@ -185,6 +185,7 @@ internal sealed class SqsReceiver : TransportReceiver
                 }, CancellationToken.None).ConfigureAwait(false);
                 failures = 0;
                 var messages = response.Messages ?? [];
+                Interlocked.Add(ref _outstanding, messages.Count);
                 var deliveries = new ReceivedMessage[messages.Count];
                 for (var i = 0; i < messages.Count; i++)
                 {
@@ -260,6 +261,64 @@ internal sealed class SqsReceiver : TransportReceiver
         }
     }
 
+    /// <summary>
+    /// Credit for one ReceiveMessage: at least 1, up to a full batch. One loop gathers at a time, so that credit
+    /// coming back is not split into small receives across loops; while messages are out (more credit will come back
+    /// soon) it waits up to <see cref="CreditLinger"/> for a full batch.
+    /// </summary>
+    private async ValueTask<int> TakeCreditAsync(CancellationToken token)
+    {
+        await _gathering.WaitAsync(token).ConfigureAwait(false);
+        var credit = 0;
+        try
+        {
+            await _credit.WaitAsync(token).ConfigureAwait(false);
+            credit = 1;
+            var until = 0L;
+            while (credit < _receiveBatch)
+            {
+                if (_credit.Wait(0))
+                {
+                    credit++;
+                    continue;
+                }
+
+                if (Volatile.Read(ref _outstanding) <= 0)
+                {
+                    break; // nothing received is unsettled: no credit is coming back
+                }
+
+                var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                until = until == 0 ? now + (long)(CreditLinger.TotalSeconds * System.Diagnostics.Stopwatch.Frequency) : until;
+                var remaining = System.Diagnostics.Stopwatch.GetElapsedTime(now, until);
+                if (remaining <= TimeSpan.Zero || !await _credit.WaitAsync(remaining, token).ConfigureAwait(false))
+                {
+                    break;
+                }
+
+                credit++;
+            }
+
+            return credit;
+        }
+        catch
+        {
+            ReturnCredit(credit);
+            throw;
+        }
+        finally
+        {
+            _gathering.Release();
+        }
+    }
+
+    /// <summary>Credit of received messages that are settled (or released) comes back.</summary>
+    private void ReturnSettledCredit(int count)
+    {
+        Interlocked.Add(ref _outstanding, -count);
+        _credit.Release(count);
+    }
+
     private void ReturnCredit(int credit)
     {
         if (credit > 0)
@@ -305,7 +364,7 @@ internal sealed class SqsReceiver : TransportReceiver
                     {
                         receipts.Add(entry.Receipt);
                         _transport.NoteUnseen(entry.SqsId);
-                        _credit.Release();
+                        ReturnSettledCredit(1);
                     }
                 }
             }
@@ -346,7 +405,7 @@ internal sealed class SqsReceiver : TransportReceiver
             var batches = receipts.Chunk(10).Select(chunk => _client.ChangeMessageVisibilityBatchAsync(new ChangeMessageVisibilityBatchRequest
             {
                 QueueUrl = _queueUrl,
-                Entries = chunk.Select((receipt, i) => new ChangeMessageVisibilityBatchRequestEntry { Id = i.ToString(CultureInfo.InvariantCulture), ReceiptHandle = receipt, VisibilityTimeout = 0 }).ToList(),
+                Entries = chunk.Select((receipt, i) => new ChangeMessageVisibilityBatchRequestEntry { Id = EntryIds.Of(i), ReceiptHandle = receipt, VisibilityTimeout = 0 }).ToList(),
             }, CancellationToken.None));
             await Task.WhenAll(batches).ConfigureAwait(false);
             Log.Released(_logger, receipts.Count, _queueName);

@@ -171,7 +171,7 @@ internal sealed partial class SqsTransport
             var message = chunk[i];
             var entry = new SendMessageBatchRequestEntry
             {
-                Id = i.ToString(CultureInfo.InvariantCulture),
+                Id = EntryIds.Of(i),
                 MessageBody = message.Body,
                 MessageAttributes = new Dictionary<string, MessageAttributeValue>(1, StringComparer.Ordinal) { [SqsEnvelope.AttributeName] = SqsEnvelope.Attribute(message.Attribute) },
             };
