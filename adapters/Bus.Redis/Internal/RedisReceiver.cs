@@ -39,7 +39,7 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly CancellationTokenSource _stop = new();
     private RedisValue _claimCursor = "0-0";
     private long _claimAt; // Environment.TickCount64 of the next XAUTOCLAIM
-    private readonly SettlementBatcher<(string Id, long Tag)> _acks;
+    private readonly SettlementBatcher<string> _acks;
     private long _nextTag;
     private readonly RedisKey _delayedKey;
     private readonly long _delayCheckMs;
@@ -66,7 +66,7 @@ internal sealed class RedisReceiver : TransportReceiver
 
         // One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many
         // ids), so a lone ack costs one round trip and a busy consumer acks in batches.
-        _acks = new SettlementBatcher<(string Id, long Tag)>(AcknowledgeAsync, new SettlementBatcherOptions { MaxBatchSize = 1_000, MaxConcurrentFlushes = 1 });
+        _acks = new SettlementBatcher<string>(AcknowledgeAsync, new SettlementBatcherOptions { MaxBatchSize = 1_000, MaxConcurrentFlushes = 1 });
     }
 
     public override ChannelReader<ReceivedMessage> Deliveries => _channel.Reader;
@@ -90,14 +90,17 @@ internal sealed class RedisReceiver : TransportReceiver
     public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         var id = (string)message.TransportState!;
-        if (!IsCurrent(id, message.DeliveryTag))
+        if (!Forget(id, message.DeliveryTag))
         {
             return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
         }
 
+        // Settled for the application: its credit is free now, so the next XREADGROUP goes out alongside the XACK
+        // instead of after it. Should the XACK fail, the entry stays pending and is claimed again after the ack
+        // timeout (at-least-once).
         try
         {
-            return _acks.AddAsync((id, message.DeliveryTag), cancellationToken);
+            return _acks.AddAsync(id, cancellationToken);
         }
         catch (ObjectDisposedException)
         {
@@ -234,42 +237,19 @@ internal sealed class RedisReceiver : TransportReceiver
     }
 
     /// <summary>
-    /// XACKs one batch, then frees its credit in one piece (a failed ack too: the entry stays pending, claimable
-    /// again after the ack timeout), so the loop reads a batch as large as the one acknowledged. XACK by id is
-    /// harmless if the entry was meanwhile claimed by another consumer (it was processed here).
+    /// XACKs one batch. XACK by id is harmless if the entry was meanwhile claimed by another consumer (it was
+    /// processed here).
     /// </summary>
-    private async ValueTask<IReadOnlyList<Exception?>?> AcknowledgeAsync(IReadOnlyList<(string Id, long Tag)> batch)
+    private async ValueTask<IReadOnlyList<Exception?>?> AcknowledgeAsync(IReadOnlyList<string> batch)
     {
-        try
+        var ids = new RedisValue[batch.Count];
+        for (var i = 0; i < ids.Length; i++)
         {
-            var ids = new RedisValue[batch.Count];
-            for (var i = 0; i < ids.Length; i++)
-            {
-                ids[i] = batch[i].Id;
-            }
-
-            await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
-            return null;
+            ids[i] = batch[i];
         }
-        finally
-        {
-            var removed = 0;
-            lock (_inHand)
-            {
-                foreach (var (id, tag) in batch)
-                {
-                    if (_inHand.TryGetValue(id, out var current) && current == tag && _inHand.Remove(id))
-                    {
-                        removed++;
-                    }
-                }
-            }
 
-            if (removed > 0)
-            {
-                Wake();
-            }
-        }
+        await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
+        return null;
     }
 
     private async Task RunAsync()
