@@ -56,6 +56,33 @@ public static class AdapterBench
 
         return batches;
     }
+
+    /// <summary>Publishes each batch with <c>PublishBatchAsync</c>, one batch confirmed before the next.</summary>
+    public static async Task PublishBatchesAsync(IMessageBus bus, string topic, OutgoingMessage[][] batches)
+    {
+        foreach (var batch in batches)
+        {
+            await bus.PublishBatchAsync(topic, batch);
+        }
+    }
+
+    /// <summary>Starts a <c>PublishAsync</c> for every message of a batch before awaiting any, batch after batch.</summary>
+    public static async Task PublishConcurrentlyAsync(IMessageBus bus, string topic, OutgoingMessage[][] batches)
+    {
+        var pending = new ValueTask[batches.Length == 0 ? 0 : batches.Max(batch => batch.Length)];
+        foreach (var batch in batches)
+        {
+            for (var i = 0; i < batch.Length; i++)
+            {
+                pending[i] = bus.PublishAsync(topic, batch[i]);
+            }
+
+            for (var i = 0; i < batch.Length; i++)
+            {
+                await pending[i];
+            }
+        }
+    }
 }
 
 /// <summary>Per-category baselines, a categories column, and throughput columns.</summary>

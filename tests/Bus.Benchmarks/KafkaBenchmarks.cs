@@ -158,32 +158,11 @@ public class KafkaBenchmarks
 
     [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus PublishBatchAsync(4096)")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishBatch()
-    {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusPublishTopic, batch);
-        }
-    }
+    public Task BusPublishBatch() => AdapterBench.PublishBatchesAsync(_bus, BusPublishTopic, _batches);
 
     [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus PublishAsync ×4096 in flight")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishConcurrent()
-    {
-        var pending = new ValueTask[Window];
-        foreach (var batch in _batches)
-        {
-            for (var i = 0; i < batch.Length; i++)
-            {
-                pending[i] = _bus.PublishAsync(BusPublishTopic, batch[i]);
-            }
-
-            for (var i = 0; i < batch.Length; i++)
-            {
-                await pending[i];
-            }
-        }
-    }
+    public Task BusPublishConcurrent() => AdapterBench.PublishConcurrentlyAsync(_bus, BusPublishTopic, _batches);
 
     /// <summary>
     /// Not a baseline: the raw producer sending the adapter's record layout (a fresh 32-character id, as core assigns in header
@@ -228,10 +207,7 @@ public class KafkaBenchmarks
     [BenchmarkCategory("end-to-end")]
     public async Task BusEndToEnd()
     {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusE2ETopic, batch);
-        }
+        await AdapterBench.PublishBatchesAsync(_bus, BusE2ETopic, _batches);
 
         await _allHandled.Task;
     }

@@ -148,32 +148,11 @@ public class RabbitMqBenchmarks
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "bus PublishBatchAsync(256)")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishBatch()
-    {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusPublishTopic, batch);
-        }
-    }
+    public Task BusPublishBatch() => AdapterBench.PublishBatchesAsync(_bus, BusPublishTopic, _batches);
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "bus PublishAsync ×256 in flight")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishConcurrent()
-    {
-        var pending = new ValueTask[Window];
-        foreach (var batch in _batches)
-        {
-            for (var i = 0; i < batch.Length; i++)
-            {
-                pending[i] = _bus.PublishAsync(BusPublishTopic, batch[i]);
-            }
-
-            for (var i = 0; i < batch.Length; i++)
-            {
-                await pending[i];
-            }
-        }
-    }
+    public Task BusPublishConcurrent() => AdapterBench.PublishConcurrentlyAsync(_bus, BusPublishTopic, _batches);
 
     // ---- publish → consume → ack ----
 
@@ -189,10 +168,7 @@ public class RabbitMqBenchmarks
     [BenchmarkCategory("end-to-end")]
     public async Task BusEndToEnd()
     {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusE2ETopic, batch);
-        }
+        await AdapterBench.PublishBatchesAsync(_bus, BusE2ETopic, _batches);
 
         await _allHandled.Task;
     }

@@ -109,32 +109,11 @@ public class RedisBenchmarks
 
     [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus PublishBatchAsync(4096)")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishBatch()
-    {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusPublishKey, batch);
-        }
-    }
+    public Task BusPublishBatch() => AdapterBench.PublishBatchesAsync(_bus, BusPublishKey, _batches);
 
     [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus PublishAsync ×4096 in flight")]
     [BenchmarkCategory("publish")]
-    public async Task BusPublishConcurrent()
-    {
-        var pending = new ValueTask[Window];
-        foreach (var batch in _batches)
-        {
-            for (var i = 0; i < batch.Length; i++)
-            {
-                pending[i] = _bus.PublishAsync(BusPublishKey, batch[i]);
-            }
-
-            for (var i = 0; i < batch.Length; i++)
-            {
-                await pending[i];
-            }
-        }
-    }
+    public Task BusPublishConcurrent() => AdapterBench.PublishConcurrentlyAsync(_bus, BusPublishKey, _batches);
 
     /// <summary>
     /// Not a baseline: raw XADD with the adapter's entry layout (fields body and id, a fresh 32-character id, as core assigns, the body
@@ -171,10 +150,7 @@ public class RedisBenchmarks
     [BenchmarkCategory("end-to-end")]
     public async Task BusEndToEnd()
     {
-        foreach (var batch in _batches)
-        {
-            await _bus.PublishBatchAsync(BusE2EKey, batch);
-        }
+        await AdapterBench.PublishBatchesAsync(_bus, BusE2EKey, _batches);
 
         await _allHandled.Task;
     }
