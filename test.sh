@@ -33,7 +33,7 @@ provision_failures=0
 if [ "${BUS_TEST_SKIP_PROVISION:-0}" != 1 ]; then
   if [ -x scripts/provision.sh ]; then
     say "provisioning brokers (scripts/provision.sh)"
-    if provision_env=$(scripts/provision.sh); then
+    if provision_env=$(scripts/provision.sh 2> >(tee "$results/provision.log" >&2)); then
       eval "$provision_env"
     else
       # The broker tests will fail with the reason; keep going so every other project still reports.
@@ -113,6 +113,12 @@ if updated != readme:
     open("README.md", "w", encoding="utf-8").write(updated)
 PY
   fi
+fi
+if [ "$provision_failures" -gt 0 ]; then
+  # Repeated here, next to the closing line, because a CI log is often read from its end.
+  echo
+  say "provisioning failed; its last lines ($results/provision.log, $results/install-fauxqs.log):"
+  tail -15 "$results/provision.log" "$results/install-fauxqs.log" 2>/dev/null | sed 's/^/      /'
 fi
 echo
 say "done"

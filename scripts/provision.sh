@@ -48,17 +48,65 @@ fi
 
 # --- 2. docker daemon ----------------------------------------------------------------------------
 docker_ready() { timeout 10 docker info >/dev/null 2>&1; }
-if ! docker_ready; then
-  if ! pgrep -x dockerd >/dev/null; then
-    need_root "starting dockerd"
-    log "starting dockerd (log: $dockerd_log)"
-    # Detached, with every standard stream redirected: a caller capturing our stdout must not wait on it.
-    setsid dockerd </dev/null >>"$dockerd_log" 2>&1 &
+# A process that exists and is not a zombie (PID 1 of a sandbox does not always reap what it inherits).
+alive() { local state; state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]; }
+dockerd_running() { local pid; for pid in $(pgrep -x dockerd); do alive "$pid" && return 0; done; return 1; }
+
+clear_stale_daemon_state() {
+  # /var/run is not a tmpfs on these machines: a machine whose processes were killed (a session that ended, a CI
+  # machine made from its disk) keeps dockerd's and containerd's pid files. dockerd refuses to start over a
+  # docker.pid naming a live process, and waits 60 s for a "still running" containerd whose pid now belongs to
+  # something else, then exits with "timeout waiting for containerd to start". With no dockerd running, neither
+  # file can be right; a containerd left behind by a dead dockerd is stopped so dockerd starts its own.
+  local containerd_pid_file=/var/run/docker/containerd/containerd.pid pid
+  if [[ -f $containerd_pid_file ]]; then
+    pid=$(<"$containerd_pid_file")
+    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == containerd ]]; then
+      log "stopping containerd $pid left behind by a dockerd that is gone"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 20); do alive "$pid" || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
   fi
-  for _ in $(seq 60); do docker_ready && break; sleep 1; done
-  docker_ready || { tail -20 "$dockerd_log" >&2 || true; fail "the Docker daemon did not answer within 60 s"; }
+  rm -f /var/run/docker.pid "$containerd_pid_file" /var/run/docker.sock /var/run/docker/containerd/containerd.sock
+}
+
+dockerd_pid=
+start_dockerd() {
+  need_root "starting dockerd"
+  clear_stale_daemon_state
+  log "starting dockerd (log: $dockerd_log)"
+  # Detached, with every standard stream redirected: a caller capturing our stdout must not wait on it.
+  setsid dockerd </dev/null >>"$dockerd_log" 2>&1 &
+  dockerd_pid=$!
+}
+
+# Waits until the daemon answers; gives up early when the dockerd we started has exited.
+await_docker() { # seconds
+  local deadline=$((SECONDS + $1))
+  while ((SECONDS < deadline)); do
+    docker_ready && return 0
+    [[ -n $dockerd_pid ]] && ! alive "$dockerd_pid" && return 1
+    sleep 1
+  done
+  return 1
+}
+
+if ! docker_ready; then
+  dockerd_running || start_dockerd
+  if ! await_docker 90; then
+    # One more start from a clean slate: the first can lose a race with state it found (see above).
+    log "the Docker daemon did not come up; last lines of $dockerd_log:"
+    tail -8 "$dockerd_log" >&2 || true
+    pkill -x dockerd 2>/dev/null && sleep 2
+    start_dockerd
+    await_docker 90 || { tail -20 "$dockerd_log" >&2 || true; fail "the Docker daemon did not answer (twice; log: $dockerd_log)"; }
+  fi
 fi
 api_version=$(docker version --format '{{.Server.APIVersion}}' 2>/dev/null) || fail "docker version"
+# Broker containers of runs that were killed before their fixtures could remove them (Ryuk cannot run here).
+# Only exited ones: a running bus-* container may belong to a test run going on beside this one.
+docker ps -aq --filter 'name=^bus-' --filter status=exited --filter status=created | xargs -r docker rm -f >/dev/null 2>&1 || true
 export DOCKER_API_VERSION=$api_version
 
 # --- 3. base image -------------------------------------------------------------------------------
