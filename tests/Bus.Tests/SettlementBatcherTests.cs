@@ -82,6 +82,35 @@ public class SettlementBatcherTests
     }
 
     [Fact]
+    public async Task Items_added_without_waiting_are_batched_alike_and_dispose_waits_until_they_are_sent()
+    {
+        var release = new TaskCompletionSource();
+        var flushed = new List<int[]>();
+        var batcher = new SettlementBatcher<int>(async items =>
+        {
+            lock (flushed)
+            {
+                flushed.Add([.. items]);
+            }
+
+            await release.Task;
+            throw new InvalidOperationException("the broker said no"); // nobody awaits these items: not an unobserved task
+        }, new SettlementBatcherOptions { MaxBatchSize = 100 });
+
+        for (var i = 0; i < 6; i++)
+        {
+            batcher.Add(i); // returns at once, although the first batch is still in flight
+        }
+
+        var disposed = batcher.DisposeAsync().AsTask();
+        Assert.False(disposed.IsCompleted);
+        release.SetResult();
+        await disposed.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(new[] { new[] { 0 }, [1, 2, 3, 4, 5] }, flushed);
+        Assert.Throws<ObjectDisposedException>(() => batcher.Add(6));
+    }
+
+    [Fact]
     public async Task Dispose_sends_what_is_waiting_and_then_refuses_more()
     {
         var release = new TaskCompletionSource();

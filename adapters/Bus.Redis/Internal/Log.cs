@@ -35,6 +35,9 @@ internal static partial class Log
     [LoggerMessage(3016, LogLevel.Warning, "redis: entry {EntryId} of stream {Topic} was trimmed or deleted while pending in group {Group}; it cannot be delivered")]
     public static partial void PendingEntryDeleted(ILogger logger, string topic, string group, string entryId);
 
+    [LoggerMessage(3018, LogLevel.Warning, "redis: XACK of {Count} entries (consumer {Consumer}, group {Group}, stream {Topic}) failed; they stay pending and are delivered again after the ack timeout")]
+    public static partial void AckFailed(ILogger logger, string topic, string group, string consumer, int count, Exception exception);
+
     [LoggerMessage(3020, LogLevel.Debug, "redis: dead-letter of entry {EntryId} (stream {Topic}, group {Group}) skipped: it was already acknowledged, expired or released")]
     public static partial void DeadLetterSkipped(ILogger logger, string topic, string group, string entryId);
 }

@@ -96,16 +96,20 @@ internal sealed class RedisReceiver : TransportReceiver
         }
 
         // Settled for the application: its credit is free now, so the next XREADGROUP goes out alongside the XACK
-        // instead of after it. Should the XACK fail, the entry stays pending and is claimed again after the ack
-        // timeout (at-least-once).
+        // instead of after it. The ack completes when it is queued for the next XACK, as an AMQP ack completes when
+        // written: a failed XACK leaves the entry pending, claimed again after the ack timeout (at-least-once), and is
+        // logged. Not waiting for the reply spares every message a continuation and the chain of awaits above it.
+        // Closing sends what is queued before it releases the rest of the hand.
         try
         {
-            return _acks.AddAsync(id, cancellationToken);
+            _acks.Add(id);
         }
         catch (ObjectDisposedException)
         {
-            return default; // closing: the entry is released to the group with the rest of the hand
+            // Closing: the entry is released to the group with the rest of the hand.
         }
+
+        return default;
     }
 
     public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
@@ -248,7 +252,15 @@ internal sealed class RedisReceiver : TransportReceiver
             ids[i] = batch[i];
         }
 
-        await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
+        try
+        {
+            await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.AckFailed(_logger, _topic, _group, _consumer, ids.Length, ex);
+        }
+
         return null;
     }
 

@@ -76,24 +76,62 @@ internal sealed class RedisTransport : MessageTransport
             return PublishDelayedAsync(topic, message, delay, cancellationToken);
         }
 
-        // Issued synchronously, so that publishes started in order are written (and get ids) in order.
-        Task pending;
-        if (!_settings.Trims)
+        var pending = Add(topic, message);
+        WakeLocalConsumers(topic);
+        return new ValueTask(cancellationToken.CanBeCanceled ? pending.WaitAsync(cancellationToken) : pending);
+    }
+
+    /// <summary>Every XADD is issued before any is awaited (one round trip's wait for the batch), and local consumers are woken once.</summary>
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
+        var pending = new Task[messages.Count];
+        for (var i = 0; i < pending.Length; i++)
         {
-            pending = Database.StreamAddAsync(topic, StreamCodec.Encode(message));
-        }
-        else
-        {
-            var arguments = new List<object>(24) { new RedisKey(topic) };
-            arguments.AddRange(_settings.TrimArguments());
-            arguments.Add((RedisValue)"*");
-            StreamCodec.AppendFields(message, arguments);
-            pending = Database.ExecuteAsync("XADD", arguments);
+            var message = messages[i];
+            if (message.Delay is { } delay && delay > TimeSpan.Zero)
+            {
+                pending[i] = PublishDelayedAsync(topic, message, delay, cancellationToken).AsTask();
+            }
+            else
+            {
+                pending[i] = Add(topic, message);
+            }
         }
 
-        return _local.TryGetValue(topic, out var receivers) && receivers.Length > 0
-            ? WakeAfterAsync(pending, receivers, cancellationToken)
-            : new ValueTask(pending.WaitAsync(cancellationToken));
+        WakeLocalConsumers(topic);
+
+        var all = Task.WhenAll(pending);
+        await (cancellationToken.CanBeCanceled ? all.WaitAsync(cancellationToken) : all).ConfigureAwait(false);
+    }
+
+    /// <summary>Issues the XADD. Synchronously, so that publishes started in order are written (and get ids) in order.</summary>
+    private Task Add(string topic, OutgoingMessage message)
+    {
+        if (!_settings.Trims)
+        {
+            return Database.StreamAddAsync(topic, StreamCodec.Encode(message));
+        }
+
+        var arguments = new List<object>(24) { new RedisKey(topic) };
+        arguments.AddRange(_settings.TrimArguments());
+        arguments.Add((RedisValue)"*");
+        StreamCodec.AppendFields(message, arguments);
+        return Database.ExecuteAsync("XADD", arguments);
+    }
+
+    /// <summary>
+    /// Consumers of this transport learn of a local publish at once instead of at their next poll. Woken when the XADD
+    /// is issued, not when it is confirmed: they read on the same connection, so their XREADGROUP reaches Redis after it.
+    /// </summary>
+    private void WakeLocalConsumers(string topic)
+    {
+        if (_local.TryGetValue(topic, out var receivers))
+        {
+            foreach (var receiver in receivers)
+            {
+                receiver.Wake();
+            }
+        }
     }
 
     /// <summary>The sorted set where delayed messages of <paramref name="topic"/> wait ('#' never occurs in a topic name).</summary>
@@ -119,16 +157,6 @@ internal sealed class RedisTransport : MessageTransport
             {
                 receiver.MoveWithin(delayMs);
             }
-        }
-    }
-
-    /// <summary>Consumers of this transport learn of a local publish at once instead of at their next poll.</summary>
-    private static async ValueTask WakeAfterAsync(Task pending, RedisReceiver[] receivers, CancellationToken cancellationToken)
-    {
-        await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
-        foreach (var receiver in receivers)
-        {
-            receiver.Wake();
         }
     }
 

@@ -68,33 +68,19 @@ public sealed class SettlementBatcher<T> : IAsyncDisposable
     /// <exception cref="ObjectDisposedException">The batcher was disposed.</exception>
     public ValueTask AddAsync(T item, CancellationToken cancellationToken = default)
     {
-        Batch batch;
-        int index;
-        Batch? send = null;
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            batch = _open ??= new Batch(Math.Min(_maxBatchSize, 64));
-            index = batch.Items.Count;
-            batch.Items.Add(item);
-            if (batch.Items.Count >= _maxBatchSize || _inFlight == 0)
-            {
-                send = SealOpen();
-            }
-            else if (index == 0)
-            {
-                // A new batch that has to wait for a flush slot: it goes after the linger at the latest.
-                _lingerTimer?.Change(_linger, Timeout.InfiniteTimeSpan);
-            }
-        }
-
-        if (send is not null)
-        {
-            _ = SendAsync(send);
-        }
-
+        var batch = Enqueue(item, out var index);
         return AwaitAsync(batch, index, cancellationToken);
     }
+
+    /// <summary>
+    /// Adds an item without waiting for its batch: for settlements whose failure the broker repairs by itself (an
+    /// unacknowledged entry is delivered again), where the caller has nothing to do with the outcome. The flush
+    /// delegate reports failures (logs them); nothing is allocated per item and no continuation runs per item.
+    /// <see cref="DisposeAsync"/> still waits until the item has been sent.
+    /// </summary>
+    /// <param name="item">The item.</param>
+    /// <exception cref="ObjectDisposedException">The batcher was disposed.</exception>
+    public void Add(T item) => Enqueue(item, out _);
 
     /// <summary>Sends what is waiting and waits for every batch in flight.</summary>
     public async ValueTask DisposeAsync()
@@ -140,6 +126,35 @@ public sealed class SettlementBatcher<T> : IAsyncDisposable
         {
             await _lingerTimer.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    private Batch Enqueue(T item, out int index)
+    {
+        Batch batch;
+        Batch? send = null;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            batch = _open ??= new Batch(Math.Min(_maxBatchSize, 64));
+            index = batch.Items.Count;
+            batch.Items.Add(item);
+            if (batch.Items.Count >= _maxBatchSize || _inFlight == 0)
+            {
+                send = SealOpen();
+            }
+            else if (index == 0)
+            {
+                // A new batch that has to wait for a flush slot: it goes after the linger at the latest.
+                _lingerTimer?.Change(_linger, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        if (send is not null)
+        {
+            _ = SendAsync(send);
+        }
+
+        return batch;
     }
 
     private static async ValueTask AwaitAsync(Batch batch, int index, CancellationToken cancellationToken)
@@ -196,6 +211,7 @@ public sealed class SettlementBatcher<T> : IAsyncDisposable
             catch (Exception ex)
             {
                 batch.Done.TrySetException(ex);
+                _ = batch.Done.Task.Exception; // observed: items added with Add have nobody awaiting them
             }
 
             // The slot goes to a batch that was sealed while this one was in flight, or to the open batch: nothing
