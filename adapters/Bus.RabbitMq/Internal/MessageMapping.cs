@@ -32,9 +32,11 @@ internal static class MessageMapping
 
     public static BasicProperties ToProperties(OutgoingMessage message)
     {
-        var headers = new Dictionary<string, object?>(StringComparer.Ordinal);
+        // Only messages with headers, a key or an over-long property carry a header table.
+        Dictionary<string, object?>? headers = null;
         if (message.HasHeaders)
         {
+            headers = new Dictionary<string, object?>(StringComparer.Ordinal);
             foreach (var (name, value) in message.Headers)
             {
                 headers[name] = Encoding.UTF8.GetBytes(value);
@@ -43,22 +45,19 @@ internal static class MessageMapping
 
         if (message.Key is { } key)
         {
-            headers[KeyHeader] = Encoding.UTF8.GetBytes(key);
+            (headers ??= new Dictionary<string, object?>(StringComparer.Ordinal))[KeyHeader] = Encoding.UTF8.GetBytes(key);
         }
 
         var properties = new BasicProperties
         {
             DeliveryMode = DeliveryModes.Persistent,
             Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()),
-            MessageId = Short(message.MessageId, MessageIdHeader, headers),
-            CorrelationId = Short(message.CorrelationId, CorrelationIdHeader, headers),
-            ContentType = Short(message.ContentType, ContentTypeHeader, headers),
-            ReplyTo = Short(message.ReplyTo, ReplyToHeader, headers),
+            MessageId = Short(message.MessageId, MessageIdHeader, ref headers),
+            CorrelationId = Short(message.CorrelationId, CorrelationIdHeader, ref headers),
+            ContentType = Short(message.ContentType, ContentTypeHeader, ref headers),
+            ReplyTo = Short(message.ReplyTo, ReplyToHeader, ref headers),
+            Headers = headers,
         };
-        if (headers.Count > 0)
-        {
-            properties.Headers = headers;
-        }
 
         return properties;
     }
@@ -149,14 +148,15 @@ internal static class MessageMapping
         headers[DeadLetterHeaders.Time] = DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture);
     }
 
-    private static string? Short(string? value, string header, Dictionary<string, object?> headers)
+    private static string? Short(string? value, string header, ref Dictionary<string, object?>? headers)
     {
-        if (value is null || Encoding.UTF8.GetByteCount(value) <= ShortStringLimit)
+        // Three UTF-8 bytes per UTF-16 unit at most: most values fit without being counted.
+        if (value is null || value.Length * 3 <= ShortStringLimit || Encoding.UTF8.GetByteCount(value) <= ShortStringLimit)
         {
             return value;
         }
 
-        headers[header] = Encoding.UTF8.GetBytes(value);
+        (headers ??= new Dictionary<string, object?>(StringComparer.Ordinal))[header] = Encoding.UTF8.GetBytes(value);
         return null;
     }
 

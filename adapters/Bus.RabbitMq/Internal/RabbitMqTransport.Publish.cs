@@ -16,35 +16,90 @@ internal sealed partial class RabbitMqTransport
     private readonly SemaphoreSlim _publishChannelLock = new(1, 1);
     private volatile IChannel? _publishChannel;
 
-    public override async ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         if (message.Delay is { } delay && delay > TimeSpan.Zero)
         {
-            await PublishDelayedAsync(topic, message, delay, cancellationToken).ConfigureAwait(false);
-            return;
+            return new ValueTask(PublishDelayedAsync(topic, message, delay, cancellationToken));
         }
 
-        var channel = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
+        if (_publishChannel is not { IsOpen: true } channel)
+        {
+            return PublishOnNewChannelAsync(topic, message, cancellationToken);
+        }
+
+        ValueTask pending;
+        try
+        {
+            pending = channel.BasicPublishAsync(topic, MessageMapping.RoutingKey(message), mandatory: false, MessageMapping.ToProperties(message), message.Body, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            return ValueTask.FromException(Translate(ex, message, topic, cancellationToken));
+        }
+
+        return pending.IsCompletedSuccessfully ? default : AwaitConfirmAsync(pending, message, topic, cancellationToken);
+    }
+
+    private async ValueTask AwaitConfirmAsync(ValueTask pending, OutgoingMessage message, string topic, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await pending.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(Translate(ex, message, topic, cancellationToken));
+        }
+    }
+
+    private async ValueTask PublishOnNewChannelAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        var channel = await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
         await SendAsync(channel, topic, MessageMapping.RoutingKey(message), message, topic, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Starts every publish on one channel, in order, before awaiting any: the channel keeps them in that order (so
-    /// per-key order holds) and their confirms are pipelined.
+    /// per-key order holds) and their confirms are pipelined. One state machine awaits them all (not one per message);
+    /// every one is awaited even after a failure, and the first failure is thrown.
     /// </summary>
     public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
     {
         var channel = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
-        var pending = new Task[messages.Count];
+        var pending = new ValueTask[messages.Count];
+        Exception? first = null;
         for (var i = 0; i < pending.Length; i++)
         {
             var message = messages[i];
-            pending[i] = message.Delay is { } delay && delay > TimeSpan.Zero
-                ? PublishDelayedAsync(topic, message, delay, cancellationToken)
-                : SendAsync(channel, topic, MessageMapping.RoutingKey(message), message, topic, cancellationToken);
+            try
+            {
+                pending[i] = message.Delay is { } delay && delay > TimeSpan.Zero
+                    ? new ValueTask(PublishDelayedAsync(topic, message, delay, cancellationToken))
+                    : channel.BasicPublishAsync(topic, MessageMapping.RoutingKey(message), mandatory: false, MessageMapping.ToProperties(message), message.Body, cancellationToken);
+            }
+            catch (Exception ex)
+            {
+                first ??= Translate(ex, message, topic, cancellationToken);
+            }
         }
 
-        await Task.WhenAll(pending).ConfigureAwait(false);
+        for (var i = 0; i < pending.Length; i++)
+        {
+            try
+            {
+                await pending[i].ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                first ??= Translate(ex, messages[i], topic, cancellationToken);
+            }
+        }
+
+        if (first is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        }
     }
 
     private async Task SendAsync(IChannel channel, string exchange, string routingKey, OutgoingMessage message, string topic, CancellationToken cancellationToken)
@@ -53,19 +108,21 @@ internal sealed partial class RabbitMqTransport
         {
             await channel.BasicPublishAsync(exchange, routingKey, mandatory: false, MessageMapping.ToProperties(message), message.Body, cancellationToken).ConfigureAwait(false);
         }
-        catch (PublishException ex)
+        catch (Exception ex)
         {
-            throw new BusException($"rabbitmq: the broker did not confirm message {message.MessageId} on topic '{topic}' (nack)", BusFailureReason.PublishNotConfirmed, RabbitMqEndpoint.BackendName, topic, isTransient: true, ex);
-        }
-        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
-        {
-            throw new BusException($"rabbitmq: publish to topic '{topic}' failed: its exchange does not exist (deleted behind the bus's back?)", BusFailureReason.BrokerError, RabbitMqEndpoint.BackendName, topic, isTransient: false, ex);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            throw Failure(ex, "publish", topic);
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(Translate(ex, message, topic, cancellationToken));
         }
     }
+
+    /// <summary>What a failed publish throws: a nack, a vanished exchange and other failures named; cancellation as it is.</summary>
+    private Exception Translate(Exception ex, OutgoingMessage message, string topic, CancellationToken cancellationToken) => ex switch
+    {
+        PublishException => new BusException($"rabbitmq: the broker did not confirm message {message.MessageId} on topic '{topic}' (nack)", BusFailureReason.PublishNotConfirmed, RabbitMqEndpoint.BackendName, topic, isTransient: true, ex),
+        OperationInterruptedException { ShutdownReason.ReplyCode: 404 } => new BusException($"rabbitmq: publish to topic '{topic}' failed: its exchange does not exist (deleted behind the bus's back?)", BusFailureReason.BrokerError, RabbitMqEndpoint.BackendName, topic, isTransient: false, ex),
+        BusException => ex,
+        OperationCanceledException when cancellationToken.IsCancellationRequested => ex,
+        _ => Failure(ex, "publish", topic),
+    };
 
     /// <summary>
     /// Emulated delay: the message waits in <c>&lt;topic&gt;:bus-delay-&lt;ms&gt;</c>, a classic queue whose message TTL is the
