@@ -65,9 +65,7 @@ public sealed class KafkaTransportFactory : IBusTransportFactory
     {
         ArgumentNullException.ThrowIfNull(context);
         var endpoint = KafkaEndpoint.Parse(context);
-        var capabilities = endpoint.MaxMessageSize == DeclaredCapabilities.MaxMessageSize
-            ? DeclaredCapabilities
-            : DeclaredCapabilities with { MaxMessageSize = endpoint.MaxMessageSize };
+        var capabilities = DeclaredCapabilities.WithMaxMessageSize(endpoint.MaxMessageSize);
         return new KafkaTransport(context, endpoint, capabilities);
     }
 }

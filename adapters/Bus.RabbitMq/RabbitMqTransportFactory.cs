@@ -74,9 +74,7 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
     {
         ArgumentNullException.ThrowIfNull(context);
         var endpoint = RabbitMqEndpoint.Parse(context);
-        var capabilities = endpoint.MaxMessageSize == DeclaredCapabilities.MaxMessageSize
-            ? DeclaredCapabilities
-            : DeclaredCapabilities with { MaxMessageSize = endpoint.MaxMessageSize };
+        var capabilities = DeclaredCapabilities.WithMaxMessageSize(endpoint.MaxMessageSize);
         return new RabbitMqTransport(endpoint, capabilities, context);
     }
 }

@@ -77,9 +77,7 @@ public sealed class RedisTransportFactory : IBusTransportFactory
     {
         ArgumentNullException.ThrowIfNull(context);
         var settings = RedisSettings.Parse(context);
-        var capabilities = settings.MaxMessageSize == DeclaredCapabilities.MaxMessageSize
-            ? DeclaredCapabilities
-            : DeclaredCapabilities with { MaxMessageSize = settings.MaxMessageSize };
+        var capabilities = DeclaredCapabilities.WithMaxMessageSize(settings.MaxMessageSize);
         return new RedisTransport(context, settings, capabilities);
     }
 

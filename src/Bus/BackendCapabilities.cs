@@ -24,6 +24,14 @@ public sealed record BackendCapabilities
     /// </summary>
     public IReadOnlyDictionary<BusFeatures, string> Remarks { get; init; } = new Dictionary<BusFeatures, string>();
 
+    /// <summary>
+    /// These capabilities with <see cref="MaxMessageSize"/> lowered or raised by configuration (the same instance when
+    /// it is unchanged), for a transport factory whose URI or settings can set the limit.
+    /// </summary>
+    /// <param name="maxMessageSize">The configured limit, in bytes.</param>
+    public BackendCapabilities WithMaxMessageSize(int maxMessageSize)
+        => maxMessageSize == MaxMessageSize ? this : this with { MaxMessageSize = maxMessageSize };
+
     /// <summary>Whether every flag in <paramref name="features"/> is provided.</summary>
     /// <param name="features">One or more flags.</param>
     public bool Supports(BusFeatures features) => (Features & features) == features;

@@ -57,7 +57,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
         }
 
         var name = context.Uri.Host;
-        var capabilities = maxSize == DeclaredCapabilities.MaxMessageSize ? DeclaredCapabilities : DeclaredCapabilities with { MaxMessageSize = maxSize };
+        var capabilities = DeclaredCapabilities.WithMaxMessageSize(maxSize);
         return new MemoryTransport(MemoryBroker.Get(name, retention), capabilities, ownsBroker: name.Length == 0);
     }
 }
