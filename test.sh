@@ -21,6 +21,14 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 export BUS_CONFORMANCE_ARTIFACTS=$artifacts/conformance
 started=$SECONDS
 say() { printf '[test.sh %4ss] %s\n' "$((SECONDS - started))" "$*"; }
+provisioning_tail() {
+  # Repeated next to the closing line, because a CI log is often read from its end.
+  if [ "${provision_failures:-0}" -gt 0 ]; then
+    echo
+    say "provisioning failed; its last lines ($results/provision.log, $results/install-fauxqs.log):"
+    tail -15 "$results/provision.log" "$results/install-fauxqs.log" 2>/dev/null | sed 's/^/      /'
+  fi
+}
 finish() { # passed failed skipped
   local line="tests: $1 passed, $2 failed"
   [ "$3" -gt 0 ] && line="$line, $3 skipped"
@@ -55,6 +63,7 @@ say "building Bus.sln"
 if ! dotnet build Bus.sln -c Release -nologo -v quiet -clp:ErrorsOnly >"$results/build.log" 2>&1; then
   grep -E 'error|Error' "$results/build.log" | sort -u | head -40
   say "BUILD FAILED (full log: $results/build.log)"
+  provisioning_tail
   finish 0 $((1 + provision_failures)) 0
 fi
 
@@ -114,12 +123,7 @@ if updated != readme:
 PY
   fi
 fi
-if [ "$provision_failures" -gt 0 ]; then
-  # Repeated here, next to the closing line, because a CI log is often read from its end.
-  echo
-  say "provisioning failed; its last lines ($results/provision.log, $results/install-fauxqs.log):"
-  tail -15 "$results/provision.log" "$results/install-fauxqs.log" 2>/dev/null | sed 's/^/      /'
-fi
+provisioning_tail
 echo
 say "done"
 finish "$passed" "$failed" "$skipped"

@@ -60,8 +60,10 @@ clear_stale_daemon_state() {
   # file can be right; a containerd left behind by a dead dockerd is stopped so dockerd starts its own.
   local containerd_pid_file=/var/run/docker/containerd/containerd.pid pid
   if [[ -f $containerd_pid_file ]]; then
-    pid=$(<"$containerd_pid_file")
-    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == containerd ]]; then
+    pid=$(cat "$containerd_pid_file" 2>/dev/null || true)
+    # Only dockerd's own containerd (its config lives under /var/run/docker), never a system containerd.
+    if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == containerd ]] \
+      && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q /var/run/docker/containerd; then
       log "stopping containerd $pid left behind by a dockerd that is gone"
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 20); do alive "$pid" || break; sleep 0.25; done
@@ -76,9 +78,25 @@ start_dockerd() {
   need_root "starting dockerd"
   clear_stale_daemon_state
   log "starting dockerd (log: $dockerd_log)"
-  # Detached, with every standard stream redirected: a caller capturing our stdout must not wait on it.
-  setsid dockerd </dev/null >>"$dockerd_log" 2>&1 &
+  # Detached, with every standard stream redirected and every other descriptor closed: a caller capturing our output
+  # (through $(...), a pipe or a process substitution, which arrives as an extra descriptor) must not wait on dockerd.
+  # Without job control the subshell is no process-group leader, so setsid execs in place and $! is dockerd's pid.
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid dockerd </dev/null >>"$dockerd_log" 2>&1
+  ) &
   dockerd_pid=$!
+}
+
+stop_dockerd() {
+  # dockerd can take many seconds to shut down; a new one must not start while it still holds its files.
+  pkill -x dockerd 2>/dev/null || return 0
+  for _ in $(seq 60); do dockerd_running || return 0; sleep 0.5; done
+  pkill -9 -x dockerd 2>/dev/null || true
+  sleep 1
 }
 
 # Waits until the daemon answers; gives up early when the dockerd we started has exited.
@@ -98,15 +116,15 @@ if ! docker_ready; then
     # One more start from a clean slate: the first can lose a race with state it found (see above).
     log "the Docker daemon did not come up; last lines of $dockerd_log:"
     tail -8 "$dockerd_log" >&2 || true
-    pkill -x dockerd 2>/dev/null && sleep 2
+    stop_dockerd
     start_dockerd
     await_docker 90 || { tail -20 "$dockerd_log" >&2 || true; fail "the Docker daemon did not answer (twice; log: $dockerd_log)"; }
   fi
 fi
 api_version=$(docker version --format '{{.Server.APIVersion}}' 2>/dev/null) || fail "docker version"
 # Broker containers of runs that were killed before their fixtures could remove them (Ryuk cannot run here).
-# Only exited ones: a running bus-* container may belong to a test run going on beside this one.
-docker ps -aq --filter 'name=^bus-' --filter status=exited --filter status=created | xargs -r docker rm -f >/dev/null 2>&1 || true
+# Only exited ones: a created or running bus-* container may belong to a test run going on beside this one.
+docker ps -aq --filter 'name=^bus-' --filter status=exited | xargs -r docker rm -f >/dev/null 2>&1 || true
 export DOCKER_API_VERSION=$api_version
 
 # --- 3. base image -------------------------------------------------------------------------------

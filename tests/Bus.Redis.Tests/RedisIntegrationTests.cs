@@ -244,7 +244,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     {
         await using var bus = CreateBus();
         var topic = Unique("lease");
-        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(1) });
+        // 2 s: the marker below must be received and acked before the redelivered entry's own lease runs out.
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(2) });
         await bus.PublishAsync(topic, OutgoingMessage.FromText("slow"));
         var held = await ReceiveAsync(consumer);
         var again = await ReceiveAsync(consumer);

@@ -38,7 +38,13 @@ internal sealed partial class RabbitMqTransport
             return ValueTask.FromException(Translate(ex, message, topic, cancellationToken));
         }
 
-        return pending.IsCompletedSuccessfully ? default : AwaitConfirmAsync(pending, message, topic, cancellationToken);
+        if (pending.IsCompletedSuccessfully)
+        {
+            pending.GetAwaiter().GetResult(); // consumes it, should the client ever pool its sources
+            return default;
+        }
+
+        return AwaitConfirmAsync(pending, message, topic, cancellationToken);
     }
 
     private async ValueTask AwaitConfirmAsync(ValueTask pending, OutgoingMessage message, string topic, CancellationToken cancellationToken)

@@ -106,7 +106,8 @@ internal sealed class RedisReceiver : TransportReceiver
         }
         catch (ObjectDisposedException)
         {
-            // Closing: the entry is released to the group with the rest of the hand.
+            // Closing raced this ack: the entry has left the hand (so it is not released with the rest) and is not
+            // acknowledged either; it stays pending and is delivered again after the ack timeout.
         }
 
         return default;
