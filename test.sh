@@ -26,7 +26,7 @@ provisioning_tail() {
   if [ "${provision_failures:-0}" -gt 0 ]; then
     echo
     say "provisioning failed; its last lines ($results/provision.log, $results/install-fauxqs.log):"
-    tail -15 "$results/provision.log" "$results/install-fauxqs.log" 2>/dev/null | sed 's/^/      /'
+    tail -n 15 "$results/provision.log" "$results/install-fauxqs.log" 2>/dev/null | sed 's/^/      /'
   fi
 }
 finish() { # passed failed skipped
