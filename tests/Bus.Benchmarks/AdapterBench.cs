@@ -143,3 +143,36 @@ public sealed class AdapterBenchConfig : ManualConfig
         }
     }
 }
+
+/// <summary>
+/// The handler of every end-to-end benchmark's subscription: counts what it is handed (doing nothing else, so only the
+/// messaging is measured) and completes <see cref="AllHandled"/> when <c>expected</c> messages arrived.
+/// <see cref="Reset"/> before each invocation.
+/// </summary>
+/// <param name="expected">Messages per invocation.</param>
+public sealed class HandledCounter(int expected)
+{
+    private int _handled;
+    private TaskCompletionSource _allHandled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the expected number of messages was handled since the last <see cref="Reset"/>.</summary>
+    public Task AllHandled => _allHandled.Task;
+
+    /// <summary>Starts counting from zero.</summary>
+    public void Reset()
+    {
+        _handled = 0;
+        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>The subscription handler.</summary>
+    public ValueTask HandleAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    {
+        if (Interlocked.Increment(ref _handled) == expected)
+        {
+            _allHandled.TrySetResult();
+        }
+
+        return default;
+    }
+}

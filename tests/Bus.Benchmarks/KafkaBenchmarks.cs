@@ -38,8 +38,7 @@ public class KafkaBenchmarks
     private MessageBus _bus = null!;
     private ISubscription? _subscription;
     private OutgoingMessage[][] _batches = null!;
-    private int _handled;
-    private TaskCompletionSource _allHandled = new();
+    private readonly HandledCounter _handled = new(AdapterBench.Messages);
     private int _rawReceived;
     private TaskCompletionSource _allReceived = new();
     private int _outstanding;
@@ -63,15 +62,7 @@ public class KafkaBenchmarks
             await _bus.EnsureTopicAsync(topic);
         }
 
-        _subscription = await _bus.SubscribeAsync(BusE2ETopic, (_, _) =>
-        {
-            if (Interlocked.Increment(ref _handled) == AdapterBench.Messages)
-            {
-                _allHandled.TrySetResult();
-            }
-
-            return default;
-        }, new SubscriptionOptions { Group = $"bench-bus-{_run}", MaxInFlight = MaxInFlight, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync(BusE2ETopic, _handled.HandleAsync, new SubscriptionOptions { Group = $"bench-bus-{_run}", MaxInFlight = MaxInFlight, PerKeyOrdering = false });
 
         var uri = new Uri(BusUrl);
         var bootstrap = $"{uri.Host}:{(uri.Port > 0 ? uri.Port : 9092)}";
@@ -127,8 +118,7 @@ public class KafkaBenchmarks
     public void IterationSetup()
     {
         _batches = AdapterBench.NewBatches(Window);
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
         Volatile.Write(ref _rawReceived, 0);
         _allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -209,7 +199,7 @@ public class KafkaBenchmarks
     {
         await AdapterBench.PublishBatchesAsync(_bus, BusE2ETopic, _batches);
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 
     private async Task RawProduceAsync(string topic)

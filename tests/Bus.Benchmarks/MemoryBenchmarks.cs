@@ -19,8 +19,7 @@ public class MemoryBenchmarks
     private MessageBus _bus = null!;
     private MessageConsumer _consumer = null!;
     private ISubscription? _subscription;
-    private int _handled;
-    private TaskCompletionSource _allHandled = new();
+    private readonly HandledCounter _handled = new(Messages);
 
     [GlobalSetup]
     public async Task SetupAsync()
@@ -28,15 +27,7 @@ public class MemoryBenchmarks
         _batches = Enumerable.Range(0, Messages / 1000).Select(_ => new OutgoingMessage[1000]).ToArray();
         _bus = MessageBus.Create("memory://?retention=1000");
         _consumer = await _bus.CreateConsumerAsync("pull", new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
-        _subscription = await _bus.SubscribeAsync("push", (_, _) =>
-        {
-            if (Interlocked.Increment(ref _handled) == Messages)
-            {
-                _allHandled.TrySetResult();
-            }
-
-            return default;
-        }, new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync("push", _handled.HandleAsync, new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
     }
 
     [GlobalCleanup]
@@ -95,21 +86,19 @@ public class MemoryBenchmarks
     [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → handler → auto-ack (push)")]
     public async Task PublishHandle()
     {
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
         for (var i = 0; i < Messages; i++)
         {
             await _bus.PublishAsync("push", new OutgoingMessage(Payload));
         }
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish batch of 1,000 → handler → auto-ack (push)")]
     public async Task PublishBatchHandle()
     {
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
         foreach (var batch in _batches)
         {
             for (var i = 0; i < batch.Length; i++)
@@ -120,6 +109,6 @@ public class MemoryBenchmarks
             await _bus.PublishBatchAsync("push", batch);
         }
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 }

@@ -42,8 +42,7 @@ public class RabbitMqBenchmarks
     private MessageBus _bus = null!;
     private ISubscription? _subscription;
     private OutgoingMessage[][] _batches = null!;
-    private int _handled;
-    private TaskCompletionSource _allHandled = new();
+    private readonly HandledCounter _handled = new(Messages);
     private int _rawReceived;
     private TaskCompletionSource _allReceived = new();
     private readonly BasicProperties _properties = new() { DeliveryMode = DeliveryModes.Persistent };
@@ -75,15 +74,7 @@ public class RabbitMqBenchmarks
             await declaring.DisposeAsync();
         }
 
-        _subscription = await _bus.SubscribeAsync(BusE2ETopic, (_, _) =>
-        {
-            if (Interlocked.Increment(ref _handled) == Messages)
-            {
-                _allHandled.TrySetResult();
-            }
-
-            return default;
-        }, new SubscriptionOptions { Group = Group, MaxInFlight = Prefetch, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync(BusE2ETopic, _handled.HandleAsync, new SubscriptionOptions { Group = Group, MaxInFlight = Prefetch, PerKeyOrdering = false });
 
         var uri = new Uri(BusUrl);
         var factory = new ConnectionFactory { Uri = new Uri($"amqp://{uri.UserInfo}@{uri.Host}:{(uri.Port > 0 ? uri.Port : 5672)}") };
@@ -112,8 +103,7 @@ public class RabbitMqBenchmarks
         }
 
         _batches = AdapterBench.NewBatches(Window, Messages);
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
         _rawReceived = 0;
         _allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -178,7 +168,7 @@ public class RabbitMqBenchmarks
     {
         await AdapterBench.PublishBatchesAsync(_bus, BusE2ETopic, _batches);
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 
     private async Task RawProduceAsync(string exchange, bool adapterLayout = false)

@@ -39,8 +39,7 @@ public class RedisBenchmarks
     private MessageBus _bus = null!;
     private ISubscription? _subscription;
     private OutgoingMessage[][] _batches = null!;
-    private int _handled;
-    private TaskCompletionSource _allHandled = new();
+    private readonly HandledCounter _handled = new(AdapterBench.Messages);
     private readonly SemaphoreSlim _produced = new(0);
 
     private static string BusUrl => AdapterBench.Url("BUS_BENCH_REDIS_URL", "redis://127.0.0.1:6379?poll-max-delay=2");
@@ -63,15 +62,7 @@ public class RedisBenchmarks
         await _bus.ConnectAsync();
         await _bus.EnsureTopicAsync(BusPublishKey);
         await _bus.EnsureTopicAsync(BusE2EKey);
-        _subscription = await _bus.SubscribeAsync(BusE2EKey, (_, _) =>
-        {
-            if (Interlocked.Increment(ref _handled) == AdapterBench.Messages)
-            {
-                _allHandled.TrySetResult();
-            }
-
-            return default;
-        }, new SubscriptionOptions { Group = Group, MaxInFlight = ReadCount, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync(BusE2EKey, _handled.HandleAsync, new SubscriptionOptions { Group = Group, MaxInFlight = ReadCount, PerKeyOrdering = false });
     }
 
     [IterationSetup]
@@ -84,8 +75,7 @@ public class RedisBenchmarks
         }
 
         _batches = AdapterBench.NewBatches(Window);
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
     }
 
     [GlobalCleanup]
@@ -150,7 +140,7 @@ public class RedisBenchmarks
     {
         await AdapterBench.PublishBatchesAsync(_bus, BusE2EKey, _batches);
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 
     private async Task RawProduceAsync(string key, bool signal, bool adapterLayout = false)

@@ -47,8 +47,7 @@ public class SqsBenchmarks
     private MessageBus _bus = null!;
     private ISubscription? _subscription;
     private OutgoingMessage[][] _batches = null!;
-    private int _handled;
-    private TaskCompletionSource _allHandled = new();
+    private readonly HandledCounter _handled = new(AdapterBench.Messages);
     private int _rawReceived;
     private TaskCompletionSource _allReceived = new();
     private int _rawLayoutReceived;
@@ -83,15 +82,7 @@ public class SqsBenchmarks
             await declaring.DisposeAsync();
         }
 
-        _subscription = await _bus.SubscribeAsync(BusE2ETopic, (_, _) =>
-        {
-            if (Interlocked.Increment(ref _handled) == AdapterBench.Messages)
-            {
-                _allHandled.TrySetResult();
-            }
-
-            return default;
-        }, new SubscriptionOptions { Group = Group, MaxInFlight = ReceiveLoops * BatchSize, PerKeyOrdering = false });
+        _subscription = await _bus.SubscribeAsync(BusE2ETopic, _handled.HandleAsync, new SubscriptionOptions { Group = Group, MaxInFlight = ReceiveLoops * BatchSize, PerKeyOrdering = false });
 
         var uri = new Uri(BusUrl);
         var user = Uri.UnescapeDataString(uri.UserInfo.Split(':')[0]);
@@ -122,8 +113,7 @@ public class SqsBenchmarks
         }
 
         _batches = AdapterBench.NewBatches(Window);
-        _handled = 0;
-        _allHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _handled.Reset();
         Volatile.Write(ref _rawReceived, 0);
         _allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Volatile.Write(ref _rawLayoutReceived, 0);
@@ -206,7 +196,7 @@ public class SqsBenchmarks
     {
         await AdapterBench.PublishBatchesAsync(_bus, BusE2ETopic, _batches);
 
-        await _allHandled.Task;
+        await _handled.AllHandled;
     }
 
     private async Task RawProduceAsync(string queueUrl, bool withAttribute = false)
