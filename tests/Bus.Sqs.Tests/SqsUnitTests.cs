@@ -117,6 +117,12 @@ public sealed class SqsUnitTests
         { "emoji 😀"u8.ToArray(), false },
         { "cr\r\n"u8.ToArray(), false },
         { [0xC3], false },
+        { [0x61, 0xED, 0xA0, 0x80], false },           // an encoded surrogate: not UTF-8
+        { [0x61, 0xC0, 0x80], false },                 // overlong NUL
+        { [0x61, 0xC2, 0x85], false },                 // U+0085, a C1 control
+        { [0x61, 0x7F], false },                       // DEL
+        { [0x61, 0xEF, 0xBF, 0xBE], false },           // U+FFFE, not an XML character
+        { [0x61, 0xEF, 0xBF, 0xBD, 0xEE, 0x80, 0x80], true }, // U+FFFD and U+E000, the edges that are allowed
     };
 
     [Theory]
