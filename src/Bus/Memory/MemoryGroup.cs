@@ -1,9 +1,10 @@
 namespace Bus.Memory;
 
 /// <summary>
-/// One consumer group of a topic: what is waiting, what is in flight with which consumer and until when, and,
-/// for an ordered group, which keys have a message in flight (such a key's later messages wait, so per-key order
-/// holds across competing consumers and across retries). Every member runs under the topic's lock.
+/// One consumer group of a topic: what is waiting, its consumers (each holds what it has in flight, and until when),
+/// and, for an ordered group, which keys have a message in flight (such a key's later messages wait, so per-key order
+/// holds across competing consumers and across retries). Every member runs under the topic's lock, except
+/// <see cref="HasBacklog"/>, which an ack reads without it.
 /// </summary>
 internal sealed class MemoryGroup
 {
@@ -12,17 +13,18 @@ internal sealed class MemoryGroup
     private readonly PriorityQueue<Pending, long> _retry = new();          // by offset: oldest first
     private readonly PriorityQueue<Pending, long> _delayedRetry = new();   // by due tick
     private readonly Dictionary<string, Queue<Pending>?> _activeKeys = new(StringComparer.Ordinal);
-    private readonly Dictionary<long, InFlight> _inFlight = [];
     private readonly List<MemoryReceiver> _consumers = [];
-    private long _nextTag;
+    private readonly Action<Pending> _requeue;
     private int _roundRobin;
     private long _nextDeadlineScan;
+    private int _backlog; // 1 while messages wait for a consumer's credit
 
     public MemoryGroup(MemoryTopic topic, string name, bool ordered, StartPosition start)
     {
         _topic = topic;
         Name = name;
         Ordered = ordered;
+        _requeue = pending => _retry.Enqueue(pending, pending.Message.Offset);
         foreach (var stored in topic.RetainedFrom(start))
         {
             Offer(new Pending(stored));
@@ -33,6 +35,9 @@ internal sealed class MemoryGroup
 
     public bool Ordered { get; }
 
+    /// <summary>Whether messages wait for credit: an ack that frees enough of it then refills its consumer. Read without the lock.</summary>
+    public bool HasBacklog => Volatile.Read(ref _backlog) != 0;
+
     public void AddConsumer(MemoryReceiver receiver)
     {
         _consumers.Add(receiver);
@@ -42,24 +47,7 @@ internal sealed class MemoryGroup
     public void RemoveConsumer(MemoryReceiver receiver)
     {
         _consumers.Remove(receiver);
-        List<long>? released = null;
-        foreach (var (tag, flight) in _inFlight)
-        {
-            if (flight.Receiver == receiver)
-            {
-                (released ??= []).Add(tag);
-            }
-        }
-
-        if (released is not null)
-        {
-            foreach (var tag in released)
-            {
-                _inFlight.Remove(tag, out var flight);
-                _retry.Enqueue(flight.Pending, flight.Pending.Message.Offset);
-            }
-        }
-
+        receiver.FreeExpired(0, all: true, _requeue);
         Dispatch();
     }
 
@@ -82,43 +70,50 @@ internal sealed class MemoryGroup
     /// <summary>Hands waiting messages to consumers with credit, round robin.</summary>
     public void Dispatch()
     {
-        while (_consumers.Count > 0 && (_retry.Count > 0 || _fresh.Count > 0))
+        while (_retry.Count > 0 || _fresh.Count > 0)
         {
             var receiver = NextWithCredit();
             if (receiver is null)
             {
-                return;
+                // Announce the backlog before looking once more: an ack frees credit before it checks the flag, so
+                // either that ack sees the flag and refills, or this second look sees its credit.
+                Interlocked.Exchange(ref _backlog, 1);
+                receiver = NextWithCredit();
+                if (receiver is null)
+                {
+                    return;
+                }
             }
 
             var pending = _retry.Count > 0 ? _retry.Dequeue() : _fresh.Dequeue();
             pending.Deliveries++;
-            var tag = ++_nextTag;
-            _inFlight.Add(tag, new InFlight(pending, receiver, MemoryClock.NowMs + receiver.AckTimeoutMs));
-            receiver.Deliver(pending, tag);
+            receiver.Deliver(pending, MemoryClock.NowMs + receiver.AckTimeoutMs);
+        }
+
+        if (_backlog != 0)
+        {
+            Volatile.Write(ref _backlog, 0);
         }
     }
 
-    public void Settle(long tag, MemoryReceiver receiver, bool redeliver, TimeSpan delay)
+    /// <summary>An ack of an ordered group's keyed message (its slot is free already): the key's next message may go.</summary>
+    public void Acked(Pending done)
     {
-        if (!_inFlight.TryGetValue(tag, out var flight) || flight.Receiver != receiver)
-        {
-            return; // Expired or released already: it belongs to someone else now.
-        }
+        ReleaseKey(done);
+        Dispatch();
+    }
 
-        _inFlight.Remove(tag);
-        receiver.Credit++;
-        if (!redeliver)
+    /// <summary>A nack (its slot is free already): deliver again, at once or after <paramref name="delay"/>.</summary>
+    public void Nacked(Pending pending, TimeSpan delay)
+    {
+        if (delay > TimeSpan.Zero)
         {
-            ReleaseKey(flight.Pending);
-        }
-        else if (delay > TimeSpan.Zero)
-        {
-            _delayedRetry.Enqueue(flight.Pending, MemoryClock.DueMs(delay));
+            _delayedRetry.Enqueue(pending, MemoryClock.DueMs(delay));
         }
         else
         {
             // The key stays active, so nothing later of this key overtakes the nacked message.
-            _retry.Enqueue(flight.Pending, flight.Pending.Message.Offset);
+            _retry.Enqueue(pending, pending.Message.Offset);
         }
 
         Dispatch();
@@ -126,7 +121,7 @@ internal sealed class MemoryGroup
 
     public void Tick(long now)
     {
-        var changed = false;
+        var changed = HasBacklog; // a consumer short of the refill threshold gets what it can take, at least every tick
         while (_delayedRetry.TryPeek(out _, out var due) && due <= now)
         {
             var pending = _delayedRetry.Dequeue();
@@ -134,30 +129,20 @@ internal sealed class MemoryGroup
             changed = true;
         }
 
-        if (_inFlight.Count > 0 && now >= _nextDeadlineScan)
+        if (now >= _nextDeadlineScan)
         {
             _nextDeadlineScan = now + 20;
-            List<long>? expired = null;
-            foreach (var (tag, flight) in _inFlight)
+            var before = _retry.Count;
+            foreach (var receiver in _consumers)
             {
-                if (flight.Deadline <= now)
+                if (receiver.HasInFlight)
                 {
-                    (expired ??= []).Add(tag);
+                    // A consumer kept these past its ack timeout: another consumer may have them.
+                    receiver.FreeExpired(now, all: false, _requeue);
                 }
             }
 
-            if (expired is not null)
-            {
-                foreach (var tag in expired)
-                {
-                    // The consumer kept it past its ack timeout: another consumer may have it.
-                    _inFlight.Remove(tag, out var flight);
-                    flight.Receiver.Credit++;
-                    _retry.Enqueue(flight.Pending, flight.Pending.Message.Offset);
-                }
-
-                changed = true;
-            }
+            changed |= _retry.Count != before;
         }
 
         if (changed)
@@ -186,18 +171,17 @@ internal sealed class MemoryGroup
 
     private MemoryReceiver? NextWithCredit()
     {
-        for (var i = 0; i < _consumers.Count; i++)
+        var count = _consumers.Count;
+        for (var i = 0; i < count; i++)
         {
-            var candidate = _consumers[(_roundRobin + i) % _consumers.Count];
+            var candidate = _consumers[(_roundRobin + i) % count];
             if (candidate.Credit > 0)
             {
-                _roundRobin = (_roundRobin + i + 1) % _consumers.Count;
+                _roundRobin = (_roundRobin + i + 1) % count;
                 return candidate;
             }
         }
 
         return null;
     }
-
-    private readonly record struct InFlight(Pending Pending, MemoryReceiver Receiver, long Deadline);
 }
