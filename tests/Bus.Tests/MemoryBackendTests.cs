@@ -32,6 +32,34 @@ public class MemoryBackendTests
     }
 
     [Fact]
+    public async Task The_memory_receiver_ignores_a_settlement_with_a_tag_it_did_not_hand_out()
+    {
+        using var broker = Bus.Memory.MemoryBroker.Get("", retention: 100);
+        var topic = broker.Topic("t");
+        var receiver = topic.Join(new SubscriptionOptions { Group = "g", MaxInFlight = 2, PerKeyOrdering = false });
+        static ReceivedMessage Foreign(long tag) => new("t", new byte[] { 1 }, null, null, "foreign", null, null, null, 1, "0", DateTimeOffset.UtcNow, tag);
+
+        // Tag 0 (an unset tag) once freed a free slot and left the count short: the next fill then spun under the lock.
+        await receiver.AckAsync(Foreign(0), CancellationToken.None);
+        await receiver.NackAsync(Foreign(0), TimeSpan.Zero, CancellationToken.None);
+        await receiver.AckAsync(Foreign(5), CancellationToken.None); // a slot this consumer does not have
+        Assert.Equal(2, receiver.Credit);
+
+        foreach (var id in new[] { "a", "b", "c" })
+        {
+            topic.Publish(new OutgoingMessage(new byte[] { 2 }) { MessageId = id });
+        }
+
+        Assert.True(receiver.Deliveries.TryRead(out var first));
+        Assert.True(receiver.Deliveries.TryRead(out var second));
+        Assert.False(receiver.Deliveries.TryRead(out _)); // its credit is two
+        await receiver.AckAsync(first, CancellationToken.None);
+        Assert.True(receiver.Deliveries.TryRead(out var third));
+        Assert.Equal(["a", "b", "c"], new[] { first.MessageId, second.MessageId, third.MessageId });
+        await receiver.DisposeAsync();
+    }
+
+    [Fact]
     public async Task A_handler_that_fails_twice_is_retried_in_place_with_counted_deliveries()
     {
         await using var bus = MessageBus.Create("memory://");

@@ -35,7 +35,7 @@ internal sealed class MemoryGroup
 
     public bool Ordered { get; }
 
-    /// <summary>Whether messages wait for credit: an ack that frees enough of it then refills its consumer. Read without the lock.</summary>
+    /// <summary>Whether messages wait for a consumer's credit: an ack that frees enough of it then dispatches. Read without the lock.</summary>
     public bool HasBacklog => Volatile.Read(ref _backlog) != 0;
 
     public void AddConsumer(MemoryReceiver receiver)
@@ -70,13 +70,14 @@ internal sealed class MemoryGroup
     /// <summary>Hands waiting messages to consumers with credit, round robin.</summary>
     public void Dispatch()
     {
-        while (_retry.Count > 0 || _fresh.Count > 0)
+        while (_consumers.Count > 0 && (_retry.Count > 0 || _fresh.Count > 0))
         {
             var receiver = NextWithCredit();
             if (receiver is null)
             {
                 // Announce the backlog before looking once more: an ack frees credit before it checks the flag, so
-                // either that ack sees the flag and refills, or this second look sees its credit.
+                // either that ack sees the flag (and refills now, or leaves it to the next tick when it has buffered
+                // messages and less than a quarter of its credit free), or this second look sees its credit.
                 Interlocked.Exchange(ref _backlog, 1);
                 receiver = NextWithCredit();
                 if (receiver is null)
@@ -90,6 +91,7 @@ internal sealed class MemoryGroup
             receiver.Deliver(pending, MemoryClock.NowMs + receiver.AckTimeoutMs);
         }
 
+        // Emptied (or no consumer is left to wait for credit).
         if (_backlog != 0)
         {
             Volatile.Write(ref _backlog, 0);

@@ -82,8 +82,19 @@ internal sealed class MemoryReceiver : TransportReceiver
     /// </summary>
     public bool TryFree(long tag, out Pending pending)
     {
-        ref var slot = ref _slots[(int)(tag & SlotMask)];
-        pending = slot.Pending; // read before the swap: once the slot is free it may be filled again
+        var index = tag & SlotMask;
+        if (tag <= 0 || index >= _slots.Length)
+        {
+            // Not a tag this consumer handed out. Tag 0 would "free" a free slot and leave the count one short, and a
+            // fill then searching for a slot that is not there would spin under the topic's lock.
+            pending = default;
+            return false;
+        }
+
+        ref var slot = ref _slots[(int)index];
+        // Read before the swap: once the slot is free it may be filled again. When the swap succeeds this is the
+        // delivery's own message: the caller got the tag through the channel, after Deliver wrote the slot.
+        pending = slot.Pending;
         if (Interlocked.CompareExchange(ref slot.Tag, 0, tag) != tag)
         {
             pending = default;
@@ -97,10 +108,19 @@ internal sealed class MemoryReceiver : TransportReceiver
     /// <summary>Frees every slot whose deadline has passed (or every slot) and passes its message on. Under the topic's lock.</summary>
     public void FreeExpired(long now, bool all, Action<Pending> requeue)
     {
-        for (var i = 0; i < _slots.Length; i++)
+        // Nothing is filled while the lock is held, so at most this many slots are in use: stop once all are seen
+        // (a large max in-flight with little in flight is then not a full scan every time).
+        var inUse = Volatile.Read(ref _occupied);
+        for (var i = 0; i < _slots.Length && inUse > 0; i++)
         {
             var tag = Volatile.Read(ref _slots[i].Tag);
-            if (tag != 0 && (all || _slots[i].Deadline <= now) && TryFree(tag, out var pending))
+            if (tag == 0)
+            {
+                continue;
+            }
+
+            inUse--;
+            if ((all || _slots[i].Deadline <= now) && TryFree(tag, out var pending))
             {
                 requeue(pending);
             }

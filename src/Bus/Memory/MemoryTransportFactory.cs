@@ -23,7 +23,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
         MaxTopicNameLength = 249,
         Remarks = new Dictionary<BusFeatures, string>
         {
-            [BusFeatures.NativeDeadLetter] = "dead-lettering is done by core (publish to <topic>.dlq, then ack), atomically in memory",
+            [BusFeatures.NativeDeadLetter] = "dead-lettering is done by core: publish to <topic>.dlq, then ack (two steps, as on every backend without a native dead-letter queue)",
             [BusFeatures.RemoteBroker] = "embedded in the process: there is no broker to be unreachable",
             [BusFeatures.Persistence] = "messages live in process memory and are lost when the process exits",
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
