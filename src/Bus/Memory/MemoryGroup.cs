@@ -47,7 +47,7 @@ internal sealed class MemoryGroup
     public void RemoveConsumer(MemoryReceiver receiver)
     {
         _consumers.Remove(receiver);
-        receiver.FreeExpired(0, all: true, _requeue);
+        receiver.FreeAll(_requeue);
         Dispatch();
     }
 
@@ -140,7 +140,7 @@ internal sealed class MemoryGroup
                 if (receiver.HasInFlight)
                 {
                     // A consumer kept these past its ack timeout: another consumer may have them.
-                    receiver.FreeExpired(now, all: false, _requeue);
+                    receiver.FreeExpired(now, _requeue);
                 }
             }
 

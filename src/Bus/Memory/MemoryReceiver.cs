@@ -105,8 +105,13 @@ internal sealed class MemoryReceiver : TransportReceiver
         return true;
     }
 
-    /// <summary>Frees every slot whose deadline has passed (or every slot) and passes its message on. Under the topic's lock.</summary>
-    public void FreeExpired(long now, bool all, Action<Pending> requeue)
+    /// <summary>Frees every slot whose deadline has passed and passes its message on. Under the topic's lock.</summary>
+    public void FreeExpired(long now, Action<Pending> requeue) => Free(now, all: false, requeue);
+
+    /// <summary>Frees every slot (the consumer is leaving) and passes its message on. Under the topic's lock.</summary>
+    public void FreeAll(Action<Pending> requeue) => Free(0, all: true, requeue);
+
+    private void Free(long now, bool all, Action<Pending> requeue)
     {
         // Nothing is filled while the lock is held, so at most this many slots are in use: stop once all are seen
         // (a large max in-flight with little in flight is then not a full scan every time).
