@@ -137,11 +137,8 @@ internal sealed class MemoryGroup
             var before = _retry.Count;
             foreach (var receiver in _consumers)
             {
-                if (receiver.HasInFlight)
-                {
-                    // A consumer kept these past its ack timeout: another consumer may have them.
-                    receiver.FreeExpired(now, _requeue);
-                }
+                // A consumer kept these past its ack timeout: another consumer may have them.
+                receiver.FreeExpired(now, _requeue);
             }
 
             changed |= _retry.Count != before;

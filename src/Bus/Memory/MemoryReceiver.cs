@@ -47,9 +47,6 @@ internal sealed class MemoryReceiver : TransportReceiver
     /// <summary>How many more messages the group may hand this consumer.</summary>
     public int Credit => _slots.Length - Volatile.Read(ref _occupied);
 
-    /// <summary>Whether any slot is in use.</summary>
-    public bool HasInFlight => Volatile.Read(ref _occupied) != 0;
-
     public long AckTimeoutMs { get; }
 
     /// <summary>Hands a message to this consumer in a free slot. Under the topic's lock, with <see cref="Credit"/> above zero.</summary>
