@@ -194,7 +194,7 @@ public sealed partial class MessageBus
     private void ValidateMessage(string topic, OutgoingMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        message.MessageId ??= MessageIds.New();
+        message.AssignIdIfMissing();
         if (message.Body.Length > Capabilities.MaxMessageSize)
         {
             throw new MessageTooLargeException(Backend, topic, message.Body.Length, Capabilities.MaxMessageSize);

@@ -1,3 +1,5 @@
+using Bus.Internal;
+
 namespace Bus;
 
 /// <summary>
@@ -7,6 +9,8 @@ namespace Bus;
 public sealed class OutgoingMessage
 {
     private Dictionary<string, string>? _headers;
+    private string? _messageId;
+    private UInt128 _assignedId; // an id the bus assigned, kept as a number until someone reads its text
 
     /// <summary>Creates an empty message.</summary>
     public OutgoingMessage()
@@ -36,7 +40,15 @@ public sealed class OutgoingMessage
     /// The message id. When <see langword="null"/>, the bus assigns a time-ordered id (a version 7 UUID)
     /// at publish time and writes it back to this property.
     /// </summary>
-    public string? MessageId { get; set; }
+    public string? MessageId
+    {
+        get => _messageId ?? (_assignedId == default ? null : _messageId = MessageIds.Format(_assignedId));
+        set
+        {
+            _messageId = value;
+            _assignedId = default;
+        }
+    }
 
     /// <summary>Optional correlation id, carried unchanged; request/reply uses it to match replies.</summary>
     public string? CorrelationId { get; set; }
@@ -54,6 +66,24 @@ public sealed class OutgoingMessage
     public TimeSpan? Delay { get; set; }
 
     internal Dictionary<string, string>? HeadersOrNull => _headers;
+
+    /// <summary>The id as text if it has any yet (set by the caller, or an assigned one that was read); else null.</summary>
+    internal string? MessageIdText => _messageId;
+
+    /// <summary>The id the bus assigned, while nobody has read it as text; else zero.</summary>
+    internal UInt128 AssignedId => _messageId is null ? _assignedId : default;
+
+    /// <summary>
+    /// Gives the message a new time-ordered id if it has none. Only the number is made: formatting it costs a string
+    /// per message, which the in-memory backend never needs unless someone reads <see cref="MessageId"/>.
+    /// </summary>
+    internal void AssignIdIfMissing()
+    {
+        if (_messageId is null && _assignedId == default)
+        {
+            _assignedId = MessageIds.NewValue();
+        }
+    }
 
     /// <summary>Creates a message whose body is the UTF-8 encoding of <paramref name="text"/>.</summary>
     /// <param name="text">The text to encode.</param>

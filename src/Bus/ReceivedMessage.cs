@@ -17,6 +17,10 @@ public sealed class ReceivedMessage
 
     private int _settlement; // a SettlementState
     private int _deliveryCount;
+    private string? _messageId;  // null while only _assignedId is known
+    private UInt128 _assignedId;
+    private string? _position;   // null while only _offset is known
+    private long _offset;
     internal IMessageSettler? Owner;
 
     /// <summary>Creates a delivered message. For transport implementations.</summary>
@@ -52,15 +56,50 @@ public sealed class ReceivedMessage
         Body = body;
         Key = key;
         Headers = headers ?? NoHeaders;
-        MessageId = messageId;
+        _messageId = messageId;
         CorrelationId = correlationId;
         ContentType = contentType;
         ReplyTo = replyTo;
         _deliveryCount = deliveryCount;
-        Position = position;
+        _position = position;
         Timestamp = timestamp;
         DeliveryTag = deliveryTag;
         TransportState = transportState;
+    }
+
+    /// <summary>
+    /// Creates a delivered message whose id (when <paramref name="messageId"/> is null: the assigned
+    /// <paramref name="assignedId"/>) and position (<paramref name="offset"/>) become text only when read. For the
+    /// in-memory backend, where formatting them was two strings per delivery that nobody might read.
+    /// </summary>
+    internal ReceivedMessage(
+        string topic,
+        ReadOnlyMemory<byte> body,
+        string? key,
+        IReadOnlyDictionary<string, string>? headers,
+        string? messageId,
+        UInt128 assignedId,
+        string? correlationId,
+        string? contentType,
+        string? replyTo,
+        int deliveryCount,
+        long offset,
+        DateTimeOffset timestamp,
+        long deliveryTag)
+    {
+        Topic = topic;
+        Body = body;
+        Key = key;
+        Headers = headers ?? NoHeaders;
+        _messageId = messageId;
+        _assignedId = assignedId;
+        CorrelationId = correlationId;
+        ContentType = contentType;
+        ReplyTo = replyTo;
+        _deliveryCount = deliveryCount;
+        _offset = offset;
+        Timestamp = timestamp;
+        DeliveryTag = deliveryTag;
     }
 
     /// <summary>The topic the message was published to (for a dead-letter copy: the dead-letter topic).</summary>
@@ -76,7 +115,7 @@ public sealed class ReceivedMessage
     public IReadOnlyDictionary<string, string> Headers { get; }
 
     /// <summary>The message id assigned at publish.</summary>
-    public string MessageId { get; }
+    public string MessageId => _messageId ??= MessageIds.Format(_assignedId);
 
     /// <summary>The correlation id, or <see langword="null"/>.</summary>
     public string? CorrelationId { get; }
@@ -94,7 +133,7 @@ public sealed class ReceivedMessage
     public int DeliveryCount => Volatile.Read(ref _deliveryCount);
 
     /// <summary>The backend's opaque position of this message; usable as <see cref="StartPosition.At(string)"/>.</summary>
-    public string Position { get; }
+    public string Position => _position ??= _offset.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>When the backend accepted the message.</summary>
     public DateTimeOffset Timestamp { get; }

@@ -21,11 +21,15 @@ public class MemoryBenchmarks
     private ISubscription? _subscription;
     private readonly HandledCounter _handled = new(Messages);
 
+    /// <summary>Messages each topic retains for replay: 100,000 is the default, 1,000 a small log.</summary>
+    [Params(1_000, 100_000)]
+    public int Retention { get; set; }
+
     [GlobalSetup]
     public async Task SetupAsync()
     {
         _batches = Enumerable.Range(0, Messages / 1000).Select(_ => new OutgoingMessage[1000]).ToArray();
-        _bus = MessageBus.Create("memory://?retention=1000");
+        _bus = MessageBus.Create($"memory://?retention={Retention}");
         _consumer = await _bus.CreateConsumerAsync("pull", new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
         _subscription = await _bus.SubscribeAsync("push", _handled.HandleAsync, new SubscriptionOptions { Group = "bench", MaxInFlight = 1024, PerKeyOrdering = false });
     }
@@ -81,6 +85,42 @@ public class MemoryBenchmarks
         }
 
         await consumer;
+    }
+
+    /// <summary>
+    /// Not end to end: one thread publishes 500 and then receives and acks them, repeatedly. No hand-off between
+    /// threads, so this is the per-message work of publish, delivery and ack alone.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// one thread: publish 500, then receive + ack them")]
+    public async Task OneThreadPublishThenReceiveAck()
+    {
+        for (var round = 0; round < Messages / 500; round++)
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                await _bus.PublishAsync("pull", new OutgoingMessage(Payload));
+            }
+
+            for (var i = 0; i < 500; i++)
+            {
+                if (!_consumer.TryReceive(out var message))
+                {
+                    message = await _consumer.ReceiveAsync();
+                }
+
+                await message.AckAsync();
+            }
+        }
+    }
+
+    /// <summary>Not end to end: publishing to a topic no group reads (validation, id, the stored copy, the log).</summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// one thread: publish to a topic without groups")]
+    public async Task OneThreadPublishOnly()
+    {
+        for (var i = 0; i < Messages; i++)
+        {
+            await _bus.PublishAsync("unread", new OutgoingMessage(Payload));
+        }
     }
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → handler → auto-ack (push)")]

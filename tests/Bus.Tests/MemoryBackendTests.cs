@@ -60,6 +60,68 @@ public class MemoryBackendTests
     }
 
     [Fact]
+    public async Task Bodies_stored_side_by_side_come_back_byte_exact_across_buffer_boundaries()
+    {
+        // memory:// copies bodies into shared buffers (4 KiB growing to 64 KiB; over 8 KiB an array of its own): sizes
+        // around every boundary, enough messages to fill several buffers, each body distinct.
+        await using var bus = MessageBus.Create("memory://?retention=10");
+        await using var consumer = await bus.CreateConsumerAsync("bodies", new SubscriptionOptions { Group = "g", MaxInFlight = 4096, PerKeyOrdering = false });
+        var random = new Random(7);
+        int[] edges = [0, 1, 2, 255, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537];
+        var sizes = edges.Concat(Enumerable.Range(0, 1500).Select(_ => random.Next(0, 9000))).ToArray();
+        var sent = new List<byte[]>();
+        foreach (var size in sizes)
+        {
+            var body = new byte[size];
+            random.NextBytes(body);
+            sent.Add(body.ToArray());
+            var message = new OutgoingMessage(body);
+            await bus.PublishAsync("bodies", message);
+            body.AsSpan().Clear(); // the publisher reuses its buffer: what was stored must not change
+        }
+
+        for (var i = 0; i < sizes.Length; i++)
+        {
+            var received = await ReceiveAsync(consumer);
+            Assert.Equal(sizes[i], received.Body.Length);
+            Assert.True(sent[i].AsSpan().SequenceEqual(received.Body.Span), $"body {i} ({sizes[i]} bytes) differs");
+            Assert.Equal(i.ToString(System.Globalization.CultureInfo.InvariantCulture), received.Position);
+            await received.AckAsync();
+        }
+    }
+
+    [Fact]
+    public async Task An_assigned_id_is_the_same_text_for_the_publisher_and_every_delivery()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        await using var first = await bus.CreateConsumerAsync("ids", SubscriptionOptions.ForGroup("a"));
+        await using var second = await bus.CreateConsumerAsync("ids", SubscriptionOptions.ForGroup("b"));
+        var unread = new OutgoingMessage(new byte[] { 1 });
+        var read = new OutgoingMessage(new byte[] { 2 });
+        Assert.Null(unread.MessageId);
+        await bus.PublishAsync("ids", unread);
+        await bus.PublishAsync("ids", read);
+        var readId = read.MessageId; // read before delivery: the store keeps the text itself
+        Assert.Same(readId, read.MessageId);
+
+        foreach (var consumer in new[] { first, second })
+        {
+            var one = await ReceiveAsync(consumer);
+            var two = await ReceiveAsync(consumer);
+            Assert.Equal(unread.MessageId, one.MessageId);
+            Assert.Same(one.MessageId, one.MessageId);
+            Assert.Equal(readId, two.MessageId);
+            Assert.Equal(7, Guid.ParseExact(one.MessageId, "N").Version);
+            Assert.True(string.CompareOrdinal(one.MessageId, two.MessageId) < 0, "assigned ids sort in publish order");
+        }
+
+        // Publishing the same message again keeps its id (as when the id was written back as text).
+        var id = unread.MessageId;
+        await bus.PublishAsync("ids", unread);
+        Assert.Equal(id, (await ReceiveAsync(first)).MessageId);
+    }
+
+    [Fact]
     public async Task A_handler_that_fails_twice_is_retried_in_place_with_counted_deliveries()
     {
         await using var bus = MessageBus.Create("memory://");

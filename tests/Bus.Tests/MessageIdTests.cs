@@ -29,4 +29,16 @@ public class MessageIdTests
         var sameMillisecond = Enumerable.Range(0, 1000).Select(_ => MessageIds.New()).ToList();
         Assert.Equal(sameMillisecond.Order(StringComparer.Ordinal), sameMillisecond);
     }
+
+    [Fact]
+    public void An_id_kept_as_a_number_formats_to_the_same_layout()
+    {
+        var value = MessageIds.NewValue();
+        var text = MessageIds.Format(value);
+        Assert.Equal(32, text.Length);
+        Assert.Equal(text, text.ToLowerInvariant());
+        Assert.Equal(value, UInt128.Parse(text, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(7, Guid.ParseExact(text, "N").Version);
+        Assert.True(string.CompareOrdinal(text, MessageIds.New()) < 0, "the text form sorts like the number");
+    }
 }

@@ -18,14 +18,23 @@ internal static class MessageIds
     private static readonly long RandomB = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8));
     private static long _sequence;
 
-    public static string New()
+    /// <summary>A new id as text.</summary>
+    public static string New() => Format(NewValue());
+
+    /// <summary>A new id as a number (never zero: the version bits are set); <see cref="Format"/> gives its text.</summary>
+    public static UInt128 NewValue()
+    {
+        var milliseconds = (ulong)DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var upper = (milliseconds << 16) | 0x7000u | RandomA;                                 // unix_ts_ms, version 7, rand_a
+        var lower = ((ulong)(RandomB + Interlocked.Increment(ref _sequence)) & 0x3FFF_FFFF_FFFF_FFFFUL) | 0x8000_0000_0000_0000UL; // variant 10, rand_b
+        return new UInt128(upper, lower);
+    }
+
+    /// <summary>The id's text: 32 lower-case hex digits, most significant first.</summary>
+    public static string Format(UInt128 id)
     {
         Span<byte> bytes = stackalloc byte[16];
-        var milliseconds = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        BinaryPrimitives.WriteInt64BigEndian(bytes, milliseconds << 16);          // unix_ts_ms: the first 48 bits
-        BinaryPrimitives.WriteUInt16BigEndian(bytes[6..], (ushort)(0x7000 | RandomA)); // version 7 + rand_a
-        BinaryPrimitives.WriteInt64BigEndian(bytes[8..], RandomB + Interlocked.Increment(ref _sequence));
-        bytes[8] = (byte)(0x80 | (bytes[8] & 0x3F));                             // variant 10 + rand_b
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, id);
         return Convert.ToHexStringLower(bytes);
     }
 }

@@ -69,8 +69,8 @@ internal sealed class MemoryReceiver : TransportReceiver
 
         var stored = pending.Message;
         _channel.Writer.TryWrite(new ReceivedMessage(
-            _topic.Name, stored.Body, stored.Key, stored.Headers, stored.MessageId, stored.CorrelationId, stored.ContentType,
-            stored.ReplyTo, pending.Deliveries, stored.Position, stored.Timestamp, tag));
+            _topic.Name, stored.Body, stored.Key, stored.Headers, stored.MessageIdText, stored.AssignedId, stored.CorrelationId,
+            stored.ContentType, stored.ReplyTo, pending.Deliveries, stored.Offset, stored.Timestamp, tag));
     }
 
     /// <summary>

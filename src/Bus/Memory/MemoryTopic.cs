@@ -8,6 +8,7 @@ namespace Bus.Memory;
 /// </summary>
 internal sealed class MemoryTopic(string name, int retention)
 {
+    private readonly MessageStore _store = new();
     private readonly List<StoredMessage> _log = [];
     private readonly Dictionary<string, MemoryGroup> _groups = new(StringComparer.Ordinal);
     private readonly PriorityQueue<StoredMessage, long> _delayed = new();
@@ -44,41 +45,21 @@ internal sealed class MemoryTopic(string name, int retention)
 
     public void Publish(OutgoingMessage message)
     {
-        var stored = new StoredMessage(message, DateTimeOffset.UtcNow);
-        var delay = message.Delay ?? TimeSpan.Zero;
+        var now = DateTime.UtcNow.Ticks;
         lock (Sync)
         {
-            if (delay > TimeSpan.Zero)
-            {
-                _delayed.Enqueue(stored, MemoryClock.DueMs(delay));
-                return;
-            }
-
-            Append(stored);
+            Store(message, now);
         }
     }
 
     public void PublishBatch(IReadOnlyList<OutgoingMessage> messages)
     {
-        var now = DateTimeOffset.UtcNow;
-        var stored = new StoredMessage[messages.Count];
-        for (var i = 0; i < stored.Length; i++)
-        {
-            stored[i] = new StoredMessage(messages[i], now);
-        }
-
+        var now = DateTime.UtcNow.Ticks;
         lock (Sync)
         {
-            for (var i = 0; i < stored.Length; i++)
+            for (var i = 0; i < messages.Count; i++)
             {
-                if (messages[i].Delay is { } delay && delay > TimeSpan.Zero)
-                {
-                    _delayed.Enqueue(stored[i], MemoryClock.DueMs(delay));
-                }
-                else
-                {
-                    Append(stored[i]);
-                }
+                Store(messages[i], now);
             }
         }
     }
@@ -136,9 +117,23 @@ internal sealed class MemoryTopic(string name, int retention)
         }
     }
 
+    /// <summary>Stores a copy of the message and appends it now or, when it has a delay, once it is due. Under the lock.</summary>
+    private void Store(OutgoingMessage message, long utcTicks)
+    {
+        var stored = _store.Add(message, utcTicks);
+        if (message.Delay is { } delay && delay > TimeSpan.Zero)
+        {
+            _delayed.Enqueue(stored, MemoryClock.DueMs(delay));
+        }
+        else
+        {
+            Append(stored);
+        }
+    }
+
     private void Append(StoredMessage stored)
     {
-        stored.Offset = _nextOffset++;
+        stored.SetOffset(_nextOffset++);
         _log.Add(stored);
         if (_log.Count > retention + (retention / 4) + 1)
         {

@@ -1,43 +1,133 @@
-using System.Globalization;
-
 namespace Bus.Memory;
 
-/// <summary>A published message as the in-memory broker keeps it: an immutable snapshot.</summary>
-internal sealed class StoredMessage
+/// <summary>
+/// A published message as the in-memory broker keeps it: an immutable snapshot, held as a handle to an entry of a
+/// <see cref="MessageStore"/> block rather than as objects of its own.
+/// </summary>
+internal readonly struct StoredMessage(StoredBlock block, int index)
 {
-    private string? _position;
+    private ref StoredEntry Entry => ref block.Entries[index];
 
-    public StoredMessage(OutgoingMessage message, DateTimeOffset timestamp)
+    public long Offset => Entry.Offset;
+
+    public ReadOnlyMemory<byte> Body => Entry.Body;
+
+    public string? Key => Entry.Key;
+
+    public IReadOnlyDictionary<string, string>? Headers => Entry.Headers;
+
+    /// <summary>The id's text, when the publisher set one or had read the assigned one; else null and <see cref="AssignedId"/> holds it.</summary>
+    public string? MessageIdText => Entry.MessageId;
+
+    public UInt128 AssignedId => Entry.AssignedId;
+
+    public string? CorrelationId => Entry.CorrelationId;
+
+    public string? ContentType => Entry.ContentType;
+
+    public string? ReplyTo => Entry.ReplyTo;
+
+    public DateTimeOffset Timestamp => new(Entry.UtcTicks, TimeSpan.Zero);
+
+    /// <summary>Gives a delayed message its offset when it becomes due. Under the topic's lock.</summary>
+    public void SetOffset(long offset) => Entry.Offset = offset;
+}
+
+/// <summary>One stored message's fields. Written once under the topic's lock, before anyone can see the message.</summary>
+internal struct StoredEntry
+{
+    public ReadOnlyMemory<byte> Body;
+    public string? Key;
+    public IReadOnlyDictionary<string, string>? Headers;
+    public string? MessageId;
+    public UInt128 AssignedId;
+    public string? CorrelationId;
+    public string? ContentType;
+    public string? ReplyTo;
+    public long Offset;
+    public long UtcTicks;
+}
+
+/// <summary>A block of stored messages: an array of entries, filled in order.</summary>
+internal sealed class StoredBlock(int capacity)
+{
+    public readonly StoredEntry[] Entries = new StoredEntry[capacity];
+    public int Count;
+}
+
+/// <summary>
+/// Where a topic keeps its messages: entries in blocks of up to 512 and bodies copied side by side into shared
+/// buffers of up to 64 KiB, so that a retained log of 100,000 messages is a few hundred objects rather than three
+/// per message.
+/// </summary>
+/// <remarks>
+/// Why: with three objects per message (the entry, its body and its id text), every retained message was copied by
+/// two garbage collections and marked by every full one; with the default retention of 100,000 collection pauses
+/// came to about 1 µs per message published, against 0.13 µs with a retention of 1,000. Blocks and buffers grow from
+/// small (a topic with a few messages holds a few KiB) and stay under the large-object threshold: large-object
+/// allocations count towards full collections, which made every collection a full one when tried. A body over 8 KiB
+/// gets an array of its own. The price: a delivered message's body is a slice of a shared buffer, so a message an
+/// application keeps keeps its buffer (at most 64 KiB) alive. Every member runs under the topic's lock.
+/// </remarks>
+internal sealed class MessageStore
+{
+    private const int MaxBlockCapacity = 512;
+    private const int MinBufferSize = 4 * 1024;
+    private const int MaxBufferSize = 64 * 1024;
+    private const int OwnArrayAbove = 8 * 1024;
+
+    private StoredBlock _block = new(16);
+    private byte[] _buffer = [];
+    private int _bufferUsed;
+
+    /// <summary>Stores a copy of <paramref name="message"/> (offset not yet assigned).</summary>
+    public StoredMessage Add(OutgoingMessage message, long utcTicks)
     {
-        Body = message.Body.ToArray();
-        Key = message.Key;
-        Headers = message.HasHeaders ? new Dictionary<string, string>(message.Headers, StringComparer.Ordinal) : null;
-        MessageId = message.MessageId!;
-        CorrelationId = message.CorrelationId;
-        ContentType = message.ContentType;
-        ReplyTo = message.ReplyTo;
-        Timestamp = timestamp;
+        if (_block.Count == _block.Entries.Length)
+        {
+            _block = new StoredBlock(Math.Min(_block.Entries.Length * 2, MaxBlockCapacity));
+        }
+
+        var index = _block.Count++;
+        ref var entry = ref _block.Entries[index];
+        entry.Body = CopyBody(message.Body.Span);
+        entry.Key = message.Key;
+        entry.Headers = message.HasHeaders ? new Dictionary<string, string>(message.Headers, StringComparer.Ordinal) : null;
+        // A stored string per message would be one more object per retained message for the collector to copy.
+        entry.MessageId = message.MessageIdText;
+        entry.AssignedId = message.AssignedId;
+        entry.CorrelationId = message.CorrelationId;
+        entry.ContentType = message.ContentType;
+        entry.ReplyTo = message.ReplyTo;
+        entry.Offset = -1;
+        entry.UtcTicks = utcTicks;
+        return new StoredMessage(_block, index);
     }
 
-    public long Offset { get; set; } = -1;
+    private ReadOnlyMemory<byte> CopyBody(ReadOnlySpan<byte> body)
+    {
+        if (body.IsEmpty)
+        {
+            return ReadOnlyMemory<byte>.Empty;
+        }
 
-    public byte[] Body { get; }
+        if (body.Length > OwnArrayAbove)
+        {
+            return body.ToArray();
+        }
 
-    public string? Key { get; }
+        if (_buffer.Length - _bufferUsed < body.Length)
+        {
+            // The old buffer stays alive as long as a stored or delivered message refers to it.
+            _buffer = GC.AllocateUninitializedArray<byte>(Math.Clamp(_buffer.Length * 2, MinBufferSize, MaxBufferSize));
+            _bufferUsed = 0;
+        }
 
-    public IReadOnlyDictionary<string, string>? Headers { get; }
-
-    public string MessageId { get; }
-
-    public string? CorrelationId { get; }
-
-    public string? ContentType { get; }
-
-    public string? ReplyTo { get; }
-
-    public DateTimeOffset Timestamp { get; }
-
-    public string Position => _position ??= Offset.ToString(CultureInfo.InvariantCulture);
+        var copy = new Memory<byte>(_buffer, _bufferUsed, body.Length);
+        body.CopyTo(copy.Span);
+        _bufferUsed += body.Length;
+        return copy;
+    }
 }
 
 /// <summary>A message waiting in (or handed out by) one group, with that group's delivery count.</summary>
