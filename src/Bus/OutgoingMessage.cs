@@ -70,8 +70,11 @@ public sealed class OutgoingMessage
     /// <summary>The id as text if it has any yet (set by the caller, or an assigned one that was read); else null.</summary>
     internal string? MessageIdText => _messageId;
 
-    /// <summary>The id the bus assigned, while nobody has read it as text; else zero.</summary>
-    internal UInt128 AssignedId => _messageId is null ? _assignedId : default;
+    /// <summary>The id the bus assigned (whether or not its text was read since); zero when the caller set the id.</summary>
+    internal UInt128 AssignedId => _assignedId;
+
+    /// <summary>The id's length in characters (an assigned one is 32 hex digits) without formatting it.</summary>
+    internal int MessageIdLength => _messageId?.Length ?? (_assignedId == default ? 0 : 32);
 
     /// <summary>
     /// Gives the message a new time-ordered id if it has none. Only the number is made: formatting it costs a string

@@ -115,7 +115,7 @@ public sealed class ReceivedMessage
     public IReadOnlyDictionary<string, string> Headers { get; }
 
     /// <summary>The message id assigned at publish.</summary>
-    public string MessageId => _messageId ??= MessageIds.Format(_assignedId);
+    public string MessageId => _messageId ?? (_assignedId == default ? null! : _messageId = MessageIds.Format(_assignedId));
 
     /// <summary>The correlation id, or <see langword="null"/>.</summary>
     public string? CorrelationId { get; }

@@ -63,11 +63,12 @@ public class MemoryBackendTests
     public async Task Bodies_stored_side_by_side_come_back_byte_exact_across_buffer_boundaries()
     {
         // memory:// copies bodies into shared buffers (4 KiB growing to 64 KiB; over 8 KiB an array of its own): sizes
-        // around every boundary, enough messages to fill several buffers, each body distinct.
+        // around every boundary, enough messages to fill several buffers, each body distinct. The first body is larger
+        // than the first buffer (that once threw).
         await using var bus = MessageBus.Create("memory://?retention=10");
         await using var consumer = await bus.CreateConsumerAsync("bodies", new SubscriptionOptions { Group = "g", MaxInFlight = 4096, PerKeyOrdering = false });
         var random = new Random(7);
-        int[] edges = [0, 1, 2, 255, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537];
+        int[] edges = [5000, 0, 1, 2, 255, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537];
         var sizes = edges.Concat(Enumerable.Range(0, 1500).Select(_ => random.Next(0, 9000))).ToArray();
         var sent = new List<byte[]>();
         foreach (var size in sizes)
@@ -91,6 +92,35 @@ public class MemoryBackendTests
     }
 
     [Fact]
+    public async Task Retention_bounds_memory_while_a_neighbour_in_the_same_block_is_still_held()
+    {
+        // Messages are stored in shared blocks; a delayed message and an unacked one keep their block alive, but the
+        // trimmed and acked messages beside them must not keep their bodies (once 500 MiB here instead of about 12).
+        var before = GC.GetTotalMemory(forceFullCollection: true);
+        await using (var bus = MessageBus.Create("memory://?retention=10"))
+        {
+            await using var consumer = await bus.CreateConsumerAsync("big", new SubscriptionOptions { Group = "g", MaxInFlight = 1, PerKeyOrdering = false });
+            await bus.PublishAsync("big", new OutgoingMessage(new byte[1 << 20]) { Delay = TimeSpan.FromHours(1) });
+            for (var i = 0; i < 300; i++)
+            {
+                await bus.PublishAsync("big", new OutgoingMessage(new byte[1 << 20]));
+            }
+
+            var held = await ReceiveAsync(consumer); // the first, kept unacked; the rest go to a second consumer
+            Assert.Equal(1 << 20, held.Body.Length);
+            await using var other = await bus.CreateConsumerAsync("big", new SubscriptionOptions { Group = "g", MaxInFlight = 64, PerKeyOrdering = false });
+            for (var i = 1; i < 300; i++)
+            {
+                await (await ReceiveAsync(other)).AckAsync();
+            }
+
+            var growth = GC.GetTotalMemory(forceFullCollection: true) - before;
+            Assert.True(growth < 64L << 20, $"{growth >> 20} MiB still referenced with retention 10, one delayed and one unacked 1 MiB message");
+            GC.KeepAlive(held);
+        }
+    }
+
+    [Fact]
     public async Task An_assigned_id_is_the_same_text_for_the_publisher_and_every_delivery()
     {
         await using var bus = MessageBus.Create("memory://");
@@ -100,6 +130,8 @@ public class MemoryBackendTests
         var read = new OutgoingMessage(new byte[] { 2 });
         Assert.Null(unread.MessageId);
         await bus.PublishAsync("ids", unread);
+        Assert.Null(unread.MessageIdText); // publishing (validation and size checks included) did not format it
+        Assert.NotEqual(UInt128.Zero, unread.AssignedId);
         await bus.PublishAsync("ids", read);
         var readId = read.MessageId; // read before delivery: the store keeps the text itself
         Assert.Same(readId, read.MessageId);

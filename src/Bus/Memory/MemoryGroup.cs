@@ -27,6 +27,7 @@ internal sealed class MemoryGroup
         _requeue = pending => _retry.Enqueue(pending, pending.Message.Offset);
         foreach (var stored in topic.RetainedFrom(start))
         {
+            stored.Hold(1);
             Offer(new Pending(stored));
         }
     }

@@ -136,14 +136,17 @@ internal sealed class MemoryReceiver : TransportReceiver
             return default;
         }
 
-        if (_group.Ordered && pending.Message.Key is not null)
+        var orderedKey = _group.Ordered && pending.Message.Key is not null;
+        if (orderedKey)
         {
             lock (_topic.Sync)
             {
-                _group.Acked(pending);
+                _group.Acked(pending); // reads the key: before the release below clears it
             }
         }
-        else if (_group.HasBacklog && (Credit >= _refillAt || _channel.Reader.Count == 0))
+
+        pending.Message.Release(); // this group is done with the message
+        if (!orderedKey && _group.HasBacklog && (Credit >= _refillAt || _channel.Reader.Count == 0))
         {
             lock (_topic.Sync)
             {

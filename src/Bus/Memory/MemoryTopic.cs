@@ -134,11 +134,18 @@ internal sealed class MemoryTopic(string name, int retention)
     private void Append(StoredMessage stored)
     {
         stored.SetOffset(_nextOffset++);
+        stored.Hold(1 + _groupArray.Length); // the log and every group
         _log.Add(stored);
         if (_log.Count > retention + (retention / 4) + 1)
         {
             // Trim in chunks: RemoveRange is O(n), so amortise it.
-            _log.RemoveRange(0, _log.Count - retention);
+            var trimmed = _log.Count - retention;
+            for (var i = 0; i < trimmed; i++)
+            {
+                _log[i].Release();
+            }
+
+            _log.RemoveRange(0, trimmed);
         }
 
         foreach (var group in _groupArray)

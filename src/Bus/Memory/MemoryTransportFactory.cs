@@ -6,7 +6,10 @@ namespace Bus.Memory;
 /// The embedded in-memory backend (<c>memory://</c>): the reference implementation of every semantic in the
 /// contract, with nothing installed. <c>memory://</c> is private to one bus; <c>memory://name</c> is shared by every
 /// bus in the process that uses the same name. Settings: <c>retention</c> (messages kept per topic for replay,
-/// default 100000) and <c>max-message-size</c> (bytes, default 4194304).
+/// default 100000) and <c>max-message-size</c> (bytes, default 4194304). The retained log is the main cost of a busy
+/// topic: with 256-byte messages, publishing measured about 0.15 µs per message with <c>retention=1000</c> and about
+/// 1.1 µs with the default, most of the difference garbage collection of the retained messages; a topic nobody
+/// replays can keep a small log.
 /// </summary>
 public sealed class MemoryTransportFactory : IBusTransportFactory
 {

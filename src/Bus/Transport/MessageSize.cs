@@ -10,7 +10,7 @@ public static class MessageSize
     public static long Estimate(OutgoingMessage message)
     {
         long size = message.Body.Length;
-        size += Utf8(message.Key) + Utf8(message.MessageId) + Utf8(message.CorrelationId) + Utf8(message.ContentType) + Utf8(message.ReplyTo);
+        size += Utf8(message.Key) + IdBytes(message) + Utf8(message.CorrelationId) + Utf8(message.ContentType) + Utf8(message.ReplyTo);
         if (message.HeadersOrNull is { } headers)
         {
             foreach (var (name, value) in headers)
@@ -27,7 +27,7 @@ public static class MessageSize
     public static long CharactersOutsideBody(OutgoingMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        long count = (message.Key?.Length ?? 0) + (message.MessageId?.Length ?? 0) + (message.CorrelationId?.Length ?? 0) + (message.ContentType?.Length ?? 0) + (message.ReplyTo?.Length ?? 0);
+        long count = (message.Key?.Length ?? 0) + message.MessageIdLength + (message.CorrelationId?.Length ?? 0) + (message.ContentType?.Length ?? 0) + (message.ReplyTo?.Length ?? 0);
         if (message.HeadersOrNull is { } headers)
         {
             foreach (var (name, value) in headers)
@@ -38,6 +38,9 @@ public static class MessageSize
 
         return count;
     }
+
+    // An id the bus assigned and nobody has read yet is 32 ASCII hex digits; reading MessageId would format it.
+    private static int IdBytes(OutgoingMessage message) => message.MessageIdText is { } text ? Utf8(text) : message.MessageIdLength;
 
     private static int Utf8(string? text) => text is null ? 0 : Encoding.UTF8.GetByteCount(text);
 }
