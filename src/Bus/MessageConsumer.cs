@@ -17,7 +17,7 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     private readonly MessageBus _bus;
     private readonly TransportReceiver _receiver;
     private readonly ChannelReader<ReceivedMessage> _deliveries;
-    private readonly SemaphoreSlim _slots;
+    private readonly InFlightSlots _slots;
     private readonly SubscriptionOptions _options;
     private readonly ILogger _logger;
     private readonly System.Diagnostics.TagList _tags;
@@ -30,7 +30,7 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
         _deliveries = receiver.Deliveries;
         _options = options;
         _logger = logger;
-        _slots = new SemaphoreSlim(options.MaxInFlight, options.MaxInFlight);
+        _slots = new InFlightSlots(options.MaxInFlight);
         _tags = BusTelemetry.Tags(bus.Backend, topic);
         Topic = topic;
         DeadLetterTopic = deadLetterTopic;
@@ -49,7 +49,7 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     internal SubscriptionOptions Options => _options;
 
     /// <summary>Messages received and not yet settled.</summary>
-    public int InFlight => _options.MaxInFlight - _slots.CurrentCount;
+    public int InFlight => _slots.InUse;
 
     /// <summary>Waits for the next message.</summary>
     /// <param name="cancellationToken">Stops waiting.</param>
@@ -61,7 +61,7 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
         while (true)
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await _slots.TakeAsync(cancellationToken).ConfigureAwait(false);
             ReceivedMessage message;
             try
             {
@@ -72,12 +72,12 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
             }
             catch (ChannelClosedException closed)
             {
-                _slots.Release();
+                _slots.Return();
                 throw ReceiverEnded(closed);
             }
             catch
             {
-                _slots.Release();
+                _slots.Return();
                 throw;
             }
 
@@ -92,11 +92,11 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     /// <param name="message">The message, when the result is <see langword="true"/>.</param>
     public bool TryReceive([System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out ReceivedMessage message)
     {
-        while (Volatile.Read(ref _disposed) == 0 && _slots.Wait(0))
+        while (Volatile.Read(ref _disposed) == 0 && _slots.TryTake())
         {
             if (!_deliveries.TryRead(out message))
             {
-                _slots.Release();
+                _slots.Return();
                 break;
             }
 
@@ -287,7 +287,7 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     private void Settled(ReceivedMessage message)
     {
         message.Owner = null;
-        _slots.Release();
+        _slots.Return();
     }
 
     /// <summary>Hands a delivery to the caller, or dead-letters it first when it is past its delivery limit.</summary>
