@@ -51,19 +51,9 @@ public sealed class ReceivedMessage
         DateTimeOffset timestamp,
         long deliveryTag = 0,
         object? transportState = null)
+        : this(topic, body, key, headers, messageId, default, correlationId, contentType, replyTo, deliveryCount, 0, timestamp, deliveryTag)
     {
-        Topic = topic;
-        Body = body;
-        Key = key;
-        Headers = headers ?? NoHeaders;
-        _messageId = messageId;
-        CorrelationId = correlationId;
-        ContentType = contentType;
-        ReplyTo = replyTo;
-        _deliveryCount = deliveryCount;
         _position = position;
-        Timestamp = timestamp;
-        DeliveryTag = deliveryTag;
         TransportState = transportState;
     }
 
