@@ -1,8 +1,9 @@
 namespace Bus.Memory;
 
 /// <summary>
-/// A published message as the in-memory broker keeps it: an immutable snapshot, held as a handle to an entry of a
-/// <see cref="MessageStore"/> block rather than as objects of its own.
+/// A published message as the in-memory broker keeps it: a snapshot that does not change while the log or a group
+/// holds it (the last to let go clears it), held as a handle to an entry of a <see cref="MessageStore"/> block rather
+/// than as objects of its own.
 /// </summary>
 internal readonly struct StoredMessage(StoredBlock block, int index)
 {
