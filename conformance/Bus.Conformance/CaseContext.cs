@@ -11,6 +11,7 @@ public sealed class CaseContext
     private readonly ConcurrentDictionary<string, long> _counts = new(StringComparer.Ordinal);
     private readonly string _run = Guid.NewGuid().ToString("N")[..6];
     private readonly List<string> _notes = [];
+    private volatile string? _waitingFor; // the case's wait in progress, for a case that runs out of time
 
     internal CaseContext(ConformanceBackend backend, IMessageBus bus, string caseName)
     {
@@ -34,6 +35,13 @@ public sealed class CaseContext
 
     /// <summary>How long a wait may take before the case fails.</summary>
     public TimeSpan WaitTimeout { get; }
+
+    /// <summary>
+    /// Where the case was, for a case that ran out of time: in one of its waits (which), or in a call to the bus.
+    /// </summary>
+    internal string WhereItWas => _waitingFor is { } what
+        ? $"it was waiting for {what}"
+        : "it was in a call to the bus, not in one of its waits (creating a consumer or subscription, publishing, settling or disposing)";
 
     /// <summary>A short quiet period: how long to watch for something that must not happen.</summary>
     public TimeSpan QuietPeriod => TimeSpan.FromMilliseconds(1500 * Backend.TimeoutScale);
@@ -100,14 +108,22 @@ public sealed class CaseContext
     {
         var limit = timeout ?? WaitTimeout;
         var watch = Stopwatch.StartNew();
-        while (!condition())
+        _waitingFor = what;
+        try
         {
-            if (watch.Elapsed > limit)
+            while (!condition())
             {
-                throw new CaseFailedException($"timed out after {limit.TotalSeconds:0.#} s waiting for {what}" + (seen is null ? "" : $"; seen: {seen()}"));
-            }
+                if (watch.Elapsed > limit)
+                {
+                    throw new CaseFailedException($"timed out after {limit.TotalSeconds:0.#} s waiting for {what}" + (seen is null ? "" : $"; seen: {seen()}"));
+                }
 
-            await Task.Delay(10).ConfigureAwait(false);
+                await Task.Delay(10).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _waitingFor = null;
         }
     }
 
@@ -118,6 +134,7 @@ public sealed class CaseContext
     {
         ArgumentNullException.ThrowIfNull(consumer);
         using var timeout = new CancellationTokenSource(WaitTimeout);
+        _waitingFor = what;
         try
         {
             return await consumer.ReceiveAsync(timeout.Token).ConfigureAwait(false);
@@ -125,6 +142,10 @@ public sealed class CaseContext
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             throw new CaseFailedException($"timed out after {WaitTimeout.TotalSeconds:0.#} s waiting for {what}");
+        }
+        finally
+        {
+            _waitingFor = null;
         }
     }
 

@@ -37,7 +37,7 @@ public static class ConformanceRunner
         }
         catch (TimeoutException) when (!cancellationToken.IsCancellationRequested)
         {
-            return Failed($"case did not finish within {caseTimeout.TotalSeconds:0} s");
+            return Failed($"case did not finish within {caseTimeout.TotalSeconds:0} s; {context?.WhereItWas}");
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
