@@ -181,7 +181,7 @@ public class KafkaBenchmarks
         }
     }
 
-    private static string Ulid() => Guid.NewGuid().ToString("N"); // 32 hex characters, like core's MessageIds.New()
+    private static string Ulid() => AdapterBench.NewMessageId(); // 32 hex characters, like core's MessageIds.New()
 
     // ---- publish → consume → ack ----
 

@@ -180,7 +180,7 @@ public class RabbitMqBenchmarks
             for (var i = 0; i < Window; i++)
             {
                 var properties = adapterLayout
-                    ? new BasicProperties { DeliveryMode = DeliveryModes.Persistent, MessageId = Guid.NewGuid().ToString("N"), Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()) }
+                    ? new BasicProperties { DeliveryMode = DeliveryModes.Persistent, MessageId = AdapterBench.NewMessageId(), Timestamp = new AmqpTimestamp(DateTimeOffset.UtcNow.ToUnixTimeSeconds()) }
                     : _properties;
                 pending[i] = _publishChannel.BasicPublishAsync(exchange, "", mandatory: false, properties, body).AsTask();
             }

@@ -152,7 +152,7 @@ public class RedisBenchmarks
             for (var i = 0; i < Window; i++)
             {
                 pending[i] = adapterLayout
-                    ? _db.StreamAddAsync(key, [new NameValueEntry("body", AdapterBench.Payload.AsSpan().ToArray()), new NameValueEntry("id", Guid.NewGuid().ToString("N"))])
+                    ? _db.StreamAddAsync(key, [new NameValueEntry("body", AdapterBench.Payload.AsSpan().ToArray()), new NameValueEntry("id", AdapterBench.NewMessageId())])
                     : _db.StreamAddAsync(key, fields);
             }
 

@@ -216,7 +216,7 @@ public class SqsBenchmarks
                     {
                         entry.MessageAttributes = new Dictionary<string, MessageAttributeValue>(1, StringComparer.Ordinal)
                         {
-                            ["bus"] = new() { DataType = "String", StringValue = $"{{\"id\":\"{Guid.NewGuid():N}\",\"enc\":\"64\"}}" },
+                            ["bus"] = new() { DataType = "String", StringValue = $"{{\"id\":\"{AdapterBench.NewMessageId()}\",\"enc\":\"64\"}}" },
                         };
                     }
 

@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using BenchmarkDotNet.Attributes;
+
+namespace Bus.Benchmarks;
+
+/// <summary>
+/// Runs one benchmark class's methods in alternating rounds in one process: every round times every method once,
+/// back to back (forward order on even rounds, reverse on odd, so neither side always runs first), and a method's
+/// ratio to its category's baseline is taken within the round. BenchmarkDotNet runs the raw client and the adapter in
+/// separate processes minutes apart; on a 2-core machine that shares its cores with the broker, the machine's state
+/// drifts between them by more than the difference sought (raw rows alone moved ±30–60 % between runs). Pairing
+/// within a round cancels that drift; the median and quartiles of the per-round ratios say how steady the result is.
+/// Same class, same set-up and the same timed code as BenchmarkDotNet runs (GlobalSetup once, IterationSetup before
+/// each timed call, a full collection before it as BenchmarkDotNet's engine does).
+/// </summary>
+internal static class PairedRunner
+{
+    private const int WarmupRounds = 2;
+
+    /// <summary>
+    /// <c>--paired &lt;class name&gt; [rounds] [method,method…]</c> (all of the class's benchmarks when no method is
+    /// named; useful with a profiler attached): returns the process exit code.
+    /// </summary>
+    public static async Task<int> RunAsync(string className, int rounds, IReadOnlyCollection<string>? only = null)
+    {
+        var type = typeof(PairedRunner).Assembly.GetTypes().SingleOrDefault(t => string.Equals(t.Name, className, StringComparison.OrdinalIgnoreCase));
+        if (type is null)
+        {
+            Console.Error.WriteLine($"no benchmark class named '{className}'");
+            return 2;
+        }
+
+        if (type.GetProperties().Any(p => p.GetCustomAttribute<ParamsAttribute>() is not null) || type.GetFields().Any(f => f.GetCustomAttribute<ParamsAttribute>() is not null))
+        {
+            Console.Error.WriteLine($"{type.Name} has [Params]; the paired runner runs classes without parameters only");
+            return 2;
+        }
+
+        var methods = type.GetMethods()
+            .Select(m => (Method: m, Attribute: m.GetCustomAttribute<BenchmarkAttribute>()))
+            .Where(m => m.Attribute is not null && (only is null || only.Contains(m.Method.Name)))
+            .Select(m => new Timed(
+                m.Method,
+                m.Attribute!.Description ?? m.Method.Name,
+                m.Method.GetCustomAttribute<BenchmarkCategoryAttribute>()?.Categories.FirstOrDefault() ?? "",
+                m.Attribute.Baseline,
+                m.Attribute.OperationsPerInvoke))
+            .ToList();
+        var instance = Activator.CreateInstance(type)!;
+        await InvokeAsync(instance, Find<GlobalSetupAttribute>(type));
+        var iterationSetup = Find<IterationSetupAttribute>(type);
+        var iterationCleanup = Find<IterationCleanupAttribute>(type);
+        var brokerPid = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_BROKER_PID"), out var pid) ? pid : (int?)null;
+        try
+        {
+            for (var round = 0; round < WarmupRounds + rounds; round++)
+            {
+                var order = round % 2 == 0 ? methods : Enumerable.Reverse(methods);
+                foreach (var timed in order)
+                {
+                    await InvokeAsync(instance, iterationSetup);
+                    GC.Collect();
+                    GC.WaitForPendingFinalizers();
+                    GC.Collect();
+                    var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+                    var cpuBefore = Cpu(Environment.ProcessId);
+                    var brokerCpuBefore = brokerPid is { } broker ? Cpu(broker).Nanoseconds : 0;
+                    var started = Stopwatch.GetTimestamp();
+                    await InvokeAsync(instance, timed.Method);
+                    var elapsed = Stopwatch.GetElapsedTime(started);
+                    var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+                    var cpuAfter = Cpu(Environment.ProcessId);
+                    var brokerCpu = brokerPid is { } brokerAfter ? Cpu(brokerAfter).Nanoseconds - brokerCpuBefore : double.NaN;
+                    await InvokeAsync(instance, iterationCleanup);
+                    if (round >= WarmupRounds)
+                    {
+                        timed.NanosecondsPerOperation.Add(elapsed.TotalNanoseconds / timed.Operations);
+                        timed.BytesPerOperation.Add((double)allocated / timed.Operations);
+                        timed.CpuNanosecondsPerOperation.Add((cpuAfter.Nanoseconds - cpuBefore.Nanoseconds) / timed.Operations);
+                        timed.SlicesPerOperation.Add((cpuAfter.Slices - cpuBefore.Slices) / timed.Operations);
+                        timed.BrokerCpuNanosecondsPerOperation.Add(brokerCpu / timed.Operations);
+                    }
+                }
+
+                Console.Error.Write(round < WarmupRounds ? "w" : ".");
+            }
+        }
+        finally
+        {
+            await InvokeAsync(instance, Find<GlobalCleanupAttribute>(type));
+        }
+
+        Console.Error.WriteLine();
+        var report = Report(type.Name, rounds, methods);
+        Console.WriteLine(report);
+        var directory = Path.Combine("BenchmarkDotNet.Artifacts", "paired");
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, $"{type.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}.md");
+        await File.WriteAllTextAsync(path, report);
+        Console.WriteLine($"written: {path}");
+        return 0;
+    }
+
+    private static string Report(string className, int rounds, List<Timed> methods)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{WarmupRounds} warm-up), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        text.AppendLine();
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it).");
+        text.AppendLine();
+        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | tput vs raw | rounds ≥ 0.95 |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var category in methods.GroupBy(m => m.Category))
+        {
+            var baseline = category.FirstOrDefault(m => m.Baseline);
+            foreach (var timed in category)
+            {
+                var throughput = 1e9 / Median(timed.NanosecondsPerOperation);
+                var ratio = "—";
+                var atLeast = "—";
+                if (baseline is not null && !ReferenceEquals(baseline, timed))
+                {
+                    var ratios = timed.NanosecondsPerOperation.Select((ns, i) => baseline.NanosecondsPerOperation[i] / ns).ToList();
+                    ratio = FormattableString.Invariant($"{Median(ratios):0.00} [{Quantile(ratios, 0.25):0.00}–{Quantile(ratios, 0.75):0.00}] ({ratios.Min():0.00}–{ratios.Max():0.00})");
+                    atLeast = $"{ratios.Count(r => r >= 0.95)}/{ratios.Count}";
+                }
+
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {ratio} | {atLeast} |");
+            }
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>
+    /// CPU time of every live thread of a process, nanoseconds, and how many times its threads were put on a CPU
+    /// (each wake-up of a sleeping thread counts; Linux; zeros elsewhere).
+    /// </summary>
+    private static (double Nanoseconds, double Slices) Cpu(int pid)
+    {
+        var tasks = $"/proc/{pid}/task";
+        if (!Directory.Exists(tasks))
+        {
+            return (0, 0);
+        }
+
+        double total = 0, slices = 0;
+        foreach (var task in Directory.EnumerateDirectories(tasks))
+        {
+            try
+            {
+                // "<ns on cpu> <ns waiting for a cpu> <time slices>"
+                var fields = File.ReadAllText(Path.Combine(task, "schedstat")).Split(' ');
+                total += double.Parse(fields[0], CultureInfo.InvariantCulture);
+                slices += double.Parse(fields[2], CultureInfo.InvariantCulture);
+            }
+            catch (IOException)
+            {
+                // The thread ended between listing and reading.
+            }
+        }
+
+        return (total, slices);
+    }
+
+    private static double Median(List<double> values) => Quantile(values, 0.5);
+
+    private static double Quantile(List<double> values, double q)
+    {
+        var sorted = values.Order().ToList();
+        var position = (sorted.Count - 1) * q;
+        var below = (int)Math.Floor(position);
+        var above = Math.Min(below + 1, sorted.Count - 1);
+        return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
+    }
+
+    private static MethodInfo? Find<TAttribute>(Type type)
+        where TAttribute : Attribute => type.GetMethods().SingleOrDefault(m => m.GetCustomAttribute<TAttribute>() is not null);
+
+    private static async Task InvokeAsync(object instance, MethodInfo? method)
+    {
+        switch (method?.Invoke(instance, null))
+        {
+            case Task task:
+                await task;
+                break;
+            case ValueTask valueTask:
+                await valueTask;
+                break;
+        }
+    }
+
+    private sealed record Timed(MethodInfo Method, string Description, string Category, bool Baseline, int Operations)
+    {
+        public List<double> NanosecondsPerOperation { get; } = [];
+
+        public List<double> BytesPerOperation { get; } = [];
+
+        public List<double> CpuNanosecondsPerOperation { get; } = [];
+
+        public List<double> BrokerCpuNanosecondsPerOperation { get; } = [];
+
+        public List<double> SlicesPerOperation { get; } = [];
+    }
+}
