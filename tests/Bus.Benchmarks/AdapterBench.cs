@@ -28,9 +28,10 @@ public static class AdapterBench
 
     /// <summary>
     /// A fresh 32-hex-digit message id, made as core makes its ids (clock and counter, formatted per message), for the
-    /// raw rows that write the adapter's layout. Not <c>Guid.NewGuid()</c>: on these machines every NewGuid is a
-    /// getrandom system call, and measured in paired rounds (Redis) it cost the raw "layout" rows 5 µs of CPU and more
-    /// than half their throughput per message, which made them a wrong reference until 2026-11-23.
+    /// raw rows that write the adapter's layout. Not <c>Guid.NewGuid()</c>: on these machines every NewGuid reads
+    /// /dev/urandom (one <c>read</c> system call per id, seen with strace; 1.7 µs each on one thread), and measured in
+    /// paired rounds (Redis) it cost the raw "layout" rows more than half their throughput, which made them a wrong
+    /// reference until 2026-11-23.
     /// </summary>
     public static string NewMessageId()
     {
