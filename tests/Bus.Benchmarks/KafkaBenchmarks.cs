@@ -8,7 +8,8 @@ namespace Bus.Benchmarks;
 /// <see cref="AdapterBench.Messages"/> per operation (times and allocations are per message).
 /// <list type="bullet">
 /// <item>publish: confirmed by the delivery report, 4,096 in flight (5 windows of 4,096, each awaited). Both
-/// producers have the adapter's configuration (acks=all, idempotence, murmur2_random, linger.ms=1). Raw:
+/// producers have the adapter's configuration (acks=all, idempotence, murmur2_random, linger.ms=1, delivery reports
+/// carrying the status only). Raw:
 /// <c>Produce</c> with a delivery handler counting down the window; Bus: <c>PublishBatchAsync</c> of 4,096, and
 /// 4,096 <c>PublishAsync</c> started before any is awaited.</item>
 /// <item>end to end: the same producer and, concurrently, one consumer in its own group. Raw: a thread calling
@@ -73,6 +74,7 @@ public class KafkaBenchmarks
             EnableIdempotence = true,
             Partitioner = Partitioner.Murmur2Random,
             LingerMs = 1,
+            DeliveryReportFields = "status",
             ClientId = "bench-raw-producer",
         }).Build();
         _onDelivered = report =>

@@ -9,12 +9,23 @@ namespace Bus.Kafka.Internal;
 /// </summary>
 internal sealed class DeliveryCounts
 {
-    private readonly ConcurrentDictionary<(string Group, string Topic, int Partition, long Offset), int> _counts = new();
+    private readonly ConcurrentDictionary<(string Group, string Topic), Scope> _scopes = new();
 
-    /// <summary>Counts one more delivery and returns the count, this delivery included.</summary>
-    public int Next(string group, string topic, int partition, long offset)
-        => _counts.AddOrUpdate((group, topic, partition, offset), 1, static (_, n) => n + 1);
+    /// <summary>
+    /// The counts of one group on one topic, shared by every receiver of that group in this transport. A receiver
+    /// looks its scope up once, so counting a delivery hashes two numbers rather than two strings as well.
+    /// </summary>
+    public Scope For(string group, string topic) => _scopes.GetOrAdd((group, topic), static _ => new Scope());
 
-    /// <summary>Forgets a message that is done.</summary>
-    public void Done(string group, string topic, int partition, long offset) => _counts.TryRemove((group, topic, partition, offset), out _);
+    /// <summary>Delivery counts by partition and offset.</summary>
+    internal sealed class Scope
+    {
+        private readonly ConcurrentDictionary<(int Partition, long Offset), int> _counts = new();
+
+        /// <summary>Counts one more delivery and returns the count, this delivery included.</summary>
+        public int Next(int partition, long offset) => _counts.AddOrUpdate((partition, offset), 1, static (_, n) => n + 1);
+
+        /// <summary>Forgets a message that is done.</summary>
+        public void Done(int partition, long offset) => _counts.TryRemove((partition, offset), out _);
+    }
 }

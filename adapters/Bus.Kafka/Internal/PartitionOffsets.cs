@@ -7,9 +7,19 @@ namespace Bus.Kafka.Internal;
 /// that contiguous prefix means an unacknowledged message is never skipped by a successor after a rebalance or crash.
 /// Not thread-safe: the receiver guards it.
 /// </summary>
+/// <remarks>
+/// Fetched offsets sit in ascending order in one array (a window from the oldest unacknowledged offset on), each with
+/// an acknowledged flag: fetching appends, acknowledging finds the offset by binary search, and the window's start
+/// moves past every acknowledged offset at its head. Nothing is allocated per message (a sorted set allocated a node
+/// per fetch and rebalanced on every acknowledgement).
+/// </remarks>
 internal sealed class PartitionOffsets
 {
-    private readonly SortedSet<long> _pending = [];
+    private long[] _offsets = new long[64];
+    private bool[] _acked = new bool[64];
+    private int _head;   // first entry of the window: the oldest unacknowledged offset
+    private int _tail;   // one past the last entry
+    private int _pending;
     private long _next;
     private long _lastReported;
 
@@ -21,15 +31,52 @@ internal sealed class PartitionOffsets
     }
 
     /// <summary>Messages fetched and not yet acknowledged.</summary>
-    public int Pending => _pending.Count;
+    public int Pending => _pending;
 
     /// <summary>The offset to commit: everything below it is acknowledged.</summary>
-    public long Committable => _pending.Count > 0 ? _pending.Min : _next;
+    public long Committable => _head < _tail ? _offsets[_head] : _next;
 
-    /// <summary>Records a fetched message. Offsets arrive in increasing order; gaps (compaction, markers) are fine.</summary>
+    /// <summary>
+    /// Records a fetched message. Offsets arrive in increasing order; gaps (compaction, markers) are fine. One lower
+    /// than the newest (the fetch position was reset) is placed in order and is pending until acknowledged again.
+    /// </summary>
     public void Fetched(long offset)
     {
-        _pending.Add(offset);
+        if (_head == _tail || offset > _offsets[_tail - 1])
+        {
+            MakeRoom();
+            _offsets[_tail] = offset;
+            _acked[_tail] = false;
+            _tail++;
+            _pending++;
+        }
+        else
+        {
+            var index = Array.BinarySearch(_offsets, _head, _tail - _head, offset);
+            if (index >= 0)
+            {
+                // Fetched again: pending again if it was acknowledged meanwhile, as it will be delivered again.
+                if (_acked[index])
+                {
+                    _acked[index] = false;
+                    _pending++;
+                }
+
+                return;
+            }
+
+            // Rare: an offset below the newest one. Shift the entries above it up by one.
+            MakeRoom();
+            index = Array.BinarySearch(_offsets, _head, _tail - _head, offset);
+            index = ~index;
+            Array.Copy(_offsets, index, _offsets, index + 1, _tail - index);
+            Array.Copy(_acked, index, _acked, index + 1, _tail - index);
+            _offsets[index] = offset;
+            _acked[index] = false;
+            _tail++;
+            _pending++;
+        }
+
         if (offset >= _next)
         {
             _next = offset + 1;
@@ -42,9 +89,22 @@ internal sealed class PartitionOffsets
     /// </summary>
     public long? Ack(long offset)
     {
-        if (!_pending.Remove(offset))
+        var index = _head < _tail ? Array.BinarySearch(_offsets, _head, _tail - _head, offset) : -1;
+        if (index < 0 || _acked[index])
         {
             return null;
+        }
+
+        _acked[index] = true;
+        _pending--;
+        while (_head < _tail && _acked[_head])
+        {
+            _head++;
+        }
+
+        if (_head == _tail)
+        {
+            _head = _tail = 0;
         }
 
         var committable = Committable;
@@ -55,5 +115,33 @@ internal sealed class PartitionOffsets
 
         _lastReported = committable;
         return committable;
+    }
+
+    /// <summary>Ensures one free entry at the end: slides the window to the array's start, or doubles the array.</summary>
+    private void MakeRoom()
+    {
+        if (_tail < _offsets.Length)
+        {
+            return;
+        }
+
+        var used = _tail - _head;
+        if (used <= _offsets.Length / 2)
+        {
+            Array.Copy(_offsets, _head, _offsets, 0, used);
+            Array.Copy(_acked, _head, _acked, 0, used);
+        }
+        else
+        {
+            var offsets = new long[_offsets.Length * 2];
+            var acked = new bool[offsets.Length];
+            Array.Copy(_offsets, _head, offsets, 0, used);
+            Array.Copy(_acked, _head, acked, 0, used);
+            _offsets = offsets;
+            _acked = acked;
+        }
+
+        _head = 0;
+        _tail = used;
     }
 }
