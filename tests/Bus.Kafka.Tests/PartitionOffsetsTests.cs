@@ -139,6 +139,48 @@ public sealed class PartitionOffsetsTests
         Assert.Equal(10, offsets.Ack(9));
     }
 
+    [Fact]
+    public void One_stuck_message_does_not_make_the_window_grow_with_the_traffic_after_it()
+    {
+        // Offset 0 is held (a hung handler, a long nack delay) while a million later messages are done.
+        var offsets = new PartitionOffsets(0);
+        offsets.Fetched(0);
+        for (long o = 1; o <= 1_000_000; o++)
+        {
+            offsets.Fetched(o);
+            Assert.Null(offsets.Ack(o));
+        }
+
+        Assert.Equal(1, offsets.Pending);
+        Assert.True(offsets.Capacity <= 128, $"capacity {offsets.Capacity}");
+        Assert.Equal(1_000_001, offsets.Ack(0));
+    }
+
+    [Fact]
+    public void A_window_that_grew_with_many_pending_shrinks_when_they_are_done()
+    {
+        var offsets = new PartitionOffsets(0);
+        for (long o = 0; o < 100_000; o++)
+        {
+            offsets.Fetched(o);
+        }
+
+        var grown = offsets.Capacity;
+        for (long o = 1; o < 100_000; o++)
+        {
+            offsets.Ack(o);
+        }
+
+        for (long o = 100_000; o < 300_000; o++)
+        {
+            offsets.Fetched(o);
+            offsets.Ack(o);
+        }
+
+        Assert.True(offsets.Capacity < grown / 100, $"capacity {offsets.Capacity} after {grown}");
+        Assert.Equal(300_000, offsets.Ack(0));
+    }
+
     /// <summary>
     /// Thousands of messages out at once, settled in random order, with now and then an offset fetched again: the same
     /// answers as a sorted set of pending offsets (the structure this one replaced) at every step, while the window

@@ -317,9 +317,10 @@ internal sealed class KafkaReceiver : TransportReceiver
             {
                 consumer.StoreOffset(new TopicPartitionOffset(_topic, new Partition(partition), new Offset(offset)));
             }
-            catch (KafkaException)
+            catch (KafkaException ex)
             {
-                // The partition was revoked meanwhile: its next owner starts from the last commit.
+                // Stores happen on this thread while the partition is assigned, so this is not a revocation race.
+                Log.StoreFailed(_transport.Logger, Group, _topic, partition, offset, ex);
             }
         }
 
@@ -368,6 +369,10 @@ internal sealed class KafkaReceiver : TransportReceiver
     private IEnumerable<TopicPartitionOffset> OnAssigned(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartition> assigned)
     {
         Log.Assigned(_transport.Logger, Group, _topic, string.Join(',', assigned.Select(p => p.Partition.Value)));
+
+        // With cooperative rebalancing the partitions kept stay assigned while the broker calls below may take seconds:
+        // store what was acknowledged on them first, so a crash meanwhile does not deliver it again.
+        StoreAcknowledged(consumer);
         var starts = new List<TopicPartitionOffset>(assigned.Count);
         if (assigned.Count > 0)
         {

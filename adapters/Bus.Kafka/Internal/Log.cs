@@ -59,4 +59,7 @@ internal static partial class Log
 
     [LoggerMessage(4013, LogLevel.Debug, "kafka: topic {Topic} exists with {Partitions} partitions")]
     public static partial void TopicExists(ILogger logger, string topic, int partitions);
+
+    [LoggerMessage(4015, LogLevel.Warning, "kafka: storing offset {Offset} of group {Group} on topic {Topic} partition {Partition} failed; the messages after the last commit will be delivered again")]
+    public static partial void StoreFailed(ILogger logger, string group, string topic, int partition, long offset, Exception exception);
 }

@@ -11,7 +11,9 @@ namespace Bus.Kafka.Internal;
 /// Fetched offsets sit in ascending order in one array (a window from the oldest unacknowledged offset on), each with
 /// an acknowledged flag: fetching appends, acknowledging finds the offset by binary search, and the window's start
 /// moves past every acknowledged offset at its head. Nothing is allocated per message (a sorted set allocated a node
-/// per fetch and rebalanced on every acknowledgement).
+/// per fetch and rebalanced on every acknowledgement). When the array is full and at least half of the window is
+/// acknowledged (one message stuck while the partition flows on), the acknowledged entries are dropped, so the window
+/// holds at most about twice the pending offsets and never grows with the partition's traffic.
 /// </remarks>
 internal sealed class PartitionOffsets
 {
@@ -32,6 +34,9 @@ internal sealed class PartitionOffsets
 
     /// <summary>Messages fetched and not yet acknowledged.</summary>
     public int Pending => _pending;
+
+    /// <summary>Entries the window's array has room for (for tests: it follows the pending count, not the traffic).</summary>
+    internal int Capacity => _offsets.Length;
 
     /// <summary>The offset to commit: everything below it is acknowledged.</summary>
     public long Committable => _head < _tail ? _offsets[_head] : _next;
@@ -117,7 +122,12 @@ internal sealed class PartitionOffsets
         return committable;
     }
 
-    /// <summary>Ensures one free entry at the end: slides the window to the array's start, or doubles the array.</summary>
+    /// <summary>
+    /// Ensures one free entry at the end: drops the window's acknowledged entries when they are at least half of it
+    /// (shrinking an array that has become far too large), else slides the window to the array's start, or doubles the
+    /// array. Dropping them changes no answer: an offset absent from the window is unknown to <see cref="Ack"/>, as an
+    /// acknowledged one is, and is placed in order if fetched again.
+    /// </summary>
     private void MakeRoom()
     {
         if (_tail < _offsets.Length)
@@ -126,6 +136,30 @@ internal sealed class PartitionOffsets
         }
 
         var used = _tail - _head;
+        if (_pending <= used / 2)
+        {
+            var kept = 0;
+            for (var read = _head; read < _tail; read++)
+            {
+                if (!_acked[read])
+                {
+                    _offsets[kept++] = _offsets[read];
+                }
+            }
+
+            Array.Clear(_acked, 0, kept);
+            if (_offsets.Length > 64 && kept <= _offsets.Length / 8)
+            {
+                var length = Math.Max(64, _offsets.Length / 4);
+                _offsets = _offsets[..length];
+                _acked = new bool[length];
+            }
+
+            _head = 0;
+            _tail = kept;
+            return;
+        }
+
         if (used <= _offsets.Length / 2)
         {
             Array.Copy(_offsets, _head, _offsets, 0, used);
