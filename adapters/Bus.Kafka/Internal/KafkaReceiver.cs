@@ -24,6 +24,13 @@ internal sealed class KafkaReceiver : TransportReceiver
     /// </summary>
     private const int IntakeBatch = 256;
 
+    /// <summary>
+    /// How long disposing waits for the poll thread to commit, leave the group and free the client. librdkafka's
+    /// synchronous commit and close have no timeout of their own; past this the close goes on in the background and a
+    /// warning names the step it is in (unsettled messages go back to the group when the session ends, at the latest).
+    /// </summary>
+    private static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(20);
+
     private readonly KafkaTransport _transport;
     private readonly string _topic;
     private readonly SubscriptionOptions _options;
@@ -50,6 +57,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private bool _paused;
     private bool _assignedOnce;
     private int _disposed;
+    private volatile string _step = "starting"; // what the poll thread is doing, for the close warning
 
     public KafkaReceiver(KafkaTransport transport, string topic, SubscriptionOptions options, bool durable)
     {
@@ -159,14 +167,15 @@ internal sealed class KafkaReceiver : TransportReceiver
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
-            await _stopped.Task.ConfigureAwait(false);
+            await WaitForCloseAsync().ConfigureAwait(false);
             return;
         }
 
         _stop.Cancel();
+        var closed = true;
         if (_thread is not null)
         {
-            await _stopped.Task.ConfigureAwait(false);
+            closed = await WaitForCloseAsync().ConfigureAwait(false);
         }
         else
         {
@@ -180,7 +189,25 @@ internal sealed class KafkaReceiver : TransportReceiver
         {
         }
 
-        _stop.Dispose();
+        if (closed)
+        {
+            _stop.Dispose();
+        }
+    }
+
+    /// <summary>Waits up to <see cref="CloseWait"/> for the poll thread to finish; false (and a warning) if it did not.</summary>
+    private async Task<bool> WaitForCloseAsync()
+    {
+        try
+        {
+            await _stopped.Task.WaitAsync(CloseWait).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            Log.CloseTimedOut(_transport.Logger, Group, _topic, (int)CloseWait.TotalSeconds, _step);
+            return false;
+        }
     }
 
     private void PollLoop()
@@ -191,6 +218,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         {
             while (!token.IsCancellationRequested)
             {
+                _step = "polling";
                 ReleaseDueRetries();
                 FlowControl(consumer);
                 StoreAcknowledged(consumer);
@@ -332,8 +360,11 @@ internal sealed class KafkaReceiver : TransportReceiver
     {
         try
         {
+            _step = "storing acknowledged offsets";
             StoreAcknowledged(consumer);
+            _step = "committing before close";
             CommitStored(consumer);
+            _step = "closing (librdkafka leaves the group, revoking and committing)";
             consumer.Close();
         }
         catch (Exception ex)
@@ -357,7 +388,9 @@ internal sealed class KafkaReceiver : TransportReceiver
 
             try
             {
+                _step = "freeing the client";
                 consumer.Dispose();
+                _step = "closed";
             }
             catch (Exception ex)
             {
@@ -376,6 +409,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         var starts = new List<TopicPartitionOffset>(assigned.Count);
         if (assigned.Count > 0)
         {
+            _step = "reading the committed offsets of an assignment";
             var committed = consumer.Committed(assigned, BrokerCallTimeout);
             var fresh = new List<TopicPartitionOffset>();
             foreach (var entry in committed)
@@ -386,6 +420,7 @@ internal sealed class KafkaReceiver : TransportReceiver
                 }
                 else
                 {
+                    _step = "resolving the start position of a new group";
                     var start = ResolveStart(consumer, entry.TopicPartition);
                     fresh.Add(start);
                     starts.Add(start);
@@ -396,6 +431,7 @@ internal sealed class KafkaReceiver : TransportReceiver
             {
                 // The group exists from now on: commit where it starts, so a successor (or this consumer after a crash)
                 // resumes here rather than at a "latest" that has moved on.
+                _step = "committing the start positions of a new group";
                 consumer.Commit(fresh);
             }
 
@@ -494,6 +530,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
 
         Log.Revoked(_transport.Logger, Group, _topic, names, dropped);
+        _step = "committing on revocation";
         Store(consumer);
         CommitStored(consumer);
     }

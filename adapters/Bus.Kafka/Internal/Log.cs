@@ -62,4 +62,7 @@ internal static partial class Log
 
     [LoggerMessage(4015, LogLevel.Warning, "kafka: storing offset {Offset} of group {Group} on topic {Topic} partition {Partition} failed; the messages after the last commit will be delivered again")]
     public static partial void StoreFailed(ILogger logger, string group, string topic, int partition, long offset, Exception exception);
+
+    [LoggerMessage(4016, LogLevel.Warning, "kafka: the consumer of group {Group} on topic {Topic} did not close within {Seconds} s (it was {Step}); it goes on closing in the background, and its unsettled messages go to the group's other members when its session ends at the latest")]
+    public static partial void CloseTimedOut(ILogger logger, string group, string topic, int seconds, string step);
 }
