@@ -37,7 +37,17 @@ public sealed class KafkaFixture : ConformanceFixture
             Settings = settings,
             UnreachableUrl = string.Create(CultureInfo.InvariantCulture, $"kafka://bus:s3cr3t-Pa55word-zq@127.0.0.1:{ClosedPort()}"),
             TimeoutScale = 2,
+            LoggerFactory = new WarningFileLoggerFactory(WarningLogPath()),
         };
+    }
+
+    /// <summary><c>artifacts/conformance/kafka-warnings.log</c>, started afresh for each run.</summary>
+    private static string WarningLogPath()
+    {
+        Directory.CreateDirectory(MatrixWriter.DefaultDirectory);
+        var path = Path.Combine(MatrixWriter.DefaultDirectory, "kafka-warnings.log");
+        File.WriteAllText(path, "");
+        return path;
     }
 
     protected override async Task StopAsync()
