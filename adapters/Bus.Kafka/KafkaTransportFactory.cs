@@ -18,9 +18,8 @@ namespace Bus.Kafka;
 /// <remarks>
 /// Publishing uses an idempotent producer with <c>acks=all</c>, the murmur2 partitioner (keys land where Java clients
 /// put them), <c>linger.ms=1</c> and delivery reports that carry the outcome only; a publish completes on its delivery
-/// report. Bus fields Kafka lacks travel as
-/// headers <c>bus-message-id</c>, <c>bus-correlation-id</c>, <c>bus-content-type</c> and <c>bus-reply-to</c>;
-/// application headers are UTF-8. Positions are <c>partition:offset</c>. Consumers commit only the contiguous
+/// report. Bus fields Kafka lacks travel as headers <c>bus-message-id</c>, <c>bus-correlation-id</c>,
+/// <c>bus-content-type</c> and <c>bus-reply-to</c>; application headers are UTF-8. Positions are <c>partition:offset</c>. Consumers commit only the contiguous
 /// acknowledged prefix of each partition. Topic names may be at most 245 characters, so that the dead-letter topic
 /// <c>&lt;topic&gt;.dlq</c> fits Kafka's 249.
 /// </remarks>

@@ -406,6 +406,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         // With cooperative rebalancing the partitions kept stay assigned while the broker calls below may take seconds:
         // store what was acknowledged on them first, so a crash meanwhile does not deliver it again.
         StoreAcknowledged(consumer);
+        var outer = _step; // restored below: a rebalance runs inside a call whose step is already named
         var starts = new List<TopicPartitionOffset>(assigned.Count);
         if (assigned.Count > 0)
         {
@@ -447,6 +448,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         // A new assignment starts unpaused (eager rebalancing replaces it whole); flow control pauses it again if needed.
         _paused = false;
         _assignedOnce = true;
+        _step = outer;
         return starts;
     }
 
@@ -530,9 +532,11 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
 
         Log.Revoked(_transport.Logger, Group, _topic, names, dropped);
+        var outer = _step; // during a close: "closing", which goes on after this callback returns
         _step = "committing on revocation";
         Store(consumer);
         CommitStored(consumer);
+        _step = outer;
     }
 
     private void CommitStored(IConsumer<byte[]?, byte[]?> consumer)
