@@ -70,10 +70,22 @@ internal static class PairedRunner
                     var brokerCpuBefore = brokerPid is { } broker ? Cpu(broker).Nanoseconds : 0;
                     var cpuBefore = Cpu(Environment.ProcessId);
                     var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+                    var pausedBefore = GC.GetTotalPauseDuration();
+                    var collectionsBefore = GC.CollectionCount(0);
                     var started = Stopwatch.GetTimestamp();
                     await InvokeAsync(instance, timed.Method);
                     var elapsed = Stopwatch.GetElapsedTime(started);
                     var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+                    var paused = GC.GetTotalPauseDuration() - pausedBefore;
+                    var collections = GC.CollectionCount(0) - collectionsBefore;
+                    if (Environment.GetEnvironmentVariable("BUS_BENCH_GCINFO") == "1")
+                    {
+                        foreach (var kind in new[] { GCKind.Ephemeral, GCKind.FullBlocking, GCKind.Background })
+                        {
+                            var info = GC.GetGCMemoryInfo(kind);
+                            Console.Error.WriteLine($"{timed.Method.Name} {kind}: index {info.Index} gen {info.Generation} promoted {info.PromotedBytes / 1024} KB pause {info.PauseDurations[0].TotalMilliseconds:0.00} ms heap {info.HeapSizeBytes / 1024} KB gen1 count {GC.CollectionCount(1) } gen2 {GC.CollectionCount(2)}");
+                        }
+                    }
                     var cpuAfter = Cpu(Environment.ProcessId);
                     var brokerCpu = brokerPid is { } brokerAfter ? Cpu(brokerAfter).Nanoseconds - brokerCpuBefore : double.NaN;
                     await InvokeAsync(instance, iterationCleanup);
@@ -84,6 +96,8 @@ internal static class PairedRunner
                         timed.CpuNanosecondsPerOperation.Add((cpuAfter.Nanoseconds - cpuBefore.Nanoseconds) / timed.Operations);
                         timed.SlicesPerOperation.Add((cpuAfter.Slices - cpuBefore.Slices) / timed.Operations);
                         timed.BrokerCpuNanosecondsPerOperation.Add(brokerCpu / timed.Operations);
+                        timed.GcPauseNanosecondsPerOperation.Add(paused.TotalNanoseconds / timed.Operations);
+                        timed.CollectionsPerThousand.Add(collections * 1000.0 / timed.Operations);
                     }
                 }
 
@@ -111,10 +125,10 @@ internal static class PairedRunner
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{WarmupRounds} warm-up), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         text.AppendLine();
-        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it).");
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages.");
         text.AppendLine();
-        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | tput vs raw | rounds ≥ 0.95 |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | tput vs raw | rounds ≥ 0.95 |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var category in methods.GroupBy(m => m.Category))
         {
             var baseline = category.FirstOrDefault(m => m.Baseline);
@@ -130,7 +144,7 @@ internal static class PairedRunner
                     atLeast = $"{ratios.Count(r => r >= 0.95)}/{ratios.Count}";
                 }
 
-                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {ratio} | {atLeast} |");
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {ratio} | {atLeast} |");
             }
         }
 
@@ -206,5 +220,9 @@ internal static class PairedRunner
         public List<double> BrokerCpuNanosecondsPerOperation { get; } = [];
 
         public List<double> SlicesPerOperation { get; } = [];
+
+        public List<double> GcPauseNanosecondsPerOperation { get; } = [];
+
+        public List<double> CollectionsPerThousand { get; } = [];
     }
 }

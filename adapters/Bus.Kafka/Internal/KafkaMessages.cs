@@ -39,7 +39,7 @@ internal static class KafkaMessages
     {
         var headers = new Headers
         {
-            { MessageIdHeader, Encoding.UTF8.GetBytes(message.MessageId ?? "") },
+            { MessageIdHeader, message.GetMessageIdUtf8() },
         };
         if (message.CorrelationId is { } correlationId)
         {

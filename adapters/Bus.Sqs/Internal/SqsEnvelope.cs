@@ -185,7 +185,7 @@ internal static class SqsEnvelope
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
-            writer.WriteString("id", message.MessageId);
+            writer.WriteString("id", message.GetMessageIdUtf8());
             WriteIfSet(writer, "k", message.Key);
             WriteIfSet(writer, "c", message.CorrelationId);
             WriteIfSet(writer, "t", message.ContentType);

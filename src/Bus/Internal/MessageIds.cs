@@ -37,4 +37,12 @@ internal static class MessageIds
         BinaryPrimitives.WriteUInt128BigEndian(bytes, id);
         return Convert.ToHexStringLower(bytes);
     }
+
+    /// <summary>The id's text as 32 UTF-8 bytes, into <paramref name="destination"/>.</summary>
+    public static void FormatUtf8(UInt128 id, Span<byte> destination)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, id);
+        Convert.TryToHexStringLower(bytes, destination, out _);
+    }
 }
