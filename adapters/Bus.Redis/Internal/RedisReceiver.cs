@@ -12,11 +12,20 @@ namespace Bus.Redis.Internal;
 /// not settled are "in hand"; their number never exceeds <see cref="SubscriptionOptions.MaxInFlight"/>.
 /// </summary>
 /// <remarks>
+/// <para>
+/// Every delivery carries a <see cref="Lease"/>, settled once by whoever ends it first: an ack, nack or dead-letter,
+/// a claim of the same entry after the ack timeout (the old delivery expires), or the release on close. Settling
+/// takes no lock (the lease and the count of leases held are atomic); the map from entry id to its current lease
+/// belongs to the loop, which prunes ended leases from it as it goes. Acks come from handler threads while the loop
+/// delivers, and a lock they shared was contended once per message on each side.
+/// </para>
+/// <para>
 /// Delivery counts come from the pending entries list, which Redis keeps per entry: XREADGROUP sets 1, every claim
 /// for delivery (XCLAIM without JUSTID) adds 1; a nack and a release on close only move the entry's idle time
 /// (JUSTID), so the next claim counts the redelivery. An entry held past the ack timeout can be claimed by any
 /// consumer of the group, this one included: the old delivery has then expired (settling it is ignored here; an ack
 /// from a consumer that lost the entry to another one still removes it, at-least-once either way).
+/// </para>
 /// </remarks>
 internal sealed class RedisReceiver : TransportReceiver
 {
@@ -34,7 +43,9 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly long _claimIntervalMs;
     private readonly ILogger _logger;
     private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = false });
-    private readonly Dictionary<string, long> _inHand = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Lease> _inHand = new(StringComparer.Ordinal); // the loop's alone (and close's, after it)
+    private readonly int _pruneAt;
+    private int _held; // leases handed out and not ended: the credit in use
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly CancellationTokenSource _stop = new();
     private RedisValue _claimCursor = "0-0";
@@ -63,6 +74,7 @@ internal sealed class RedisReceiver : TransportReceiver
         _delayedKey = RedisTransport.DelayedKey(topic);
         _delayCheckMs = Math.Max(1, (long)transport.Settings.DelayCheckInterval.TotalMilliseconds);
         _logger = logger;
+        _pruneAt = (2 * _maxInFlight) + 64;
 
         // One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many
         // ids), so a lone ack costs one round trip and a busy consumer acks in batches.
@@ -74,23 +86,14 @@ internal sealed class RedisReceiver : TransportReceiver
     /// <summary>This consumer's name in the group.</summary>
     public string Consumer => _consumer;
 
-    private int FreeCredit
-    {
-        get
-        {
-            lock (_inHand)
-            {
-                return _maxInFlight - _inHand.Count;
-            }
-        }
-    }
+    private int FreeCredit => _maxInFlight - Volatile.Read(ref _held);
 
     public void Start() => _loop = Task.Run(RunAsync);
 
     public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
-        var id = (string)message.TransportState!;
-        if (!Forget(id, message.DeliveryTag))
+        var lease = (Lease)message.TransportState!;
+        if (!End(lease))
         {
             return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
         }
@@ -102,7 +105,7 @@ internal sealed class RedisReceiver : TransportReceiver
         // Closing sends what is queued before it releases the rest of the hand.
         try
         {
-            _acks.Add(id);
+            _acks.Add(lease.EntryId);
         }
         catch (ObjectDisposedException)
         {
@@ -115,11 +118,13 @@ internal sealed class RedisReceiver : TransportReceiver
 
     public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
     {
-        var id = (string)message.TransportState!;
-        if (!Forget(id, message.DeliveryTag))
+        var lease = (Lease)message.TransportState!;
+        if (!End(lease))
         {
             return; // released or superseded: nothing to do
         }
+
+        var id = lease.EntryId;
 
         var delayMs = Math.Max(0, (long)Math.Ceiling(delay.TotalMilliseconds));
         if (delayMs < _ackTimeoutMs)
@@ -138,8 +143,9 @@ internal sealed class RedisReceiver : TransportReceiver
     /// <summary>Writes the dead-letter copy and acknowledges the entry in one script: both or neither.</summary>
     public async ValueTask DeadLetterAsync(ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
     {
-        var id = (string)message.TransportState!;
-        if (!IsCurrent(id, message.DeliveryTag))
+        var lease = (Lease)message.TransportState!;
+        var id = lease.EntryId;
+        if (!lease.IsHeld)
         {
             Log.DeadLetterSkipped(_logger, _topic, _group, id);
             return; // expired or released: a newer delivery owns the entry and decides its fate
@@ -174,7 +180,7 @@ internal sealed class RedisReceiver : TransportReceiver
         }
         finally
         {
-            Forget(id, message.DeliveryTag);
+            End(lease);
         }
     }
 
@@ -205,12 +211,17 @@ internal sealed class RedisReceiver : TransportReceiver
         {
         }
 
-        string[] ids;
-        lock (_inHand)
+        // The loop has ended: the map is close's now. Acks racing this are settled by whichever ends a lease first.
+        var ids = new List<string>(Math.Max(0, Volatile.Read(ref _held)));
+        foreach (var (id, lease) in _inHand)
         {
-            ids = [.. _inHand.Keys];
-            _inHand.Clear();
+            if (End(lease))
+            {
+                ids.Add(id);
+            }
         }
+
+        _inHand.Clear();
 
         try
         {
@@ -218,7 +229,7 @@ internal sealed class RedisReceiver : TransportReceiver
             var offset = 0;
             do
             {
-                var length = Math.Min(ReleaseChunk, ids.Length - offset);
+                var length = Math.Min(ReleaseChunk, ids.Count - offset);
                 var arguments = new RedisValue[2 + length];
                 arguments[0] = _group;
                 arguments[1] = _consumer;
@@ -230,7 +241,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 released += (long)await _database.ScriptEvaluateAsync(RedisScripts.Release, [_key], arguments).ConfigureAwait(false);
                 offset += length;
             }
-            while (offset < ids.Length);
+            while (offset < ids.Count);
             Log.Released(_logger, _topic, _group, _consumer, released);
         }
         catch (Exception ex)
@@ -320,10 +331,12 @@ internal sealed class RedisReceiver : TransportReceiver
                 // in the stream now has not been seen by this group, so it starts again from the beginning (duplicates
                 // rather than loss); deliveries in hand belong to the old group and can no longer be settled.
                 Log.GroupRecreated(_logger, _topic, _group, ex);
-                lock (_inHand)
+                foreach (var lease in _inHand.Values)
                 {
-                    _inHand.Clear();
+                    End(lease);
                 }
+
+                _inHand.Clear();
 
                 _claimCursor = "0-0";
                 try
@@ -412,11 +425,19 @@ internal sealed class RedisReceiver : TransportReceiver
     {
         // No BLOCK: a blocking XREADGROUP would stall every other command on the shared connection.
         var entries = await _database.StreamReadGroupAsync(_key, _group, _consumer, StreamPosition.NewMessages, count).ConfigureAwait(false);
-        foreach (var entry in entries)
+        if (entries.Length == 0)
         {
-            Deliver(StreamCodec.Decode(_topic, entry, 1, Interlocked.Increment(ref _nextTag)));
+            return 0;
         }
 
+        var deliveries = new ReceivedMessage[entries.Length];
+        for (var i = 0; i < entries.Length; i++)
+        {
+            var entryId = (string)entries[i].Id!;
+            deliveries[i] = StreamCodec.Decode(_topic, entryId, entries[i].Values, 1, ++_nextTag, new Lease(entryId));
+        }
+
+        Deliver(deliveries);
         return entries.Length;
     }
 
@@ -458,9 +479,10 @@ internal sealed class RedisReceiver : TransportReceiver
         take.CopyTo(arguments, 2);
         var result = await _database.ScriptEvaluateAsync(RedisScripts.Take, [_key], arguments).ConfigureAwait(false);
         var entries = (RedisResult[]?)result ?? [];
-        foreach (var entry in entries)
+        var deliveries = new ReceivedMessage[entries.Length];
+        for (var e = 0; e < entries.Length; e++)
         {
-            var parts = (RedisResult[])entry!;
+            var parts = (RedisResult[])entries[e]!;
             var raw = (RedisResult[]?)parts[1] ?? [];
             var fields = new NameValueEntry[raw.Length / 2];
             for (var i = 0; i < fields.Length; i++)
@@ -468,49 +490,70 @@ internal sealed class RedisReceiver : TransportReceiver
                 fields[i] = new NameValueEntry((RedisValue)raw[2 * i], (RedisValue)raw[(2 * i) + 1]);
             }
 
-            Deliver((string)parts[0]!, fields, (int)Math.Min(int.MaxValue, (long)parts[2]));
+            var entryId = (string)parts[0]!;
+            deliveries[e] = StreamCodec.Decode(_topic, entryId, fields, (int)Math.Min(int.MaxValue, (long)parts[2]), ++_nextTag, new Lease(entryId));
         }
+
+        Deliver(deliveries);
 
         Log.Claimed(_logger, _topic, _group, _consumer, entries.Length);
         return entries.Length;
     }
 
-    private void Deliver(string id, NameValueEntry[] fields, int deliveryCount)
-        => Deliver(StreamCodec.Decode(_topic, id, fields, deliveryCount, Interlocked.Increment(ref _nextTag), id));
-
-    private void Deliver(ReceivedMessage delivery)
+    /// <summary>
+    /// Puts deliveries in hand and hands them out (loop only). An entry claimed again while this consumer still holds it
+    /// ends the older lease: that delivery has expired.
+    /// </summary>
+    private void Deliver(ReceivedMessage[] deliveries)
     {
-        lock (_inHand)
+        if (_inHand.Count >= _pruneAt)
         {
-            _inHand[(string)delivery.TransportState!] = delivery.DeliveryTag;
+            Prune();
         }
 
-        _channel.Writer.TryWrite(delivery);
+        var expired = 0;
+        foreach (var delivery in deliveries)
+        {
+            var lease = (Lease)delivery.TransportState!;
+            if (_inHand.TryGetValue(lease.EntryId, out var older) && older.TryEnd())
+            {
+                expired++;
+            }
+
+            _inHand[lease.EntryId] = lease;
+        }
+
+        // Counted before any can be settled, so the count never goes below what is really held.
+        Interlocked.Add(ref _held, deliveries.Length - expired);
+        foreach (var delivery in deliveries)
+        {
+            _channel.Writer.TryWrite(delivery);
+        }
     }
 
-    private bool IsCurrent(string id, long tag)
+    /// <summary>Drops ended leases from the map (loop only); amortised, as the map holds at most twice the credit.</summary>
+    private void Prune()
     {
-        lock (_inHand)
+        foreach (var (id, lease) in _inHand)
         {
-            return _inHand.TryGetValue(id, out var current) && current == tag;
+            if (!lease.IsHeld)
+            {
+                _inHand.Remove(id);
+            }
         }
     }
 
-    /// <summary>Removes a delivery from the hand if it is the current one; frees its credit. False if unknown.</summary>
-    private bool Forget(string id, long tag)
+    /// <summary>Ends a lease if it is still held, freeing its credit; false if it had ended already.</summary>
+    private bool End(Lease lease)
     {
-        bool removed;
-        lock (_inHand)
+        if (!lease.TryEnd())
         {
-            removed = _inHand.TryGetValue(id, out var current) && current == tag && _inHand.Remove(id);
+            return false;
         }
 
-        if (removed)
-        {
-            Wake();
-        }
-
-        return removed;
+        Interlocked.Decrement(ref _held);
+        Wake();
+        return true;
     }
 
     private Task SetIdleAsync(string id, long idleMs)
@@ -569,5 +612,17 @@ internal sealed class RedisReceiver : TransportReceiver
             {
             }
         }
+    }
+
+    /// <summary>One delivery of an entry. It ends once: settled, expired by a newer claim, or released on close.</summary>
+    private sealed class Lease(string entryId)
+    {
+        private int _ended;
+
+        public string EntryId { get; } = entryId;
+
+        public bool IsHeld => Volatile.Read(ref _ended) == 0;
+
+        public bool TryEnd() => Interlocked.Exchange(ref _ended, 1) == 0;
     }
 }

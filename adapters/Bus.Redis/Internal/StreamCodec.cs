@@ -65,13 +65,6 @@ internal static class StreamCodec
         return entries;
     }
 
-    /// <summary>Builds a delivery from an entry read by XREADGROUP.</summary>
-    public static ReceivedMessage Decode(string topic, StreamEntry entry, int deliveryCount, long tag)
-    {
-        var id = (string)entry.Id!;
-        return Decode(topic, id, entry.Values, deliveryCount, tag, id);
-    }
-
     /// <summary>Builds a delivery from an entry's id and its fields (names and values alternating).</summary>
     public static ReceivedMessage Decode(string topic, string entryId, NameValueEntry[] fields, int deliveryCount, long tag, object state)
     {
