@@ -77,7 +77,10 @@ public interface IMessageBus : IAsyncDisposable
 
     /// <summary>
     /// Publishes <paramref name="request"/> with a reply topic and waits for the reply carrying its correlation id.
-    /// A responder answers with <see cref="MessageBusExtensions.ReplyAsync"/>.
+    /// A responder answers with <see cref="MessageBusExtensions.ReplyAsync"/>. Where the backend has no native
+    /// request/reply, replies come back on a private topic of this bus (<c>bus-replies-…</c>), created at the first
+    /// request and deleted with its dead-letter topic when the bus is disposed (a process that ends without disposing
+    /// leaves them behind; on a Kafka cluster that does not answer admin requests they stay too).
     /// </summary>
     /// <param name="topic">The responder's topic.</param>
     /// <param name="request">The request; its correlation id and reply topic are set.</param>

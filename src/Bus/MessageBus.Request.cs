@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Bus.Internal;
+using Bus.Transport;
 
 namespace Bus;
 
@@ -74,6 +75,30 @@ public sealed partial class MessageBus
         finally
         {
             _replyListenerLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// On dispose, after its consumer has closed: the private reply topic (and its dead-letter topic) belonged to this
+    /// bus alone, and left in place one would pile up per process that ever made a request. A bus that ends without
+    /// disposing (a crash) still leaves them behind.
+    /// </summary>
+    private async ValueTask DeleteReplyTopicAsync()
+    {
+        if (_replyTopic is not { } replyTopic)
+        {
+            return;
+        }
+
+        using var timeout = new CancellationTokenSource(_options.OperationTimeout);
+        try
+        {
+            await Transport.DeleteTopicAsync(new TopicDefinition(replyTopic, new TopicOptions(), [replyTopic], false), timeout.Token).ConfigureAwait(false);
+            await Transport.DeleteTopicAsync(new TopicDefinition(Transport.GetDeadLetterTopic(replyTopic), new TopicOptions(), [BusDefaults.DeadLetterGroup], true), timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ReplyTopicNotDeleted(_logger, replyTopic, Backend, ex);
         }
     }
 

@@ -111,6 +111,7 @@ public sealed partial class MessageBus : IMessageBus
             await DisposeQuietlyAsync(live).ConfigureAwait(false);
         }
 
+        await DeleteReplyTopicAsync().ConfigureAwait(false);
         await DisposeQuietlyAsync(Transport).ConfigureAwait(false);
         _connectLock.Dispose();
     }

@@ -363,4 +363,61 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
 
         Assert.All(before, m => Assert.Contains(m.MessageId!, backlog));
     }
+
+    [Fact]
+    public async Task Disposing_a_bus_deletes_its_private_reply_queues_and_exchanges()
+    {
+        var topic = Unique("rpc");
+        var bus = CreateBus();
+        string replyTopic;
+        try
+        {
+            await using var responder = await bus.SubscribeAsync(topic, async (m, token) => await bus.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+            var request = OutgoingMessage.FromText("ping");
+            await bus.RequestAsync(topic, request, Wait);
+            replyTopic = request.ReplyTo!;
+            Assert.True(await QueueExistsAsync($"{replyTopic}:{replyTopic}"));
+            Assert.True(await QueueExistsAsync($"{replyTopic}.dlq:dlq"));
+        }
+        finally
+        {
+            await bus.DisposeAsync();
+        }
+
+        Assert.False(await QueueExistsAsync($"{replyTopic}:{replyTopic}"));
+        Assert.False(await QueueExistsAsync($"{replyTopic}.dlq:dlq"));
+        Assert.False(await ExchangeExistsAsync(replyTopic));
+        Assert.False(await ExchangeExistsAsync(replyTopic + ".dlq"));
+        Assert.True(await ExchangeExistsAsync(topic)); // the application's topic stays
+    }
+
+    private async Task<bool> QueueExistsAsync(string queue)
+    {
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        try
+        {
+            await channel.QueueDeclarePassiveAsync(queue);
+            return true;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return false;
+        }
+    }
+
+    private async Task<bool> ExchangeExistsAsync(string exchange)
+    {
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        try
+        {
+            await channel.ExchangeDeclarePassiveAsync(exchange);
+            return true;
+        }
+        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return false;
+        }
+    }
 }

@@ -362,4 +362,30 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
             await Task.Delay(20);
         }
     }
+
+    [Fact]
+    public async Task Disposing_a_bus_deletes_its_private_reply_stream_and_its_dead_letter_stream()
+    {
+        var topic = Unique("rpc");
+        var bus = CreateBus();
+        string replyTopic;
+        var db = Raw.GetDatabase();
+        try
+        {
+            await using var responder = await bus.SubscribeAsync(topic, async (m, token) => await bus.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+            var request = OutgoingMessage.FromText("ping");
+            await bus.RequestAsync(topic, request, Wait);
+            replyTopic = request.ReplyTo!;
+            Assert.True(await db.KeyExistsAsync(replyTopic));
+            Assert.True(await db.KeyExistsAsync(replyTopic + ".dlq"));
+        }
+        finally
+        {
+            await bus.DisposeAsync();
+        }
+
+        Assert.False(await db.KeyExistsAsync(replyTopic));
+        Assert.False(await db.KeyExistsAsync(replyTopic + ".dlq"));
+        Assert.True(await db.KeyExistsAsync(topic)); // the application's topic stays
+    }
 }

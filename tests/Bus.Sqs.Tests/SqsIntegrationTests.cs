@@ -266,4 +266,43 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
         Assert.Equal(2, counts[seen.MessageId]);
         Assert.All(counts.Where(c => c.Key != seen.MessageId), c => Assert.Equal(1, c.Value));
     }
+
+    [Fact]
+    public async Task Disposing_a_bus_deletes_its_private_reply_queues()
+    {
+        var topic = Name("rpc");
+        var bus = CreateBus();
+        string replyTopic;
+        using var raw = fixture.RawClient();
+        try
+        {
+            await using var responder = await bus.SubscribeAsync(topic, async (m, token) => await bus.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+            var request = OutgoingMessage.FromText("ping");
+            await bus.RequestAsync(topic, request, Wait);
+            replyTopic = request.ReplyTo!;
+            Assert.True(await QueueExistsAsync(raw, $"{replyTopic}_{replyTopic}"));
+            Assert.True(await QueueExistsAsync(raw, $"{replyTopic}-dlq_dlq"));
+        }
+        finally
+        {
+            await bus.DisposeAsync();
+        }
+
+        Assert.False(await QueueExistsAsync(raw, $"{replyTopic}_{replyTopic}"));
+        Assert.False(await QueueExistsAsync(raw, $"{replyTopic}-dlq_dlq"));
+        Assert.True(await QueueExistsAsync(raw, $"{topic}_responders")); // the application's topic stays
+    }
+
+    private static async Task<bool> QueueExistsAsync(Amazon.SQS.AmazonSQSClient raw, string name)
+    {
+        try
+        {
+            await raw.GetQueueUrlAsync(name);
+            return true;
+        }
+        catch (Amazon.SQS.Model.QueueDoesNotExistException)
+        {
+            return false;
+        }
+    }
 }

@@ -286,4 +286,26 @@ public class MemoryBackendTests
             await Task.Delay(5);
         }
     }
+
+    [Fact]
+    public async Task Disposing_a_bus_deletes_its_private_reply_topic_from_a_shared_broker()
+    {
+        var name = "reply-cleanup-" + Guid.NewGuid().ToString("N")[..8];
+        await using var other = MessageBus.Create($"memory://{name}"); // keeps the named broker in use
+        var bus = MessageBus.Create($"memory://{name}");
+        await using var responder = await other.SubscribeAsync("rpc", async (m, token) => await other.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+        var request = OutgoingMessage.FromText("ping");
+        var reply = await bus.RequestAsync("rpc", request, Wait);
+        Assert.Equal("re", reply.GetText());
+        var replyTopic = request.ReplyTo!;
+        var broker = Bus.Memory.MemoryBroker.Get(name, retention: 100);
+        Assert.True(broker.HasTopic(replyTopic));
+        Assert.True(broker.HasTopic(replyTopic + ".dlq"));
+
+        await bus.DisposeAsync();
+
+        Assert.False(broker.HasTopic(replyTopic));
+        Assert.False(broker.HasTopic(replyTopic + ".dlq"));
+        Assert.True(broker.HasTopic("rpc"));
+    }
 }

@@ -91,6 +91,50 @@ internal sealed partial class KafkaTransport
     }
 
     /// <summary>
+    /// Deletes the topic (DeleteTopics) and its groups' committed offsets (DeleteGroups). Where the cluster did not
+    /// answer CreateTopics (the librdkafka mock cluster), it would not answer these either, and waiting for that on
+    /// every dispose is pointless: the topic is left, and the log says so.
+    /// </summary>
+    public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        foreach (var group in topic.DurableGroups)
+        {
+            _durableGroups.TryRemove((topic.Name, group), out _);
+        }
+
+        if (CreateTopicsUnavailable.ContainsKey(_endpoint.BootstrapServers))
+        {
+            Log.TopicNotDeleted(_logger, topic.Name);
+            return;
+        }
+
+        var admin = Admin;
+        var timeout = TimeSpan.FromMilliseconds(_endpoint.CreateTopicsTimeoutMs);
+        try
+        {
+            await admin.DeleteTopicsAsync([topic.Name], new DeleteTopicsOptions { RequestTimeout = timeout, OperationTimeout = timeout })
+                .WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (DeleteTopicsException ex) when (ex.Results.All(r => r.Error.Code == ErrorCode.UnknownTopicOrPart))
+        {
+            // Already gone.
+        }
+
+        if (topic.DurableGroups.Count > 0)
+        {
+            try
+            {
+                await admin.DeleteGroupsAsync([.. topic.DurableGroups], new DeleteGroupsOptions { RequestTimeout = timeout, OperationTimeout = timeout })
+                    .WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (DeleteGroupsException ex) when (ex.Results.All(r => r.Error.Code is ErrorCode.GroupIdNotFound or ErrorCode.NotCoordinatorForGroup))
+            {
+                // No offsets were ever committed for it.
+            }
+        }
+    }
+
+    /// <summary>
     /// The topic's partition count from metadata. A metadata request for a missing topic makes a broker with
     /// auto-creation enabled create it; leaders may take a moment, so this retries until every partition has one.
     /// </summary>

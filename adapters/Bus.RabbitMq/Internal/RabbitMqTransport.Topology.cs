@@ -57,6 +57,26 @@ internal sealed partial class RabbitMqTransport
     }
 
     /// <summary>
+    /// Deletes the groups' queues and the topic's exchange. RabbitMQ answers a delete of a queue or exchange that does
+    /// not exist with success, so this is idempotent. Delay queues of the topic expire by themselves.
+    /// </summary>
+    public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        await WithChannelAsync(async channel =>
+        {
+            foreach (var group in topic.DurableGroups)
+            {
+                await channel.QueueDeleteAsync(QueueName(topic.Name, group), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
+            await channel.ExchangeDeleteAsync(topic.Name, ifUnused: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return true;
+        }, "delete the topic", topic.Name, cancellationToken).ConfigureAwait(false);
+        _topics.TryRemove(topic.Name, out _);
+        _deadLetterTopics.TryRemove(topic.Name, out _);
+    }
+
+    /// <summary>
     /// Declares the group's queue and binds it, unless it exists: then it is used with the arguments it was created
     /// with (AMQP 0-9-1 cannot read a queue's arguments, and redeclaring with others would fail).
     /// </summary>

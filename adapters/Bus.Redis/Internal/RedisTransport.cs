@@ -69,6 +69,10 @@ internal sealed class RedisTransport : MessageTransport
         }
     }
 
+    /// <summary>Deletes the stream (its groups and pending lists go with it) and the topic's delayed-message set.</summary>
+    public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+        => await Database.KeyDeleteAsync([topic.Name, DelayedKey(topic.Name)]).WaitAsync(cancellationToken).ConfigureAwait(false);
+
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         if (message.Delay is { } delay && delay > TimeSpan.Zero)

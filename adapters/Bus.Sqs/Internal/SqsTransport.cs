@@ -189,6 +189,39 @@ internal sealed partial class SqsTransport : MessageTransport
         return queue.Url;
     }
 
+    /// <summary>
+    /// Deletes the group queues of the topic (SQS has no topic of its own: a topic is its group queues). A queue that
+    /// does not exist is skipped. SQS takes up to 60 seconds to forget a deleted queue's name, so a topic of the same
+    /// name is not recreated at once: core only deletes its private reply topics, whose names are never reused.
+    /// </summary>
+    public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        foreach (var group in topic.DurableGroups)
+        {
+            var name = SqsNames.QueueName(topic.Name, group, Settings.FifoAll);
+            string url;
+            try
+            {
+                url = (await Client.GetQueueUrlAsync(new GetQueueUrlRequest { QueueName = name }, cancellationToken).ConfigureAwait(false)).QueueUrl;
+            }
+            catch (QueueDoesNotExistException)
+            {
+                continue;
+            }
+
+            try
+            {
+                await Client.DeleteQueueAsync(new DeleteQueueRequest { QueueUrl = url }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (QueueDoesNotExistException)
+            {
+            }
+
+            Groups.Remove(topic.Name, url);
+            _queues.TryRemove(name, out _);
+        }
+    }
+
     private async Task<QueueInfo> GetOrCreateQueueAsync(string name, string topic, string group, string? redrivePolicy, bool deadLetter)
     {
         try

@@ -38,6 +38,9 @@ internal static partial class Log
     [LoggerMessage(1024, LogLevel.Warning, "Handlers for topic {Topic} (group {Group}) still running after {Timeout}; cancelling them")]
     public static partial void ShutdownTimedOut(ILogger logger, string topic, string group, TimeSpan timeout);
 
+    [LoggerMessage(1031, LogLevel.Warning, "Deleting the reply topic {Topic} of the {Backend} bus failed; it stays on the broker")]
+    public static partial void ReplyTopicNotDeleted(ILogger logger, string topic, string backend, Exception exception);
+
     [LoggerMessage(1030, LogLevel.Information, "Redrove {Count} messages from {DeadLetterTopic} to their topics")]
     public static partial void Redriven(ILogger logger, int count, string deadLetterTopic);
 }

@@ -28,6 +28,12 @@ internal sealed class MemoryBroker : IDisposable
 
     public void Ensure(TopicDefinition definition) => Topic(definition.Name).Ensure(definition);
 
+    /// <summary>Forgets a topic with its log and groups (a later use of the name starts a new, empty topic).</summary>
+    public void Delete(string name) => _topics.TryRemove(name, out _);
+
+    /// <summary>Whether the topic exists (was used and not deleted since).</summary>
+    public bool HasTopic(string name) => _topics.ContainsKey(name);
+
     public void Dispose()
     {
         _stop.Cancel();

@@ -15,6 +15,12 @@ internal sealed class MemoryTransport(MemoryBroker broker, BackendCapabilities c
         return default;
     }
 
+    public override ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
+    {
+        broker.Delete(topic.Name);
+        return default;
+    }
+
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         broker.Topic(topic).Publish(message);

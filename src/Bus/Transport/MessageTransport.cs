@@ -48,6 +48,16 @@ public abstract class MessageTransport : IAsyncDisposable
     public abstract ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Deletes a topic the bus created for itself alone, with the groups it names and everything the backend keeps for
+    /// them (queues, streams, consumer groups). Core calls it on dispose for its private request/reply topic and that
+    /// topic's dead-letter topic, which would otherwise be left behind by every bus that made a request. The default
+    /// deletes nothing: the topic stays on the broker. Deleting what does not exist is not an error.
+    /// </summary>
+    /// <param name="topic">The topic and the groups it had.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public virtual ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken) => default;
+
+    /// <summary>
     /// Publishes one message and completes when the backend has confirmed it durably. The message is validated and
     /// has its <see cref="OutgoingMessage.MessageId"/> set. Copy the body if you keep it beyond this call.
     /// </summary>
