@@ -391,28 +391,18 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         Assert.True(await ExchangeExistsAsync(topic)); // the application's topic stays
     }
 
-    private async Task<bool> QueueExistsAsync(string queue)
-    {
-        await using var connection = await RawConnectionAsync();
-        await using var channel = await connection.CreateChannelAsync();
-        try
-        {
-            await channel.QueueDeclarePassiveAsync(queue);
-            return true;
-        }
-        catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
-        {
-            return false;
-        }
-    }
+    private Task<bool> QueueExistsAsync(string queue) => ExistsAsync(channel => channel.QueueDeclarePassiveAsync(queue));
 
-    private async Task<bool> ExchangeExistsAsync(string exchange)
+    private Task<bool> ExchangeExistsAsync(string exchange) => ExistsAsync(channel => channel.ExchangeDeclarePassiveAsync(exchange));
+
+    /// <summary>A passive declaration succeeds when the object exists; a 404 closes the channel.</summary>
+    private async Task<bool> ExistsAsync(Func<IChannel, Task> declarePassive)
     {
         await using var connection = await RawConnectionAsync();
         await using var channel = await connection.CreateChannelAsync();
         try
         {
-            await channel.ExchangeDeclarePassiveAsync(exchange);
+            await declarePassive(channel);
             return true;
         }
         catch (RabbitMQ.Client.Exceptions.OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
