@@ -8,6 +8,7 @@ public sealed partial class MessageBus
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource<ReceivedMessage>> _pendingReplies = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _replyListenerLock = new(1, 1);
+    private static readonly TimeSpan ReplyCleanupTimeout = TimeSpan.FromSeconds(5);
     private string? _replyTopic;
 
     /// <inheritdoc />
@@ -70,6 +71,15 @@ public sealed partial class MessageBus
             var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = replyTopic, MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
             _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
             _replyTopic = replyTopic;
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                // Disposing began while the listener was being set up and may have missed it: undo it here (deleting
+                // twice is harmless).
+                await consumer.DisposeAsync().ConfigureAwait(false);
+                await DeleteReplyTopicAsync().ConfigureAwait(false);
+                ThrowIfDisposed();
+            }
+
             return replyTopic;
         }
         finally
@@ -81,7 +91,8 @@ public sealed partial class MessageBus
     /// <summary>
     /// On dispose, after its consumer has closed: the private reply topic (and its dead-letter topic) belonged to this
     /// bus alone, and left in place one would pile up per process that ever made a request. A bus that ends without
-    /// disposing (a crash) still leaves them behind.
+    /// disposing (a crash) still leaves them behind. Bounded by <see cref="ReplyCleanupTimeout"/>, so that disposing
+    /// a bus whose broker is gone does not wait long; failures are logged, never thrown.
     /// </summary>
     private async ValueTask DeleteReplyTopicAsync()
     {
@@ -90,11 +101,24 @@ public sealed partial class MessageBus
             return;
         }
 
-        using var timeout = new CancellationTokenSource(_options.OperationTimeout);
         try
         {
-            await Transport.DeleteTopicAsync(new TopicDefinition(replyTopic, new TopicOptions(), [replyTopic], false), timeout.Token).ConfigureAwait(false);
-            await Transport.DeleteTopicAsync(new TopicDefinition(Transport.GetDeadLetterTopic(replyTopic), new TopicOptions(), [BusDefaults.DeadLetterGroup], true), timeout.Token).ConfigureAwait(false);
+            using var timeout = new CancellationTokenSource(_options.OperationTimeout < ReplyCleanupTimeout ? _options.OperationTimeout : ReplyCleanupTimeout);
+            foreach (var topic in new[]
+            {
+                new TopicDefinition(replyTopic, new TopicOptions(), [replyTopic], false),
+                new TopicDefinition(Transport.GetDeadLetterTopic(replyTopic), new TopicOptions(), [BusDefaults.DeadLetterGroup], true),
+            })
+            {
+                try
+                {
+                    await Transport.DeleteTopicAsync(topic, timeout.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex)
+                {
+                    Log.ReplyTopicNotDeleted(_logger, topic.Name, Backend, ex);
+                }
+            }
         }
         catch (Exception ex)
         {

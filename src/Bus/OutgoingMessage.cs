@@ -65,29 +65,6 @@ public sealed class OutgoingMessage
     /// </summary>
     public TimeSpan? Delay { get; set; }
 
-    /// <summary>
-    /// The message id as UTF-8, for transports that write it to the wire: an empty array when it has none. An id the
-    /// bus assigned is formatted into a new array on each call and not kept as text, so publishing does not leave a
-    /// string behind on every message (reading <see cref="MessageId"/> does).
-    /// </summary>
-    /// <returns>A new array the caller owns.</returns>
-    public byte[] GetMessageIdUtf8()
-    {
-        if (_messageId is { } text)
-        {
-            return System.Text.Encoding.UTF8.GetBytes(text);
-        }
-
-        if (_assignedId == default)
-        {
-            return [];
-        }
-
-        var utf8 = new byte[32];
-        MessageIds.FormatUtf8(_assignedId, utf8);
-        return utf8;
-    }
-
     internal Dictionary<string, string>? HeadersOrNull => _headers;
 
     /// <summary>The id as text if it has any yet (set by the caller, or an assigned one that was read); else null.</summary>

@@ -46,15 +46,15 @@ public class MessageIdTests
     public void The_utf8_id_for_transports_matches_the_text_and_leaves_an_assigned_id_unformatted()
     {
         var assigned = new OutgoingMessage(new byte[] { 1, 2, 3 });
-        Assert.Empty(assigned.GetMessageIdUtf8());
+        Assert.Empty(Bus.Transport.MessageIdEncoding.GetUtf8(assigned));
         assigned.AssignIdIfMissing();
-        var utf8 = assigned.GetMessageIdUtf8();
+        var utf8 = Bus.Transport.MessageIdEncoding.GetUtf8(assigned);
         Assert.Null(assigned.MessageIdText); // still a number: publishing does not leave a string on the message
         Assert.Equal(32, utf8.Length);
         Assert.Equal(assigned.MessageId, System.Text.Encoding.UTF8.GetString(utf8));
-        Assert.NotSame(utf8, assigned.GetMessageIdUtf8()); // the caller owns each array
+        Assert.NotSame(utf8, Bus.Transport.MessageIdEncoding.GetUtf8(assigned)); // the caller owns each array
 
         var chosen = new OutgoingMessage(new byte[] { 1 }) { MessageId = "order-17-ü" };
-        Assert.Equal("order-17-ü"u8.ToArray(), chosen.GetMessageIdUtf8());
+        Assert.Equal("order-17-ü"u8.ToArray(), Bus.Transport.MessageIdEncoding.GetUtf8(chosen));
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using Bus.Transport;
 using Confluent.Kafka;
 
 namespace Bus.Kafka.Internal;
@@ -39,7 +40,7 @@ internal static class KafkaMessages
     {
         var headers = new Headers
         {
-            { MessageIdHeader, message.GetMessageIdUtf8() },
+            { MessageIdHeader, MessageIdEncoding.GetUtf8(message) },
         };
         if (message.CorrelationId is { } correlationId)
         {

@@ -91,9 +91,11 @@ internal sealed partial class KafkaTransport
     }
 
     /// <summary>
-    /// Deletes the topic (DeleteTopics) and its groups' committed offsets (DeleteGroups). Where the cluster did not
-    /// answer CreateTopics (the librdkafka mock cluster), it would not answer these either, and waiting for that on
-    /// every dispose is pointless: the topic is left, and the log says so.
+    /// Deletes the topic (DeleteTopics); Kafka drops the committed offsets of a deleted topic itself. Groups are not
+    /// deleted: a Kafka group spans topics (the dead-letter group <c>dlq</c> reads every dead-letter topic), so deleting
+    /// one would lose its offsets elsewhere. Where the cluster did not answer CreateTopics (the librdkafka mock cluster),
+    /// it would not answer this either, and waiting for that on every dispose is pointless: the topic is left, and the
+    /// log says so.
     /// </summary>
     public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
     {
@@ -108,29 +110,15 @@ internal sealed partial class KafkaTransport
             return;
         }
 
-        var admin = Admin;
         var timeout = TimeSpan.FromMilliseconds(_endpoint.CreateTopicsTimeoutMs);
         try
         {
-            await admin.DeleteTopicsAsync([topic.Name], new DeleteTopicsOptions { RequestTimeout = timeout, OperationTimeout = timeout })
+            await Admin.DeleteTopicsAsync([topic.Name], new DeleteTopicsOptions { RequestTimeout = timeout, OperationTimeout = timeout })
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (DeleteTopicsException ex) when (ex.Results.All(r => r.Error.Code == ErrorCode.UnknownTopicOrPart))
         {
             // Already gone.
-        }
-
-        if (topic.DurableGroups.Count > 0)
-        {
-            try
-            {
-                await admin.DeleteGroupsAsync([.. topic.DurableGroups], new DeleteGroupsOptions { RequestTimeout = timeout, OperationTimeout = timeout })
-                    .WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (DeleteGroupsException ex) when (ex.Results.All(r => r.Error.Code is ErrorCode.GroupIdNotFound or ErrorCode.NotCoordinatorForGroup))
-            {
-                // No offsets were ever committed for it.
-            }
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Bus.Transport;
 using StackExchange.Redis;
 
 namespace Bus.Redis.Internal;
@@ -26,7 +27,7 @@ internal static class StreamCodec
         arguments.Add((RedisValue)BodyField);
         arguments.Add((RedisValue)(message.Body.IsEmpty ? Array.Empty<byte>() : message.Body.ToArray()));
         arguments.Add((RedisValue)IdField);
-        arguments.Add((RedisValue)message.GetMessageIdUtf8());
+        arguments.Add((RedisValue)MessageIdEncoding.GetUtf8(message));
         Add(arguments, KeyField, message.Key);
         Add(arguments, CorrelationIdField, message.CorrelationId);
         Add(arguments, ContentTypeField, message.ContentType);
@@ -49,7 +50,7 @@ internal static class StreamCodec
         var entries = new NameValueEntry[count];
         var i = 0;
         entries[i++] = new NameValueEntry(BodyField, message.Body.IsEmpty ? Array.Empty<byte>() : message.Body.ToArray());
-        entries[i++] = new NameValueEntry(IdField, message.GetMessageIdUtf8());
+        entries[i++] = new NameValueEntry(IdField, MessageIdEncoding.GetUtf8(message));
         Add(entries, ref i, KeyField, message.Key);
         Add(entries, ref i, CorrelationIdField, message.CorrelationId);
         Add(entries, ref i, ContentTypeField, message.ContentType);

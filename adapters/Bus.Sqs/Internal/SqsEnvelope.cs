@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Amazon.SQS.Model;
+using Bus.Transport;
 
 namespace Bus.Sqs.Internal;
 
@@ -185,7 +186,7 @@ internal static class SqsEnvelope
         using (var writer = new Utf8JsonWriter(buffer))
         {
             writer.WriteStartObject();
-            writer.WriteString("id", message.GetMessageIdUtf8());
+            writer.WriteString("id", MessageIdEncoding.GetUtf8(message));
             WriteIfSet(writer, "k", message.Key);
             WriteIfSet(writer, "c", message.CorrelationId);
             WriteIfSet(writer, "t", message.ContentType);
