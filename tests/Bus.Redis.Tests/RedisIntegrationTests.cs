@@ -388,4 +388,31 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         Assert.False(await db.KeyExistsAsync(replyTopic + ".dlq"));
         Assert.True(await db.KeyExistsAsync(topic)); // the application's topic stays
     }
+
+    [Fact]
+    public async Task A_publish_the_server_does_not_answer_fails_as_a_timeout_within_the_operation_timeout()
+    {
+        // Core starts no timer of its own for Redis publishes (the adapter declares that StackExchange.Redis bounds
+        // them): this shows the bound holds. CLIENT PAUSE WRITE holds every write command on the server for a while.
+        await using var bus = MessageBus.Create(new BusOptions
+        {
+            Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}",
+            OperationTimeout = TimeSpan.FromMilliseconds(500),
+        });
+        var topic = Unique("paused");
+        await bus.EnsureTopicAsync(topic);
+        // Longer than the timeout plus the client's once-a-second timeout check: without a bound the publish would
+        // succeed when the pause ends.
+        await using var admin = await ConnectionMultiplexer.ConnectAsync($"{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port},allowAdmin=true");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "3000", "WRITE");
+        try
+        {
+            var failure = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync(topic, OutgoingMessage.FromText("held")));
+            Assert.Equal(BusFailureReason.Timeout, failure.Reason);
+        }
+        finally
+        {
+            await admin.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE"); // the class's next test need not wait for it
+        }
+    }
 }

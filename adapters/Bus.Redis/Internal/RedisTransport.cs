@@ -69,6 +69,9 @@ internal sealed class RedisTransport : MessageTransport
         }
     }
 
+    /// <summary>StackExchange.Redis fails a command after its AsyncTimeout, which the settings set to the bus's OperationTimeout.</summary>
+    public override bool BoundsPublishTime => true;
+
     /// <summary>Deletes the stream (its groups and pending lists go with it) and the topic's delayed-message set.</summary>
     public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
         => await Database.KeyDeleteAsync([topic.Name, DelayedKey(topic.Name)]).WaitAsync(cancellationToken).ConfigureAwait(false);

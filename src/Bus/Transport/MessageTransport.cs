@@ -27,6 +27,13 @@ public abstract class MessageTransport : IAsyncDisposable
     public virtual ValueTask ConnectAsync(CancellationToken cancellationToken) => default;
 
     /// <summary>
+    /// True when every publish completes or fails within <see cref="BusOptions.OperationTimeout"/> on its own (the
+    /// client library enforces that timeout), so core does not start a timer per publish call to bound it. A publish
+    /// that times out should fail with a <see cref="TimeoutException"/>. The default is false.
+    /// </summary>
+    public virtual bool BoundsPublishTime => false;
+
+    /// <summary>
     /// Returns why <paramref name="topic"/> is not a legal name on this backend, or <see langword="null"/> if it is.
     /// Core has already rejected null, empty and over-long names. The default allows letters, digits, '.', '_' and '-'.
     /// </summary>
