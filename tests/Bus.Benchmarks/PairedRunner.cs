@@ -33,9 +33,9 @@ internal static class PairedRunner
             return 2;
         }
 
-        if (type.GetProperties().Any(p => p.GetCustomAttribute<ParamsAttribute>() is not null) || type.GetFields().Any(f => f.GetCustomAttribute<ParamsAttribute>() is not null))
+        if (type.GetFields().Any(f => f.GetCustomAttribute<ParamsAttribute>() is not null))
         {
-            Console.Error.WriteLine($"{type.Name} has [Params]; the paired runner runs classes without parameters only");
+            Console.Error.WriteLine($"{type.Name} has [Params] fields; the paired runner sets [Params] properties only");
             return 2;
         }
 
@@ -50,6 +50,12 @@ internal static class PairedRunner
                 m.Attribute.OperationsPerInvoke))
             .ToList();
         var instance = Activator.CreateInstance(type)!;
+        var parameters = SetParameters(type, instance);
+        if (parameters.Length > 0)
+        {
+            Console.Error.WriteLine($"parameters: {parameters}");
+        }
+
         await InvokeAsync(instance, Find<GlobalSetupAttribute>(type));
         var iterationSetup = Find<IterationSetupAttribute>(type);
         var iterationCleanup = Find<IterationCleanupAttribute>(type);
@@ -110,7 +116,7 @@ internal static class PairedRunner
         }
 
         Console.Error.WriteLine();
-        var report = Report(type.Name, rounds, methods);
+        var report = Report(parameters.Length > 0 ? $"{type.Name} ({parameters})" : type.Name, rounds, methods);
         Console.WriteLine(report);
         var directory = Path.Combine("BenchmarkDotNet.Artifacts", "paired");
         Directory.CreateDirectory(directory);
@@ -118,6 +124,40 @@ internal static class PairedRunner
         await File.WriteAllTextAsync(path, report);
         Console.WriteLine($"written: {path}");
         return 0;
+    }
+
+    /// <summary>
+    /// Sets each [Params] property: to the value named in <c>BUS_BENCH_PARAMS</c> (<c>Name=value,Name=value</c>), else
+    /// to its first listed value. Returns what was set, for the report.
+    /// </summary>
+    private static string SetParameters(Type type, object instance)
+    {
+        var requested = (Environment.GetEnvironmentVariable("BUS_BENCH_PARAMS") ?? "")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(pair => pair.Split('=', 2))
+            .ToDictionary(pair => pair[0], pair => pair.Length > 1 ? pair[1] : "", StringComparer.OrdinalIgnoreCase);
+        var set = new List<string>();
+        foreach (var property in type.GetProperties())
+        {
+            if (property.GetCustomAttribute<ParamsAttribute>() is not { } attribute)
+            {
+                continue;
+            }
+
+            var value = requested.TryGetValue(property.Name, out var text)
+                ? Convert.ChangeType(text, property.PropertyType, CultureInfo.InvariantCulture)
+                : attribute.Values[0];
+            property.SetValue(instance, value);
+            set.Add(string.Create(CultureInfo.InvariantCulture, $"{property.Name}={value}"));
+        }
+
+        var unknown = requested.Keys.Where(name => type.GetProperty(name, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase)?.GetCustomAttribute<ParamsAttribute>() is null).ToList();
+        if (unknown.Count > 0)
+        {
+            throw new ArgumentException($"BUS_BENCH_PARAMS names {string.Join(", ", unknown)}, which {type.Name} has no [Params] property for");
+        }
+
+        return string.Join(", ", set);
     }
 
     private static string Report(string className, int rounds, List<Timed> methods)
