@@ -18,6 +18,10 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     private readonly TransportReceiver _receiver;
     private readonly ChannelReader<ReceivedMessage> _deliveries;
     private readonly InFlightSlots _slots;
+    // One read of the transport's channel at a time, so that transports can create it with SingleReader = true: a
+    // channel that may have several readers takes its lock on every write and every read, which the publishing and
+    // the consuming thread then contend for once per message each.
+    private readonly InFlightSlots _reader = new(1);
     private readonly SubscriptionOptions _options;
     private readonly ILogger _logger;
     private readonly System.Diagnostics.TagList _tags;
@@ -65,9 +69,17 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
             ReceivedMessage message;
             try
             {
-                if (!_deliveries.TryRead(out message!))
+                await _reader.TakeAsync(cancellationToken).ConfigureAwait(false);
+                try
                 {
-                    message = await _deliveries.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    if (!_deliveries.TryRead(out message!))
+                    {
+                        message = await _deliveries.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    _reader.Return();
                 }
             }
             catch (ChannelClosedException closed)
@@ -94,17 +106,19 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
     {
         while (Volatile.Read(ref _disposed) == 0 && _slots.TryTake())
         {
-            if (!_deliveries.TryRead(out message))
+            if (TryReadOne() is not { } delivery)
             {
+                // Nothing buffered, or another caller is reading (and so takes the next message).
                 _slots.Return();
                 break;
             }
 
-            var admitted = AdmitAsync(message, CancellationToken.None);
+            var admitted = AdmitAsync(delivery, CancellationToken.None);
             if (admitted.IsCompletedSuccessfully)
             {
                 if (admitted.Result)
                 {
+                    message = delivery;
                     return true;
                 }
 
@@ -117,6 +131,18 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
 
         message = null;
         return false;
+    }
+
+    private ReceivedMessage? TryReadOne()
+    {
+        if (!_reader.TryTake())
+        {
+            return null;
+        }
+
+        var read = _deliveries.TryRead(out var message);
+        _reader.Return();
+        return read ? message : null;
     }
 
     /// <summary>Every message, until cancelled or disposed. Settle each one (or let the consumer's options cap the backlog).</summary>
