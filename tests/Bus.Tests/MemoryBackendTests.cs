@@ -32,6 +32,94 @@ public class MemoryBackendTests
     }
 
     [Fact]
+    public async Task Consumers_whose_waits_were_cancelled_are_still_woken_and_share_the_group_without_loss()
+    {
+        // Memory consumers pull, and sleep when the group is empty: a cancelled sleep leaves the consumer in the group's
+        // queue of sleepers, and every later wake-up must still reach a consumer that sleeps again.
+        await using var bus = MessageBus.Create("memory://");
+        var options = new SubscriptionOptions { Group = "g", MaxInFlight = 4, PerKeyOrdering = false };
+        await using var first = await bus.CreateConsumerAsync("t", options);
+        await using var second = await bus.CreateConsumerAsync("t", options);
+        foreach (var consumer in new[] { first, second })
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(1));
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await consumer.ReceiveAsync(soon.Token));
+            }
+        }
+
+        const int Count = 2_000;
+        var received = new ConcurrentDictionary<string, int>();
+        var perConsumer = new int[2];
+        using var done = new CancellationTokenSource(Wait);
+        var readers = new[] { first, second }.Select((consumer, index) => Task.Run(async () =>
+        {
+            while (received.Count < Count)
+            {
+                ReceivedMessage message;
+                try
+                {
+                    using var slice = CancellationTokenSource.CreateLinkedTokenSource(done.Token);
+                    slice.CancelAfter(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 20)));
+                    message = await consumer.ReceiveAsync(slice.Token);
+                }
+                catch (OperationCanceledException) when (!done.IsCancellationRequested)
+                {
+                    continue; // a cancelled wait, as above, in the middle of the traffic
+                }
+
+                received.AddOrUpdate(message.MessageId, 1, (_, n) => n + 1);
+                Interlocked.Increment(ref perConsumer[index]);
+                await message.AckAsync();
+            }
+        })).ToArray();
+
+        for (var i = 0; i < Count; i++)
+        {
+            await bus.PublishAsync("t", new OutgoingMessage(new byte[] { 1 }) { MessageId = $"m{i}" });
+            if (i % 100 == 0)
+            {
+                await Task.Delay(1); // let the consumers catch up and go to sleep now and then
+            }
+        }
+
+        await Task.WhenAll(readers).WaitAsync(Wait);
+        Assert.Equal(Count, received.Count);
+        Assert.All(received.Values, deliveries => Assert.Equal(1, deliveries));
+        Assert.All(perConsumer, n => Assert.True(n > 0, $"each consumer took part: {perConsumer[0]} and {perConsumer[1]}"));
+    }
+
+    [Fact]
+    public async Task Competing_consumers_are_handed_equal_shares_before_either_reads()
+    {
+        // A consumer takes its own batches only when it is alone in its group: otherwise the first to read, or the
+        // first a thread is free for, would take everything that waits (up to its max in-flight).
+        await using var bus = MessageBus.Create("memory://");
+        var options = new SubscriptionOptions { Group = "g", MaxInFlight = 64, PerKeyOrdering = false };
+        await using var first = await bus.CreateConsumerAsync("t", options);
+        await using var second = await bus.CreateConsumerAsync("t", options);
+        await bus.PublishBatchAsync("t", Enumerable.Range(0, 40).Select(i => new OutgoingMessage(new byte[] { 1 }) { MessageId = $"m{i}" }).ToList());
+
+        var ids = new List<string>();
+        var perConsumer = new List<int>();
+        foreach (var consumer in new[] { first, second })
+        {
+            var count = 0;
+            while (consumer.TryReceive(out var message))
+            {
+                ids.Add(message.MessageId);
+                count++;
+            }
+
+            perConsumer.Add(count);
+        }
+
+        Assert.Equal([20, 20], perConsumer);
+        Assert.Equal(40, ids.Distinct().Count());
+    }
+
+    [Fact]
     public async Task The_memory_receiver_ignores_a_settlement_with_a_tag_it_did_not_hand_out()
     {
         using var broker = Bus.Memory.MemoryBroker.Get("", retention: 100);

@@ -1,8 +1,9 @@
 namespace Bus.Internal;
 
 /// <summary>
-/// A consumer's max in-flight as a count of free slots: taking and returning one is a compare-and-swap or an
-/// increment, and only a receiver that finds none free waits (on a semaphore used as a wake-up signal).
+/// A count of free slots (a consumer's max in-flight; with one slot, its gate of one reader at a time): taking and
+/// returning one is a compare-and-swap or an increment, and only a caller that finds none free waits (on a semaphore
+/// used as a wake-up signal).
 /// </summary>
 /// <remarks>
 /// Why not a <see cref="SemaphoreSlim"/> of MaxInFlight: its every Wait and Release takes its lock, and once anyone

@@ -151,7 +151,7 @@ internal sealed class MemoryTopic(string name, int retention)
         foreach (var group in _groupArray)
         {
             group.Offer(new Pending(stored));
-            group.Dispatch();
+            group.Changed();
         }
     }
 
