@@ -50,9 +50,27 @@ internal sealed class MemoryGroup
 
     public void AddConsumer(MemoryReceiver receiver) => _consumers.Add(receiver);
 
+    /// <summary>Consumers in the queue of sleepers (some may have stopped sleeping since). Under the topic's lock.</summary>
+    public int SleepersQueued => _sleeping.Count;
+
     public void RemoveConsumer(MemoryReceiver receiver)
     {
         _consumers.Remove(receiver);
+        if (receiver.QueuedToWake)
+        {
+            // A consumer whose sleep was cancelled stays queued until a wake-up reaches it, which on a quiet topic
+            // may be never: it would keep the closed consumer (its slots and buffer) alive with it.
+            receiver.QueuedToWake = false;
+            for (var i = _sleeping.Count; i > 0; i--)
+            {
+                var sleeper = _sleeping.Dequeue();
+                if (sleeper != receiver)
+                {
+                    _sleeping.Enqueue(sleeper);
+                }
+            }
+        }
+
         receiver.FreeAll(_requeue);
         Changed();
     }

@@ -63,6 +63,9 @@ internal sealed class MemoryReceiver : TransportReceiver
 
     public long AckTimeoutMs { get; }
 
+    /// <summary>The group this consumer belongs to.</summary>
+    public MemoryGroup Group => _group;
+
     /// <summary>Whether the group's queue of sleeping consumers has this one. Under the topic's lock.</summary>
     public bool QueuedToWake { get; set; }
 
