@@ -89,10 +89,21 @@ public sealed partial class KafkaMockCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Freezes the process (SIGSTOP): its ports stay open, nothing answers.</summary>
+    public Task PauseAsync() => SignalAsync("STOP");
+
+    /// <summary>Thaws a paused process (SIGCONT).</summary>
+    public Task ResumeAsync() => SignalAsync("CONT");
+
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
         AppDomain.CurrentDomain.ProcessExit -= KillOnExit;
+        if (!_process.HasExited)
+        {
+            await SignalAsync("CONT"); // a stopped process would not act on the kill until then
+        }
+
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
@@ -100,6 +111,17 @@ public sealed partial class KafkaMockCluster : IAsyncDisposable
         }
 
         _process.Dispose();
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {_process.Id}") { UseShellExecute = false })
+            ?? throw new InvalidOperationException("kill did not start");
+        await kill.WaitForExitAsync();
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {_process.Id} exited with {kill.ExitCode}");
+        }
     }
 
     private void KillOnExit(object? sender, EventArgs e)

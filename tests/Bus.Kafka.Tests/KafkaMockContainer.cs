@@ -73,6 +73,12 @@ public sealed partial class KafkaMockContainer : IAsyncDisposable
         throw new InvalidOperationException($"the mock cluster container {Image} logged no bootstrap.servers within {timeout.TotalSeconds:0} s; log tail:\n{log[Math.Max(0, log.Length - 4000)..]}");
     }
 
+    /// <summary>Freezes the container (docker pause): its ports stay open, nothing answers.</summary>
+    public Task PauseAsync() => _container.PauseAsync();
+
+    /// <summary>Thaws a paused container.</summary>
+    public Task ResumeAsync() => _container.UnpauseAsync();
+
     /// <inheritdoc />
     public ValueTask DisposeAsync() => _container.DisposeAsync();
 

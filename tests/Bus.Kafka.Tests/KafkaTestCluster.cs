@@ -26,10 +26,14 @@ public sealed class KafkaTestCluster : IAsyncDisposable
     /// <summary>The bus URI: one server (System.Uri holds one host); the rest go in the <c>bootstrap.servers</c> setting.</summary>
     public string Url => "kafka://" + BootstrapServers.Split(',')[0];
 
-    public static async Task<KafkaTestCluster> StartAsync()
+    /// <summary>
+    /// Starts the cluster the configuration names. <paramref name="ownMock"/>: a mock cluster of the test's own, even
+    /// when BUS_TEST_KAFKA_URL names a broker (for tests that freeze it with <see cref="PauseAsync"/>).
+    /// </summary>
+    public static async Task<KafkaTestCluster> StartAsync(bool ownMock = false)
     {
         var url = Environment.GetEnvironmentVariable("BUS_TEST_KAFKA_URL");
-        if (!string.IsNullOrWhiteSpace(url))
+        if (!ownMock && !string.IsNullOrWhiteSpace(url))
         {
             var uri = new Uri(url.Trim());
             return new KafkaTestCluster($"{uri.Host}:{(uri.Port > 0 ? uri.Port : 9092)}", $"endpoint from BUS_TEST_KAFKA_URL ({uri.Host}:{uri.Port})", null);
@@ -58,6 +62,22 @@ public sealed class KafkaTestCluster : IAsyncDisposable
         var target = $"native process: librdkafka mock cluster, 3 brokers ({process.Version}); not a Kafka broker";
         return new KafkaTestCluster(process.BootstrapServers, fallbackReason is null ? target : $"{target} [container unavailable: {fallbackReason}]", process);
     }
+
+    /// <summary>Freezes the mock cluster: connections stay open, no request is answered. Not for a broker named by URL.</summary>
+    public Task PauseAsync() => _owner switch
+    {
+        KafkaMockContainer container => container.PauseAsync(),
+        KafkaMockCluster process => process.PauseAsync(),
+        _ => throw new NotSupportedException("a broker named by BUS_TEST_KAFKA_URL cannot be paused by the tests"),
+    };
+
+    /// <summary>Thaws what <see cref="PauseAsync"/> froze.</summary>
+    public Task ResumeAsync() => _owner switch
+    {
+        KafkaMockContainer container => container.ResumeAsync(),
+        KafkaMockCluster process => process.ResumeAsync(),
+        _ => throw new NotSupportedException("a broker named by BUS_TEST_KAFKA_URL cannot be paused by the tests"),
+    };
 
     public ValueTask DisposeAsync() => _owner?.DisposeAsync() ?? default;
 }

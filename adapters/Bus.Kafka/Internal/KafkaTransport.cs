@@ -30,9 +30,20 @@ internal sealed partial class KafkaTransport : MessageTransport
         _endpoint = endpoint;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Kafka");
+        var limit = context.Options.OperationTimeout.TotalMilliseconds;
+        var producer = Merge(_endpoint.Producer);
+        BoundsPublishTime = (Milliseconds(producer, "message.timeout.ms") ?? Milliseconds(producer, "delivery.timeout.ms") ?? OperationTimeoutMs) <= limit;
     }
 
     public override BackendCapabilities Capabilities { get; }
+
+    /// <summary>
+    /// True unless the settings raise librdkafka's message.timeout.ms (alias delivery.timeout.ms) above the bus's
+    /// OperationTimeout: by default the producer sets it to that (see <see cref="Producer"/>), so a record fails with
+    /// Local_MsgTimedOut (a <see cref="BusFailureReason.Timeout"/>) instead of waiting for librdkafka's default of
+    /// 300 s, and core starts no timer per publish.
+    /// </summary>
+    public override bool BoundsPublishTime { get; }
 
     internal ILogger Logger => _logger;
 
@@ -154,6 +165,12 @@ internal sealed partial class KafkaTransport : MessageTransport
                     // single awaited publish waits at most 1 ms for company (librdkafka's default of 5 ms caps a
                     // one-by-one awaited publish at about 175/s).
                     config.LingerMs ??= 1;
+                    // A publish fails within the bus's OperationTimeout (BoundsPublishTime): librdkafka gives up on a
+                    // record after message.timeout.ms, also on one sent and not answered (a test freezes the cluster).
+                    if (config.MessageTimeoutMs is null && config.Get("delivery.timeout.ms") is null)
+                    {
+                        config.MessageTimeoutMs = OperationTimeoutMs;
+                    }
                     // A publish reads only the report's error. By default the client copies each record's headers,
                     // key and timestamp back out of librdkafka into every report: with the message-id header that
                     // cost 1.5-2 us of CPU per record in a one-thread test against the mock cluster.
@@ -187,6 +204,12 @@ internal sealed partial class KafkaTransport : MessageTransport
             }
         }
     }
+
+    /// <summary>The bus's OperationTimeout in whole milliseconds, at least 100 (above linger.ms, as librdkafka requires).</summary>
+    private int OperationTimeoutMs => (int)Math.Clamp(Math.Ceiling(_context.Options.OperationTimeout.TotalMilliseconds), 100, int.MaxValue);
+
+    private static int? Milliseconds(Dictionary<string, string> settings, string name)
+        => settings.TryGetValue(name, out var text) && int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
 
     private Dictionary<string, string> Merge(IReadOnlyDictionary<string, string> specific)
     {
