@@ -151,7 +151,10 @@ public sealed partial class MessageBus : IMessageBus
             {
                 Log.ConnectFailed(_logger, Backend, _redactedUrl, ex);
                 var why = timeout.IsCancellationRequested ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : ex.Message;
-                throw new BusException($"{Backend}: cannot connect to {_redactedUrl}: {why}", BusFailureReason.Connection, Backend, null, isTransient: true, ex as BusException is null ? Scrub(ex) : ex);
+                var message = $"{Backend}: cannot connect to {_redactedUrl}: ";
+                // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …").
+                message = why.StartsWith(message, StringComparison.Ordinal) ? why : message + why;
+                throw new BusException(message, BusFailureReason.Connection, Backend, null, isTransient: true, ex as BusException is null ? Scrub(ex) : ex);
             }
 
             _connected = true;
