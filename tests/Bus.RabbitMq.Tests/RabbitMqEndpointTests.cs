@@ -65,6 +65,39 @@ public sealed class RabbitMqEndpointTests
         Assert.Equal(15671, endpoint.Port);
     }
 
+    [Theory]
+    [InlineData("amqp://host?tls-ca=/any/ca.pem", "needs TLS")]
+    [InlineData("amqps://host?tls-ca=/no/such/ca.pem", "could not be read")]
+    public void A_tls_ca_needs_tls_and_a_file(string url, string expected)
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => Parse(url));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_tls_ca_file_must_hold_a_pem_certificate()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "not a certificate");
+            var error = Assert.Throws<BusConfigurationException>(() => Parse($"amqps://host?tls-ca={Uri.EscapeDataString(path)}"));
+            Assert.Contains("holds no PEM certificate", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Tls_host_names_the_certificate_to_expect()
+    {
+        var endpoint = Parse("amqps://10.0.0.5?tls-host=rabbit.internal");
+        Assert.Equal("rabbit.internal", endpoint.TlsServerName);
+        Assert.Equal("rabbit.internal", endpoint.CreateConnectionFactory(TimeSpan.FromSeconds(1), "test").Ssl.ServerName);
+    }
+
     [Fact]
     public void Settings_come_from_the_query_and_the_options()
     {

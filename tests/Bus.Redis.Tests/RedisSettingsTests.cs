@@ -82,6 +82,15 @@ public sealed class RedisSettingsTests
         Assert.Contains("database", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("redis://h?tls-ca=/any/ca.pem", "needs TLS")]
+    [InlineData("rediss://h?tls-ca=/no/such/ca.pem", "not a file")]
+    public void A_tls_ca_needs_tls_and_a_file(string url, string expected)
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => Parse(url));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Trimming_by_length_from_the_query()
     {

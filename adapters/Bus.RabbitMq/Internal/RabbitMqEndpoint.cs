@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Bus.Transport;
 using RabbitMQ.Client;
 
@@ -28,6 +30,12 @@ internal sealed class RabbitMqEndpoint
     public bool Tls { get; init; }
 
     public bool TlsVerify { get; init; } = true;
+
+    /// <summary>The name the server's certificate must carry (setting <c>tls-host</c>; default the URI's host).</summary>
+    public string? TlsServerName { get; init; }
+
+    /// <summary>Certificates (a private CA) the server's chain may end at, besides the system's (setting <c>tls-ca</c>).</summary>
+    public X509Certificate2Collection? TlsTrustedRoots { get; init; }
 
     public RabbitMqQueueType QueueType { get; init; } = RabbitMqQueueType.Quorum;
 
@@ -105,6 +113,8 @@ internal sealed class RabbitMqEndpoint
             VirtualHost = vhost,
             Tls = tls,
             TlsVerify = GetBool(context, "tls-verify", true),
+            TlsServerName = context.GetSetting("tls-host"),
+            TlsTrustedRoots = LoadTrustedRoots(context, tls),
             QueueType = queueType,
             SingleActiveConsumer = GetBool(context, "single-active-consumer", false),
             DeliveryLimit = deliveryLimit,
@@ -155,12 +165,72 @@ internal sealed class RabbitMqEndpoint
             factory.Ssl = new SslOption
             {
                 Enabled = true,
-                ServerName = Host,
+                ServerName = TlsServerName ?? Host,
                 AcceptablePolicyErrors = TlsVerify ? SslPolicyErrors.None : SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateChainErrors | SslPolicyErrors.RemoteCertificateNotAvailable,
             };
+            if (TlsVerify && TlsTrustedRoots is { } roots)
+            {
+                factory.Ssl.CertificateValidationCallback = (_, certificate, chain, errors) => IsTrusted(certificate, chain, errors, roots);
+            }
         }
 
         return factory;
+    }
+
+    private static X509Certificate2Collection? LoadTrustedRoots(TransportContext context, bool tls)
+    {
+        if (context.GetSetting("tls-ca") is not { } path)
+        {
+            return null;
+        }
+
+        if (!tls)
+        {
+            throw Invalid(context, "setting 'tls-ca' needs TLS (amqps:// or tls=true)");
+        }
+
+        var roots = new X509Certificate2Collection();
+        try
+        {
+            roots.ImportFromPemFile(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            throw Invalid(context, $"setting 'tls-ca' names '{path}', which could not be read as PEM certificates ({ex.Message})");
+        }
+
+        return roots.Count > 0 ? roots : throw Invalid(context, $"setting 'tls-ca' names '{path}', which holds no PEM certificate");
+    }
+
+    /// <summary>
+    /// The server's certificate passes as the system judges it, or when its only fault is a chain that ends at none of
+    /// the system's roots and it chains to one of <paramref name="roots"/>. The host name is checked either way.
+    /// </summary>
+    private static bool IsTrusted(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection roots)
+    {
+        if (errors == SslPolicyErrors.None)
+        {
+            return true;
+        }
+
+        if (errors != SslPolicyErrors.RemoteCertificateChainErrors || certificate is null)
+        {
+            return false;
+        }
+
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(roots);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (chain is not null)
+        {
+            foreach (var element in chain.ChainElements)
+            {
+                custom.ChainPolicy.ExtraStore.Add(element.Certificate); // intermediates the server sent
+            }
+        }
+
+        return custom.Build(certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
     }
 
     private static bool GetBool(TransportContext context, string name, bool defaultValue)

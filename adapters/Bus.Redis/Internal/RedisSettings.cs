@@ -77,6 +77,23 @@ internal sealed class RedisSettings
             configuration.SslHost = context.GetSetting("tls-host") ?? host;
         }
 
+        if (context.GetSetting("tls-ca") is { } caPath)
+        {
+            if (!tls)
+            {
+                throw Invalid("setting 'tls-ca' needs TLS: use rediss://");
+            }
+
+            if (!File.Exists(caPath))
+            {
+                throw Invalid($"setting 'tls-ca' names '{caPath}', which is not a file");
+            }
+
+            // The server's chain must end at this certificate (a private CA) instead of one the system trusts; the
+            // host name is still checked.
+            configuration.TrustIssuer(caPath);
+        }
+
         if (uri.UserInfo.Length > 0)
         {
             var colon = uri.UserInfo.IndexOf(':');

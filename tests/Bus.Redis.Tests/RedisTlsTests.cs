@@ -1,0 +1,85 @@
+using Bus.Conformance.Brokers;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Bus.Redis.Tests;
+
+/// <summary>
+/// <c>rediss://</c> against a Redis that speaks only TLS, with a certificate from a private CA made by the test: the
+/// server is trusted through the <c>tls-ca</c> setting, and not without it or under another host name.
+/// </summary>
+public sealed class RedisTlsTests(RedisTlsTests.TlsRedis redis, ITestOutputHelper output) : IClassFixture<RedisTlsTests.TlsRedis>
+{
+    [Fact]
+    public async Task A_server_with_a_certificate_from_the_ca_named_in_tls_ca_carries_messages()
+    {
+        await using var bus = MessageBus.Create(new BusOptions { Url = $"rediss://127.0.0.1:{redis.Port}?tls-ca={Uri.EscapeDataString(redis.CaFile)}" });
+        var topic = $"tls-{Guid.NewGuid():N}";
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", StartPosition = StartPosition.Earliest });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("over tls", "k"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var message = await consumer.ReceiveAsync(timeout.Token);
+        Assert.Equal("over tls", System.Text.Encoding.UTF8.GetString(message.Body.Span));
+        Assert.Equal("k", message.Key);
+        await message.AckAsync();
+    }
+
+    [Theory]
+    [InlineData(false, null)]                 // the private CA is trusted by nobody else
+    [InlineData(true, "elsewhere.example")]   // trusted CA, but the certificate does not name this host
+    public async Task A_server_the_client_cannot_verify_is_refused_as_a_connection_failure(bool trustCa, string? tlsHost)
+    {
+        var query = string.Join('&', new[]
+        {
+            trustCa ? $"tls-ca={Uri.EscapeDataString(redis.CaFile)}" : null,
+            tlsHost is null ? null : $"tls-host={tlsHost}",
+        }.Where(part => part is not null));
+        await using var bus = MessageBus.Create(new BusOptions
+        {
+            Url = $"rediss://127.0.0.1:{redis.Port}" + (query.Length > 0 ? "?" + query : ""),
+            ConnectTimeout = TimeSpan.FromSeconds(3),
+        });
+        var failure = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync("refused", OutgoingMessage.FromText("never")));
+        output.WriteLine(failure.ToString());
+        Assert.Equal(BusFailureReason.Connection, failure.Reason);
+    }
+
+    /// <summary>One TLS-only Redis for the class, and its CA's certificate in a file.</summary>
+    public sealed class TlsRedis : IAsyncLifetime
+    {
+        private readonly TestCertificates _certificates = TestCertificates.Create();
+        private TlsBrokerContainer? _redis;
+
+        public string CaFile { get; private set; } = "";
+
+        public int Port => _redis?.Port ?? throw new InvalidOperationException("Redis with TLS did not start");
+
+        public async Task InitializeAsync()
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            _redis = await TlsBrokerContainer.StartAsync(
+                BrokerKind.Redis,
+                _certificates,
+                6379,
+                "Ready to accept connections",
+                ["redis-server", "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.pem", "--tls-key-file", "/tls/server.key",
+                    "--tls-ca-cert-file", "/tls/ca.pem", "--tls-auth-clients", "no", "--bind", "0.0.0.0", "--protected-mode", "no",
+                    "--save", "", "--appendonly", "no"],
+                cancellationToken: timeout.Token);
+            CaFile = _certificates.WriteCaFile();
+        }
+
+        public async Task DisposeAsync()
+        {
+            if (_redis is not null)
+            {
+                await _redis.DisposeAsync();
+            }
+
+            if (CaFile.Length > 0)
+            {
+                File.Delete(CaFile);
+            }
+        }
+    }
+}
