@@ -295,6 +295,8 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         var error = await Assert.ThrowsAnyAsync<BusException>(() => bus.PublishAsync(Unique("auth"), "x").AsTask());
         Assert.DoesNotContain(Password, error.ToString(), StringComparison.Ordinal);
         Assert.Contains("rabbitmq", error.Message, StringComparison.Ordinal);
+        Assert.Equal(BusFailureReason.Unauthorized, error.Reason); // core once reported every connect failure as Connection
+        Assert.False(error.IsTransient);
     }
 
     [Fact]

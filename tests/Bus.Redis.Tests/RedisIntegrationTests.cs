@@ -390,6 +390,33 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Refused_credentials_are_unauthorized_not_transient_and_not_echoed()
+    {
+        // The fixture's server has no password: set one for the length of this test (connections already open stay
+        // authenticated). Without one, StackExchange.Redis carries on after a refused AUTH as the default user.
+        const string Wrong = "Wr0ng-s3cret-zz";
+        await using var admin = await ConnectionMultiplexer.ConnectAsync($"{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port},allowAdmin=true");
+        var server = admin.GetDatabase();
+        await server.ExecuteAsync("CONFIG", "SET", "requirepass", RedisFixture.Password);
+        try
+        {
+            await using var bus = MessageBus.Create(new BusOptions
+            {
+                Url = $"redis://default:{Wrong}@{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}",
+                ConnectTimeout = TimeSpan.FromSeconds(5),
+            });
+            var error = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync(Unique("auth"), OutgoingMessage.FromText("x")));
+            Assert.Equal(BusFailureReason.Unauthorized, error.Reason);
+            Assert.False(error.IsTransient);
+            Assert.DoesNotContain(Wrong, error.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await server.ExecuteAsync("CONFIG", "SET", "requirepass", "");
+        }
+    }
+
+    [Fact]
     public async Task A_publish_the_server_does_not_answer_fails_as_a_timeout_within_the_operation_timeout()
     {
         // Core starts no timer of its own for Redis publishes (the adapter declares that StackExchange.Redis bounds

@@ -48,8 +48,11 @@ internal sealed class RedisTransport : MessageTransport
                 throw;
             }
 
-            // StackExchange.Redis's messages name the endpoint, never the password; keep only the message.
-            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure } ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: true);
+            // StackExchange.Redis's messages name the endpoint, never the password; keep only the message. It reports
+            // refused credentials and a server certificate it could not verify alike, as an authentication failure:
+            // only the first is Unauthorized.
+            var refused = ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure, InnerException: not System.Security.Authentication.AuthenticationException };
+            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !refused);
         }
 
         _database = _connection.GetDatabase(_settings.Database);
