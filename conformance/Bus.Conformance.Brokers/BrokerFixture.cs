@@ -88,6 +88,16 @@ public abstract class BrokerFixture : IAsyncDisposable
     /// <exception cref="NotSupportedException"><see cref="CanControlLifecycle"/> is false.</exception>
     public abstract Task UnpauseAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Runs a command inside the broker's container (an administration tool such as <c>rabbitmqctl</c>) and returns
+    /// its standard output; a non-zero exit fails with the output.
+    /// </summary>
+    /// <param name="command">The program and its arguments.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The command's standard output.</returns>
+    /// <exception cref="NotSupportedException"><see cref="CanControlLifecycle"/> is false.</exception>
+    public abstract Task<string> ExecAsync(IReadOnlyList<string> command, CancellationToken cancellationToken = default);
+
     /// <summary>The last lines the broker logged (standard output and standard error), for failure messages.</summary>
     /// <param name="lines">How many lines at most; default 50.</param>
     /// <param name="cancellationToken">Cancels the read.</param>

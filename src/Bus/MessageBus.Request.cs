@@ -68,6 +68,8 @@ public sealed partial class MessageBus
             // One topic and one group per bus: on brokers whose groups span topics (Kafka), a shared group name would
             // make every bus's reply consumer rebalance with every other's.
             var replyTopic = "bus-replies-" + MessageIds.New()[..20];
+            Transport.RegisterPrivateTopic(replyTopic);
+            Transport.RegisterPrivateTopic(Transport.GetDeadLetterTopic(replyTopic));
             var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = replyTopic, MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
             _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
             _replyTopic = replyTopic;

@@ -90,6 +90,16 @@ public sealed class RabbitMqEndpointTests
         }
     }
 
+    [Theory]
+    [InlineData("amqp://host", 1800)]
+    [InlineData("amqp://host?reply-queue-expiry=2", 2)]
+    public void Reply_queue_expiry_is_in_seconds(string url, int seconds)
+        => Assert.Equal(TimeSpan.FromSeconds(seconds), Parse(url).ReplyQueueExpiry);
+
+    [Fact]
+    public void Reply_queue_expiry_must_be_positive()
+        => Assert.Contains("reply-queue-expiry", Assert.Throws<BusConfigurationException>(() => Parse("amqp://host?reply-queue-expiry=0")).Message, StringComparison.Ordinal);
+
     [Fact]
     public void Tls_host_names_the_certificate_to_expect()
     {

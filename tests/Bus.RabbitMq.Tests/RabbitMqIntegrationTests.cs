@@ -393,6 +393,49 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         Assert.True(await ExchangeExistsAsync(topic)); // the application's topic stays
     }
 
+    [Fact]
+    public async Task The_broker_removes_the_reply_queues_of_a_bus_that_never_disposed()
+    {
+        // A crash, as the broker sees it: the requesting bus logs in as a user of its own, and the test then deletes
+        // that user and closes its connections, so the bus can neither dispose (which would delete the queues itself)
+        // nor reconnect. Its reply queues were declared with x-expires (reply-queue-expiry, 2 s here).
+        var user = $"crash-{Guid.NewGuid():N}"[..18];
+        const string Secret = "Cr4sh-s3cret-zq";
+        await fixture.Broker.ExecAsync(["rabbitmqctl", "add_user", user, Secret]);
+        await fixture.Broker.ExecAsync(["rabbitmqctl", "set_permissions", "-p", "/", user, ".*", ".*", ".*"]);
+        var doomedUrl = new UriBuilder(fixture.ConnectionUri) { UserName = user, Password = Secret, Query = "reply-queue-expiry=2" }.Uri.ToString();
+        var doomed = MessageBus.Create(new BusOptions { Url = doomedUrl, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = TimeSpan.FromSeconds(5) });
+        await using var responding = CreateBus();
+        var topic = Unique("crash-rpc");
+        await using var responder = await responding.SubscribeAsync(topic, async (m, token) => await responding.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+        var request = OutgoingMessage.FromText("ping");
+        await doomed.RequestAsync(topic, request, Wait);
+        var replyTopic = request.ReplyTo!;
+        Assert.True(await QueueExistsAsync($"{replyTopic}:{replyTopic}"));
+
+        await fixture.Broker.ExecAsync(["rabbitmqctl", "delete_user", user]);
+        var connections = await fixture.Broker.ExecAsync(["rabbitmqctl", "list_connections", "--silent", "user", "pid"]);
+        foreach (var line in connections.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var columns = line.Split('\t');
+            if (columns.Length == 2 && columns[0] == user)
+            {
+                await fixture.Broker.ExecAsync(["rabbitmqctl", "close_connection", columns[1], "the test's crash"]);
+            }
+        }
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while ((await QueueExistsAsync($"{replyTopic}:{replyTopic}") || await QueueExistsAsync($"{replyTopic}.dlq:dlq")) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(500);
+        }
+
+        Assert.False(await QueueExistsAsync($"{replyTopic}:{replyTopic}"), "the reply queue outlived its expiry by 30 s");
+        Assert.False(await QueueExistsAsync($"{replyTopic}.dlq:dlq"), "the reply dead-letter queue outlived its expiry by 30 s");
+        Assert.True(await QueueExistsAsync($"{topic}:responders")); // the application's queue stays
+        await doomed.DisposeAsync(); // its deletes fail now (logged, not thrown)
+    }
+
     private Task<bool> QueueExistsAsync(string queue) => ExistsAsync(channel => channel.QueueDeclarePassiveAsync(queue));
 
     private Task<bool> ExchangeExistsAsync(string exchange) => ExistsAsync(channel => channel.ExchangeDeclarePassiveAsync(exchange));

@@ -47,6 +47,9 @@ internal sealed class RabbitMqEndpoint
 
     public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a private reply queue may go without a consumer before the broker deletes it (x-expires).</summary>
+    public TimeSpan ReplyQueueExpiry { get; init; } = TimeSpan.FromMinutes(30);
+
     /// <summary>The URI without the password, for logs and errors.</summary>
     public required string RedactedUrl { get; init; }
 
@@ -98,6 +101,12 @@ internal sealed class RabbitMqEndpoint
             }
         }
 
+        var replyQueueExpiry = context.GetSetting("reply-queue-expiry", 1800);
+        if (replyQueueExpiry is < 1 or > int.MaxValue / 1000)
+        {
+            throw new BusConfigurationException($"rabbitmq: setting 'reply-queue-expiry' must be a positive number of seconds; it is {replyQueueExpiry}.", BackendName);
+        }
+
         var heartbeat = context.GetSetting("heartbeat", 30);
         if (heartbeat < 0)
         {
@@ -120,6 +129,7 @@ internal sealed class RabbitMqEndpoint
             DeliveryLimit = deliveryLimit,
             MaxMessageSize = maxSize,
             Heartbeat = TimeSpan.FromSeconds(heartbeat),
+            ReplyQueueExpiry = TimeSpan.FromSeconds(replyQueueExpiry),
             RedactedUrl = context.RedactedUrl,
         };
     }

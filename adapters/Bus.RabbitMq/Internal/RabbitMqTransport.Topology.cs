@@ -74,7 +74,11 @@ internal sealed partial class RabbitMqTransport
         }, "delete the topic", topic.Name, cancellationToken).ConfigureAwait(false);
         _topics.TryRemove(topic.Name, out _);
         _deadLetterTopics.TryRemove(topic.Name, out _);
+        _privateTopics.TryRemove(topic.Name, out _);
     }
+
+    /// <summary>Queues of this topic get x-expires (<see cref="RabbitMqEndpoint.ReplyQueueExpiry"/>); its exchange stays until deleted (exchanges hold no messages).</summary>
+    public override void RegisterPrivateTopic(string topic) => _privateTopics[topic] = true;
 
     /// <summary>
     /// Declares the group's queue and binds it, unless it exists: then it is used with the arguments it was created
@@ -152,6 +156,14 @@ internal sealed partial class RabbitMqTransport
             arguments["x-dead-letter-exchange"] = deadLetterTopic ?? GetDeadLetterTopic(topic);
             arguments["x-dead-letter-strategy"] = "at-least-once";
             arguments["x-overflow"] = "reject-publish";
+        }
+
+        if (_privateTopics.ContainsKey(topic))
+        {
+            // Deleted on dispose; after a crash the broker deletes it once it has had no consumer this long. The reply
+            // topic's dead-letter queue never has one, so it goes after that time even while the bus lives: nothing
+            // is lost, as the reply listener acknowledges every reply (only a broker-counted crash loop dead-letters).
+            arguments["x-expires"] = (int)_endpoint.ReplyQueueExpiry.TotalMilliseconds;
         }
 
         return (arguments, queueType == RabbitMqQueueType.Quorum, sac, limit);

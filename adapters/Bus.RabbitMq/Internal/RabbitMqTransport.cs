@@ -20,6 +20,7 @@ internal sealed partial class RabbitMqTransport : MessageTransport
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private readonly ConcurrentDictionary<string, TopicOptions> _topics = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _deadLetterTopics = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _privateTopics = new(StringComparer.Ordinal);
     private IConnection? _connection;
     private volatile bool _disposed;
 

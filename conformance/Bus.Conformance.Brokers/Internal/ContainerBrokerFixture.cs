@@ -115,6 +115,16 @@ internal sealed class ContainerBrokerFixture(BrokerBackend backend, string image
     }
 
     /// <inheritdoc />
+    public override async Task<string> ExecAsync(IReadOnlyList<string> command, CancellationToken cancellationToken = default)
+    {
+        var container = RequireStarted();
+        var result = await container.ExecAsync([.. command], cancellationToken).ConfigureAwait(false);
+        return result.ExitCode == 0
+            ? result.Stdout
+            : throw new InvalidOperationException($"'{string.Join(' ', command)}' in {image} exited with {result.ExitCode}: {result.Stdout}{result.Stderr}");
+    }
+
+    /// <inheritdoc />
     public override Task<string> GetLogTailAsync(int lines = 50, CancellationToken cancellationToken = default) =>
         GetLogTailCoreAsync(lines, cancellationToken);
 

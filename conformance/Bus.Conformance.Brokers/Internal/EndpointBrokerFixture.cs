@@ -61,6 +61,9 @@ internal sealed class EndpointBrokerFixture(BrokerBackend backend, Uri uri) : Br
     public override Task UnpauseAsync(CancellationToken cancellationToken = default) => throw NotControlled();
 
     /// <inheritdoc />
+    public override Task<string> ExecAsync(IReadOnlyList<string> command, CancellationToken cancellationToken = default) => throw NotControlled();
+
+    /// <inheritdoc />
     public override Task<string> GetLogTailAsync(int lines = 50, CancellationToken cancellationToken = default) =>
         Task.FromResult($"(no log: the broker at {backend.UrlVariable} is not run by the tests)");
 

@@ -27,6 +27,17 @@ public abstract class MessageTransport : IAsyncDisposable
     public virtual ValueTask ConnectAsync(CancellationToken cancellationToken) => default;
 
     /// <summary>
+    /// Called before anything is created for a topic that belongs to this bus alone: its private reply topic and that
+    /// topic's dead-letter topic, which disposing the bus deletes (<see cref="DeleteTopicAsync"/>). A bus that ends
+    /// without disposing (a crash) leaves them behind; a transport whose broker can remove unused queues by itself
+    /// may create this topic's queues that way (RabbitMQ: <c>x-expires</c>). The default does nothing.
+    /// </summary>
+    /// <param name="topic">The topic's name.</param>
+    public virtual void RegisterPrivateTopic(string topic)
+    {
+    }
+
+    /// <summary>
     /// True when every publish completes or fails within <see cref="BusOptions.OperationTimeout"/> on its own (the
     /// client library enforces that timeout), so core does not start a timer per publish call to bound it. A publish
     /// that times out should fail with a <see cref="TimeoutException"/>. The default is false.
