@@ -214,16 +214,19 @@ internal sealed class RabbitMqEndpoint
 
     /// <summary>
     /// The server's certificate passes as the system judges it, or when its only fault is a chain that ends at none of
-    /// the system's roots and it chains to one of <paramref name="roots"/>. The host name is checked either way.
+    /// the system's roots (every status untrusted root or partial chain: not expiry, not a usage other than server
+    /// authentication) and it chains to one of <paramref name="roots"/>, for server authentication. The host name is
+    /// checked either way.
     /// </summary>
-    private static bool IsTrusted(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection roots)
+    internal static bool IsTrusted(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection roots)
     {
         if (errors == SslPolicyErrors.None)
         {
             return true;
         }
 
-        if (errors != SslPolicyErrors.RemoteCertificateChainErrors || certificate is null)
+        if (errors != SslPolicyErrors.RemoteCertificateChainErrors || certificate is null || chain is null
+            || chain.ChainStatus.Any(status => status.Status is not (X509ChainStatusFlags.UntrustedRoot or X509ChainStatusFlags.PartialChain)))
         {
             return false;
         }
@@ -232,15 +235,19 @@ internal sealed class RabbitMqEndpoint
         custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         custom.ChainPolicy.CustomTrustStore.AddRange(roots);
         custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        if (chain is not null)
+        custom.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.1")); // server authentication
+        foreach (var element in chain.ChainElements)
         {
-            foreach (var element in chain.ChainElements)
-            {
-                custom.ChainPolicy.ExtraStore.Add(element.Certificate); // intermediates the server sent
-            }
+            custom.ChainPolicy.ExtraStore.Add(element.Certificate); // intermediates the server sent
         }
 
-        return custom.Build(certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+        if (certificate is X509Certificate2 leaf)
+        {
+            return custom.Build(leaf);
+        }
+
+        using var loaded = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        return custom.Build(loaded);
     }
 
     private static bool GetBool(TransportContext context, string name, bool defaultValue)
