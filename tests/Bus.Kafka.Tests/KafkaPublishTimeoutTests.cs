@@ -60,11 +60,34 @@ public sealed class KafkaPublishTimeoutTests
     [InlineData("producer.message.timeout.ms=1000", true)]
     [InlineData("producer.message.timeout.ms=300000", false)]
     [InlineData("producer.delivery.timeout.ms=300000", false)]
+    [InlineData("producer.message.timeout.ms=0", false)]                                 // 0: librdkafka never gives up
+    [InlineData("message.timeout.ms=1500&producer.delivery.timeout.ms=20000", false)]    // aliases: the producer's, applied last, wins
+    [InlineData("delivery.timeout.ms=20000&producer.message.timeout.ms=1500", true)]
+    [InlineData("producer.linger.ms=20000", false)]                                      // the timeout must stay above linger.ms
+    [InlineData("producer.transactional.id=t1", false)]                                  // librdkafka ties it to transaction.timeout.ms
     public void Core_leaves_the_bound_to_librdkafka_only_where_its_timeouts_are_within_the_operation_timeout(string? query, bool bounded)
     {
         var options = new BusOptions { Url = "kafka://127.0.0.1:9092" + (query is null ? "" : "?" + query), OperationTimeout = TimeSpan.FromSeconds(10) };
         var context = new TransportContext(new Uri(options.Url), options, NullLoggerFactory.Instance);
         var transport = (KafkaTransport)new KafkaTransportFactory().Create(context);
         Assert.Equal(bounded, transport.BoundsPublishTime);
+    }
+
+    [Theory]
+    [InlineData(null, 10_000)]
+    [InlineData("producer.linger.ms=20000", 20_001)]
+    [InlineData("producer.queue.buffering.max.ms=20000", 20_001)]
+    [InlineData("producer.message.timeout.ms=5000", null)]
+    public void The_producer_sets_the_operation_timeout_above_linger_unless_the_settings_name_one(string? query, int? expected)
+    {
+        var options = new BusOptions { Url = "kafka://127.0.0.1:9092" + (query is null ? "" : "?" + query), OperationTimeout = TimeSpan.FromSeconds(10) };
+        var endpoint = KafkaEndpoint.Parse(new TransportContext(new Uri(options.Url), options, NullLoggerFactory.Instance));
+        var producer = new Dictionary<string, string>(endpoint.Common);
+        foreach (var (name, value) in endpoint.Producer)
+        {
+            producer[name] = value;
+        }
+
+        Assert.Equal(expected, KafkaTransport.PublishTimeout(producer, options.OperationTimeout).MessageTimeoutMs);
     }
 }

@@ -22,6 +22,7 @@ internal sealed partial class KafkaTransport : MessageTransport
     private readonly object _clientLock = new();
     private IProducer<byte[]?, byte[]>? _producer;
     private IAdminClient? _admin;
+    private readonly int? _messageTimeoutMs;
     private int _disposed;
 
     public KafkaTransport(TransportContext context, KafkaEndpoint endpoint, BackendCapabilities capabilities)
@@ -30,18 +31,15 @@ internal sealed partial class KafkaTransport : MessageTransport
         _endpoint = endpoint;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Kafka");
-        var limit = context.Options.OperationTimeout.TotalMilliseconds;
-        var producer = Merge(_endpoint.Producer);
-        BoundsPublishTime = (Milliseconds(producer, "message.timeout.ms") ?? Milliseconds(producer, "delivery.timeout.ms") ?? OperationTimeoutMs) <= limit;
+        (_messageTimeoutMs, BoundsPublishTime) = PublishTimeout(Merge(_endpoint.Producer), context.Options.OperationTimeout);
     }
 
     public override BackendCapabilities Capabilities { get; }
 
     /// <summary>
-    /// True unless the settings raise librdkafka's message.timeout.ms (alias delivery.timeout.ms) above the bus's
-    /// OperationTimeout: by default the producer sets it to that (see <see cref="Producer"/>), so a record fails with
-    /// Local_MsgTimedOut (a <see cref="BusFailureReason.Timeout"/>) instead of waiting for librdkafka's default of
-    /// 300 s, and core starts no timer per publish.
+    /// True when librdkafka gives up on a record within the bus's OperationTimeout (see <see cref="PublishTimeout"/>):
+    /// the record then fails with Local_MsgTimedOut (a <see cref="BusFailureReason.Timeout"/>) instead of waiting for
+    /// librdkafka's default of 300 s, and core starts no timer per publish.
     /// </summary>
     public override bool BoundsPublishTime { get; }
 
@@ -164,13 +162,16 @@ internal sealed partial class KafkaTransport : MessageTransport
                     // Batches start every produce before awaiting any, so 1 ms is enough to fill batches, while a
                     // single awaited publish waits at most 1 ms for company (librdkafka's default of 5 ms caps a
                     // one-by-one awaited publish at about 175/s).
-                    config.LingerMs ??= 1;
-                    // A publish fails within the bus's OperationTimeout (BoundsPublishTime): librdkafka gives up on a
-                    // record after message.timeout.ms, also on one sent and not answered (a test freezes the cluster).
-                    if (config.MessageTimeoutMs is null && config.Get("delivery.timeout.ms") is null)
+                    if (config.Get("queue.buffering.max.ms") is null)
                     {
-                        config.MessageTimeoutMs = OperationTimeoutMs;
+                        config.LingerMs ??= 1; // not over the alias the settings may have used
                     }
+
+                    if (_messageTimeoutMs is { } timeoutMs)
+                    {
+                        config.MessageTimeoutMs = timeoutMs;
+                    }
+
                     // A publish reads only the report's error. By default the client copies each record's headers,
                     // key and timestamp back out of librdkafka into every report: with the message-id header that
                     // cost 1.5-2 us of CPU per record in a one-thread test against the mock cluster.
@@ -205,11 +206,50 @@ internal sealed partial class KafkaTransport : MessageTransport
         }
     }
 
-    /// <summary>The bus's OperationTimeout in whole milliseconds, at least 100 (above linger.ms, as librdkafka requires).</summary>
-    private int OperationTimeoutMs => (int)Math.Clamp(Math.Ceiling(_context.Options.OperationTimeout.TotalMilliseconds), 100, int.MaxValue);
+    /// <summary>
+    /// The message.timeout.ms the producer sets (null: the settings decide), and whether librdkafka then gives up on
+    /// a record within <paramref name="operationTimeout"/>. librdkafka's default is 300 s, so the producer sets the
+    /// OperationTimeout, kept above linger.ms (librdkafka requires it): a publish fails within it, also one already
+    /// sent and not answered (a test freezes the cluster). Settings that name the timeout win; 0 means none.
+    /// </summary>
+    internal static (int? MessageTimeoutMs, bool Bounded) PublishTimeout(Dictionary<string, string> producer, TimeSpan operationTimeout)
+    {
+        var limit = operationTimeout.TotalMilliseconds;
+        if (LastOf(producer, "message.timeout.ms", "delivery.timeout.ms") is { } configured)
+        {
+            return (null, Milliseconds(configured) is > 0 and var ms && ms <= limit);
+        }
 
-    private static int? Milliseconds(Dictionary<string, string> settings, string name)
-        => settings.TryGetValue(name, out var text) && int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
+        if (producer.ContainsKey("transactional.id"))
+        {
+            return (null, false); // librdkafka ties the timeout to transaction.timeout.ms then
+        }
+
+        var linger = Milliseconds(LastOf(producer, "linger.ms", "queue.buffering.max.ms")) ?? 1;
+        var timeout = Math.Max((int)Math.Clamp(Math.Ceiling(limit), 1, int.MaxValue), linger + 1);
+        return (timeout, timeout <= limit);
+    }
+
+    /// <summary>
+    /// librdkafka reads an alias as the same property, and of several the one applied last wins: the settings are
+    /// applied in their order here (common settings, then the producer's).
+    /// </summary>
+    private static string? LastOf(Dictionary<string, string> settings, string name, string alias)
+    {
+        string? last = null;
+        foreach (var (key, value) in settings)
+        {
+            if (key == name || key == alias)
+            {
+                last = value;
+            }
+        }
+
+        return last;
+    }
+
+    private static int? Milliseconds(string? text)
+        => int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
 
     private Dictionary<string, string> Merge(IReadOnlyDictionary<string, string> specific)
     {
