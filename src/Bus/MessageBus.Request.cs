@@ -10,6 +10,7 @@ public sealed partial class MessageBus
     private readonly SemaphoreSlim _replyListenerLock = new(1, 1);
     private static readonly TimeSpan ReplyCleanupTimeout = TimeSpan.FromSeconds(5);
     private string? _replyTopic;
+    private string? _replyTopicName; // chosen once: a setup that failed is retried under the same name
 
     /// <inheritdoc />
     public async ValueTask<ReceivedMessage> RequestAsync(string topic, OutgoingMessage request, TimeSpan timeout, CancellationToken cancellationToken = default)
@@ -67,9 +68,13 @@ public sealed partial class MessageBus
 
             // One topic and one group per bus: on brokers whose groups span topics (Kafka), a shared group name would
             // make every bus's reply consumer rebalance with every other's.
-            var replyTopic = "bus-replies-" + MessageIds.New()[..20];
-            Transport.RegisterPrivateTopic(replyTopic);
-            Transport.RegisterPrivateTopic(Transport.GetDeadLetterTopic(replyTopic));
+            var replyTopic = _replyTopicName;
+            if (replyTopic is null)
+            {
+                replyTopic = _replyTopicName = "bus-replies-" + MessageIds.New()[..20];
+                Transport.RegisterPrivateTopic(replyTopic);
+                Transport.RegisterPrivateTopic(Transport.GetDeadLetterTopic(replyTopic));
+            }
             var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = replyTopic, MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
             _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
             _replyTopic = replyTopic;
@@ -93,12 +98,14 @@ public sealed partial class MessageBus
     /// <summary>
     /// On dispose, after its consumer has closed: the private reply topic (and its dead-letter topic) belonged to this
     /// bus alone, and left in place one would pile up per process that ever made a request. A bus that ends without
-    /// disposing (a crash) still leaves them behind. Bounded by <see cref="ReplyCleanupTimeout"/>, so that disposing
-    /// a bus whose broker is gone does not wait long; failures are logged, never thrown.
+    /// disposing (a crash) still leaves them behind, unless the transport has its broker expire them (see
+    /// <see cref="MessageTransport.RegisterPrivateTopic"/>). Also after a setup that failed half way. Bounded by
+    /// <see cref="ReplyCleanupTimeout"/>, so that disposing a bus whose broker is gone does not wait long; failures
+    /// are logged, never thrown.
     /// </summary>
     private async ValueTask DeleteReplyTopicAsync()
     {
-        if (_replyTopic is not { } replyTopic)
+        if (Volatile.Read(ref _replyTopicName) is not { } replyTopic)
         {
             return;
         }

@@ -154,7 +154,9 @@ public sealed partial class MessageBus : IMessageBus
                 var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : ex.Message;
                 var message = $"{Backend}: cannot connect to {_redactedUrl}: ";
                 // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …").
-                message = why.StartsWith(message, StringComparison.Ordinal) ? why : message + why;
+                var backendPrefix = Backend + ": ";
+                message = why.StartsWith(message, StringComparison.Ordinal) ? why
+                    : message + (why.StartsWith(backendPrefix, StringComparison.Ordinal) ? why[backendPrefix.Length..] : why);
                 // The transport's own reason stands (refused credentials are Unauthorized and not worth retrying).
                 var (reason, transient) = !timedOut && ex is BusException known ? (known.Reason, known.IsTransient) : (BusFailureReason.Connection, true);
                 throw new BusException(message, reason, Backend, null, transient, ex as BusException is null ? Scrub(ex) : ex);

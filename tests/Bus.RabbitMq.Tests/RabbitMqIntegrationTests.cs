@@ -405,35 +405,47 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         await fixture.Broker.ExecAsync(["rabbitmqctl", "set_permissions", "-p", "/", user, ".*", ".*", ".*"]);
         var doomedUrl = new UriBuilder(fixture.ConnectionUri) { UserName = user, Password = Secret, Query = "reply-queue-expiry=2" }.Uri.ToString();
         var doomed = MessageBus.Create(new BusOptions { Url = doomedUrl, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = TimeSpan.FromSeconds(5) });
-        await using var responding = CreateBus();
-        var topic = Unique("crash-rpc");
-        await using var responder = await responding.SubscribeAsync(topic, async (m, token) => await responding.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
-        var request = OutgoingMessage.FromText("ping");
-        await doomed.RequestAsync(topic, request, Wait);
-        var replyTopic = request.ReplyTo!;
-        Assert.True(await QueueExistsAsync($"{replyTopic}:{replyTopic}"));
-
-        await fixture.Broker.ExecAsync(["rabbitmqctl", "delete_user", user]);
-        var connections = await fixture.Broker.ExecAsync(["rabbitmqctl", "list_connections", "--silent", "user", "pid"]);
-        foreach (var line in connections.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        var userDeleted = false;
+        try
         {
-            var columns = line.Split('\t');
-            if (columns.Length == 2 && columns[0] == user)
+            await using var responding = CreateBus();
+            var topic = Unique("crash-rpc");
+            await using var responder = await responding.SubscribeAsync(topic, async (m, token) => await responding.ReplyAsync(m, OutgoingMessage.FromText("re"), token), SubscriptionOptions.ForGroup("responders"));
+            var request = OutgoingMessage.FromText("ping");
+            await doomed.RequestAsync(topic, request, Wait);
+            var replyTopic = request.ReplyTo!;
+            Assert.True(await QueueExistsAsync($"{replyTopic}:{replyTopic}"));
+
+            await fixture.Broker.ExecAsync(["rabbitmqctl", "delete_user", user]);
+            userDeleted = true;
+            var connections = await fixture.Broker.ExecAsync(["rabbitmqctl", "list_connections", "--silent", "user", "pid"]);
+            foreach (var line in connections.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             {
-                await fixture.Broker.ExecAsync(["rabbitmqctl", "close_connection", columns[1], "the test's crash"]);
+                var columns = line.Split('\t');
+                if (columns.Length == 2 && columns[0] == user)
+                {
+                    await fixture.Broker.ExecAsync(["rabbitmqctl", "close_connection", columns[1], "the test's crash"]);
+                }
+            }
+
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while ((await QueueExistsAsync($"{replyTopic}:{replyTopic}") || await QueueExistsAsync($"{replyTopic}.dlq:dlq")) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(500);
+            }
+
+            Assert.False(await QueueExistsAsync($"{replyTopic}:{replyTopic}"), "the reply queue outlived its expiry by 30 s");
+            Assert.False(await QueueExistsAsync($"{replyTopic}.dlq:dlq"), "the reply dead-letter queue outlived its expiry by 30 s");
+            Assert.True(await QueueExistsAsync($"{topic}:responders")); // the application's queue stays
+        }
+        finally
+        {
+            await doomed.DisposeAsync(); // after the crash its deletes fail (logged, not thrown)
+            if (!userDeleted)
+            {
+                await fixture.Broker.ExecAsync(["rabbitmqctl", "delete_user", user]);
             }
         }
-
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while ((await QueueExistsAsync($"{replyTopic}:{replyTopic}") || await QueueExistsAsync($"{replyTopic}.dlq:dlq")) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(500);
-        }
-
-        Assert.False(await QueueExistsAsync($"{replyTopic}:{replyTopic}"), "the reply queue outlived its expiry by 30 s");
-        Assert.False(await QueueExistsAsync($"{replyTopic}.dlq:dlq"), "the reply dead-letter queue outlived its expiry by 30 s");
-        Assert.True(await QueueExistsAsync($"{topic}:responders")); // the application's queue stays
-        await doomed.DisposeAsync(); // its deletes fail now (logged, not thrown)
     }
 
     private Task<bool> QueueExistsAsync(string queue) => ExistsAsync(channel => channel.QueueDeclarePassiveAsync(queue));
