@@ -10,20 +10,24 @@ namespace Bus.Conformance.Brokers;
 
 /// <summary>
 /// A broker container of a test's own that speaks TLS only, with <see cref="TestCertificates"/> in <c>/tls</c>
-/// (<c>ca.pem</c>, <c>server.pem</c>, <c>server.key</c>): for tests of a client's TLS settings against a real server.
-/// Uses the backend's locally built image where present, else its official image; never pulls. Its port is bound to
-/// 127.0.0.1 only.
+/// (<c>ca.pem</c>, <c>server.pem</c>, <c>server.key</c>) and the CA's certificate in a file on the host
+/// (<see cref="CaFile"/>): for tests of a client's TLS settings against a real server. Uses the backend's locally
+/// built image where present, else its official image; never pulls. Its port is bound to 127.0.0.1 only.
 /// </summary>
 public sealed class TlsBrokerContainer : IAsyncDisposable
 {
     private readonly IContainer _container;
 
-    private TlsBrokerContainer(IContainer container, string image, int port)
+    private TlsBrokerContainer(IContainer container, string image, int port, string caFile)
     {
         _container = container;
         Image = image;
         Port = port;
+        CaFile = caFile;
     }
+
+    /// <summary>A temporary file with the CA's certificate (PEM), for the client's trust setting; deleted on dispose.</summary>
+    public string CaFile { get; }
 
     /// <summary>The image it runs.</summary>
     public string Image { get; }
@@ -97,9 +101,13 @@ public sealed class TlsBrokerContainer : IAsyncDisposable
             throw new BrokerUnavailableException(kind, $"{image} with TLS did not start ({ex.GetType().Name}: {ex.Message})", log[Math.Max(0, log.Length - 4000)..], ex);
         }
 
-        return new TlsBrokerContainer(container, image, container.GetMappedPublicPort(tlsPort));
+        return new TlsBrokerContainer(container, image, container.GetMappedPublicPort(tlsPort), certificates.WriteCaFile());
     }
 
     /// <inheritdoc />
-    public ValueTask DisposeAsync() => _container.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _container.DisposeAsync().ConfigureAwait(false);
+        File.Delete(CaFile);
+    }
 }

@@ -57,37 +57,26 @@ public sealed class RabbitMqTlsTests(RabbitMqTlsTests.TlsRabbitMq rabbit, ITestO
             ssl_options.fail_if_no_peer_cert = false
             """;
 
-        private readonly TestCertificates _certificates = TestCertificates.Create();
-        private TlsBrokerContainer? _rabbit;
+        private TlsBrokerContainer? _broker;
 
-        public string CaFile { get; private set; } = "";
+        public string CaFile => Broker.CaFile;
 
-        public int Port => _rabbit?.Port ?? throw new InvalidOperationException("RabbitMQ with TLS did not start");
+        public int Port => Broker.Port;
+
+        private TlsBrokerContainer Broker => _broker ?? throw new InvalidOperationException("RabbitMQ with TLS did not start");
 
         public async Task InitializeAsync()
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-            _rabbit = await TlsBrokerContainer.StartAsync(
+            _broker = await TlsBrokerContainer.StartAsync(
                 BrokerKind.RabbitMq,
-                _certificates,
+                TestCertificates.Create(),
                 5671,
                 "Server startup complete",
                 files: new Dictionary<string, string> { ["/etc/rabbitmq/rabbitmq.conf"] = Configuration },
                 cancellationToken: timeout.Token);
-            CaFile = _certificates.WriteCaFile();
         }
 
-        public async Task DisposeAsync()
-        {
-            if (_rabbit is not null)
-            {
-                await _rabbit.DisposeAsync();
-            }
-
-            if (CaFile.Length > 0)
-            {
-                File.Delete(CaFile);
-            }
-        }
+        public async Task DisposeAsync() => await (_broker?.DisposeAsync() ?? default);
     }
 }

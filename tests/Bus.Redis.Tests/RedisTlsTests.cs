@@ -44,42 +44,31 @@ public sealed class RedisTlsTests(RedisTlsTests.TlsRedis redis, ITestOutputHelpe
         Assert.Equal(BusFailureReason.Connection, failure.Reason);
     }
 
-    /// <summary>One TLS-only Redis for the class, and its CA's certificate in a file.</summary>
+    /// <summary>One TLS-only Redis for the class.</summary>
     public sealed class TlsRedis : IAsyncLifetime
     {
-        private readonly TestCertificates _certificates = TestCertificates.Create();
-        private TlsBrokerContainer? _redis;
+        private TlsBrokerContainer? _broker;
 
-        public string CaFile { get; private set; } = "";
+        public string CaFile => Broker.CaFile;
 
-        public int Port => _redis?.Port ?? throw new InvalidOperationException("Redis with TLS did not start");
+        public int Port => Broker.Port;
+
+        private TlsBrokerContainer Broker => _broker ?? throw new InvalidOperationException("Redis with TLS did not start");
 
         public async Task InitializeAsync()
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            _redis = await TlsBrokerContainer.StartAsync(
+            _broker = await TlsBrokerContainer.StartAsync(
                 BrokerKind.Redis,
-                _certificates,
+                TestCertificates.Create(),
                 6379,
                 "Ready to accept connections",
                 ["redis-server", "--port", "0", "--tls-port", "6379", "--tls-cert-file", "/tls/server.pem", "--tls-key-file", "/tls/server.key",
                     "--tls-ca-cert-file", "/tls/ca.pem", "--tls-auth-clients", "no", "--bind", "0.0.0.0", "--protected-mode", "no",
                     "--save", "", "--appendonly", "no"],
                 cancellationToken: timeout.Token);
-            CaFile = _certificates.WriteCaFile();
         }
 
-        public async Task DisposeAsync()
-        {
-            if (_redis is not null)
-            {
-                await _redis.DisposeAsync();
-            }
-
-            if (CaFile.Length > 0)
-            {
-                File.Delete(CaFile);
-            }
-        }
+        public async Task DisposeAsync() => await (_broker?.DisposeAsync() ?? default);
     }
 }
