@@ -40,6 +40,7 @@ public sealed class RabbitMqTlsTests(RabbitMqTlsTests.TlsRabbitMq rabbit, ITestO
         var failure = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync("refused", OutgoingMessage.FromText("never")));
         output.WriteLine(failure.ToString());
         Assert.Equal(BusFailureReason.Connection, failure.Reason);
+        Assert.False(failure.IsTransient); // a certificate that is not accepted stays so: retrying is no use
         Assert.DoesNotContain("guest:guest", failure.ToString(), StringComparison.Ordinal);
     }
 

@@ -42,6 +42,7 @@ public sealed class RedisTlsTests(RedisTlsTests.TlsRedis redis, ITestOutputHelpe
         var failure = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync("refused", OutgoingMessage.FromText("never")));
         output.WriteLine(failure.ToString());
         Assert.Equal(BusFailureReason.Connection, failure.Reason);
+        Assert.False(failure.IsTransient); // a certificate that is not accepted stays so: retrying is no use
     }
 
     /// <summary>One TLS-only Redis for the class.</summary>

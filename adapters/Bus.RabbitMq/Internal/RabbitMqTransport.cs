@@ -127,8 +127,20 @@ internal sealed partial class RabbitMqTransport : MessageTransport
             BrokerUnreachableException { InnerException: { } inner } => (BusFailureReason.Connection, $"{ex.Message} ({Describe(inner)})"),
             _ => (BusFailureReason.Connection, Describe(ex)),
         };
-        return new BusException($"rabbitmq: cannot connect to {_endpoint.RedactedUrl}: {why}", reason, RabbitMqEndpoint.BackendName, null, reason == BusFailureReason.Connection, Scrub(ex));
+        // A broker certificate this client does not accept stays so until someone changes a certificate or the
+        // settings (tls-ca, tls-host): retrying is no use.
+        var transient = reason == BusFailureReason.Connection && !HasCause<System.Security.Authentication.AuthenticationException>(ex);
+        return new BusException($"rabbitmq: cannot connect to {_endpoint.RedactedUrl}: {why}", reason, RabbitMqEndpoint.BackendName, null, transient, Scrub(ex));
     }
+
+    private static bool HasCause<T>(Exception? ex)
+        where T : Exception => ex switch
+        {
+            null => false,
+            T => true,
+            AggregateException aggregate => aggregate.InnerExceptions.Any(HasCause<T>),
+            _ => HasCause<T>(ex.InnerException),
+        };
 
     /// <summary>The exception's message with the password removed, should a client library ever echo it.</summary>
     private string Describe(Exception ex)

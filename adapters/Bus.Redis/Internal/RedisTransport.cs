@@ -50,9 +50,10 @@ internal sealed class RedisTransport : MessageTransport
 
             // StackExchange.Redis's messages name the endpoint, never the password; keep only the message. It reports
             // refused credentials and a server certificate it could not verify alike, as an authentication failure:
-            // only the first is Unauthorized.
-            var refused = ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure, InnerException: not System.Security.Authentication.AuthenticationException };
-            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !refused);
+            // only the first is Unauthorized. Neither is worth retrying until someone changes a setting.
+            var authentication = ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure };
+            var refused = authentication && ex.InnerException is not System.Security.Authentication.AuthenticationException;
+            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !authentication);
         }
 
         _database = _connection.GetDatabase(_settings.Database);
