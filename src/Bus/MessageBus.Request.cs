@@ -75,6 +75,7 @@ public sealed partial class MessageBus
                 Transport.RegisterPrivateTopic(replyTopic);
                 Transport.RegisterPrivateTopic(Transport.GetDeadLetterTopic(replyTopic));
             }
+
             var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = replyTopic, MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
             _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
             _replyTopic = replyTopic;

@@ -152,11 +152,11 @@ public sealed partial class MessageBus : IMessageBus
                 Log.ConnectFailed(_logger, Backend, _redactedUrl, ex);
                 var timedOut = timeout.IsCancellationRequested;
                 var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : ex.Message;
-                var message = $"{Backend}: cannot connect to {_redactedUrl}: ";
-                // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …").
-                var backendPrefix = Backend + ": ";
-                message = why.StartsWith(message, StringComparison.Ordinal) ? why
-                    : message + (why.StartsWith(backendPrefix, StringComparison.Ordinal) ? why[backendPrefix.Length..] : why);
+                // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …"),
+                // nor the backend's name it starts with.
+                var prefix = $"{Backend}: cannot connect to {_redactedUrl}: ";
+                var message = why.StartsWith(prefix, StringComparison.Ordinal) ? why
+                    : prefix + (why.StartsWith(Backend + ": ", StringComparison.Ordinal) ? why[(Backend.Length + 2)..] : why);
                 // The transport's own reason stands (refused credentials are Unauthorized and not worth retrying).
                 var (reason, transient) = !timedOut && ex is BusException known ? (known.Reason, known.IsTransient) : (BusFailureReason.Connection, true);
                 throw new BusException(message, reason, Backend, null, transient, ex as BusException is null ? Scrub(ex) : ex);
