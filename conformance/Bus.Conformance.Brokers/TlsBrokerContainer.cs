@@ -68,15 +68,7 @@ public sealed class TlsBrokerContainer : IAsyncDisposable
             .WithResourceMapping(Encoding.ASCII.GetBytes(certificates.ServerPem), "/tls/server.pem")
             .WithResourceMapping(Encoding.ASCII.GetBytes(certificates.ServerKeyPem), "/tls/server.key")
             .WithPortBinding(tlsPort, assignRandomHostPort: true)
-            .WithCreateParameterModifier(parameters =>
-            {
-                foreach (var binding in parameters.HostConfig?.PortBindings?.Values.SelectMany(b => b) ?? [])
-                {
-                    binding.HostIP = "127.0.0.1";
-                }
-
-                parameters.Healthcheck = new() { Test = ["NONE"] }; // the image's plain-text check cannot pass here
-            })
+            .WithCreateParameterModifier(DockerHost.LoopbackOnlyWithoutHealthcheck)
             .WithWaitStrategy(Wait.ForUnixContainer().UntilMessageIsLogged(readyLine));
         foreach (var (path, content) in files ?? new Dictionary<string, string>())
         {

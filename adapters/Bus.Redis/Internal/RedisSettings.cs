@@ -89,8 +89,8 @@ internal sealed class RedisSettings
                 throw Invalid($"setting 'tls-ca' names '{caPath}', which is not a file");
             }
 
-            // The server's chain must end at this certificate (a private CA) instead of one the system trusts; the
-            // host name is still checked.
+            // The server's chain may end at this certificate (a private CA) as well as at a root the system trusts;
+            // the host name is still checked.
             configuration.TrustIssuer(caPath);
         }
 

@@ -10,7 +10,7 @@ namespace Bus.Conformance.Brokers.Internal;
 /// <summary>A broker in a container this fixture creates, on fixed host ports bound to 127.0.0.1, and removes again.</summary>
 internal sealed class ContainerBrokerFixture(BrokerBackend backend, string image, bool allowPull) : BrokerFixture(backend.Kind)
 {
-    private const string Host = "127.0.0.1";
+    private const string Host = DockerHost.Loopback;
     private const int StartAttempts = 3;
     private static readonly TimeSpan PullAllowance = TimeSpan.FromMinutes(10);
 
@@ -224,21 +224,7 @@ internal sealed class ContainerBrokerFixture(BrokerBackend backend, string image
             .WithLabel(DockerHost.KindLabel, Kind.ToString())
             .WithImagePullPolicy(allowPull ? PullPolicy.Missing : PullPolicy.Never)
             .WithLogger(NullLogger.Instance)
-            .WithCreateParameterModifier(parameters =>
-            {
-                // Bind on loopback only, never 0.0.0.0.
-                foreach (var bindings in parameters.HostConfig?.PortBindings?.Values ?? [])
-                {
-                    foreach (var binding in bindings)
-                    {
-                        binding.HostIP = Host;
-                    }
-                }
-
-                // Readiness is probed from the host with the broker's protocol; the image's HEALTHCHECK would only cost CPU
-                // and fill the log the fixture shows on failure.
-                parameters.Healthcheck = new() { Test = ["NONE"] };
-            });
+            .WithCreateParameterModifier(DockerHost.LoopbackOnlyWithoutHealthcheck);
 
         foreach (var (hostPort, containerPort) in spec.PortBindings)
         {

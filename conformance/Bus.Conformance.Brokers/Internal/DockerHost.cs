@@ -17,6 +17,24 @@ internal static class DockerHost
     /// <summary>Label on every container a fixture creates: the broker kind.</summary>
     public const string KindLabel = "bus.conformance.kind";
 
+    /// <summary>Where every container's ports are bound on the host.</summary>
+    public const string Loopback = "127.0.0.1";
+
+    /// <summary>
+    /// For every container a fixture creates: its ports bound on <see cref="Loopback"/> only, never 0.0.0.0; and the
+    /// image's HEALTHCHECK off, since readiness is probed from the host (the broker's protocol or log line) and the
+    /// check would only cost CPU and fill the log a failure shows (and a plain-text check cannot pass on a TLS port).
+    /// </summary>
+    public static void LoopbackOnlyWithoutHealthcheck(CreateContainerParameters parameters)
+    {
+        foreach (var binding in parameters.HostConfig?.PortBindings?.Values.SelectMany(b => b) ?? [])
+        {
+            binding.HostIP = Loopback;
+        }
+
+        parameters.Healthcheck = new() { Test = ["NONE"] };
+    }
+
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(10);
     private static readonly Lazy<DockerClient> LazyClient = new(CreateClient);
     private static readonly ConcurrentDictionary<string, Task<bool>> ImagePresence = new(StringComparer.Ordinal);

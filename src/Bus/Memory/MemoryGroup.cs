@@ -5,8 +5,8 @@ namespace Bus.Memory;
 /// and, for an ordered group, which keys have a message in flight (such a key's later messages wait, so per-key order
 /// holds across competing consumers and across retries). Consumers pull: a consumer whose buffer is empty takes a
 /// batch (<see cref="Pull"/>), and one that finds nothing waits until <see cref="Changed"/> wakes it; competing
-/// consumers are also handed their shares (see <see cref="Changed"/>). Every member
-/// runs under the topic's lock, except <see cref="HasWaiting"/>, which a consumer reads without it.
+/// consumers are also handed their shares (see <see cref="Changed"/>). Every member runs under the topic's lock,
+/// except <see cref="HasWaiting"/>, which a consumer reads without it.
 /// </summary>
 /// <remarks>
 /// Why pull rather than push: when the publisher handed each message to a consumer, publisher and consumer wrote the
@@ -129,8 +129,8 @@ internal sealed class MemoryGroup
     }
 
     /// <summary>
-    /// After anything that may have made messages available: hands competing consumers their shares, wakes as many
-    /// sleeping consumers as there are messages, and publishes the count for consumers to read without the lock.
+    /// After anything that may have made messages available: hands competing consumers their shares, publishes the
+    /// count for consumers to read without the lock, and wakes as many sleeping consumers as there are messages.
     /// </summary>
     /// <remarks>
     /// A lone consumer takes its batches itself. Competing consumers are handed theirs, round robin, each up to its
@@ -144,22 +144,21 @@ internal sealed class MemoryGroup
         var waiting = _retry.Count + _fresh.Count;
         if (waiting > 0 && _consumers.Count > 1)
         {
-            waiting = HandOut(waiting);
+            waiting = HandOut(waiting); // what is left
         }
 
-        while (waiting > 0 && _sleeping.TryDequeue(out var receiver))
+        if (_waiting != waiting)
+        {
+            Volatile.Write(ref _waiting, waiting);
+        }
+
+        for (var toWake = waiting; toWake > 0 && _sleeping.TryDequeue(out var receiver);)
         {
             receiver.QueuedToWake = false;
             if (receiver.Wake())
             {
-                waiting--;
+                toWake--;
             }
-        }
-
-        waiting = _retry.Count + _fresh.Count;
-        if (_waiting != waiting)
-        {
-            Volatile.Write(ref _waiting, waiting);
         }
     }
 
