@@ -46,7 +46,10 @@ internal sealed class MemoryGroup
     public bool Ordered { get; }
 
     /// <summary>Whether messages wait to be taken. Read without the lock: a consumer looks before it takes the lock.</summary>
-    public bool HasWaiting => Volatile.Read(ref _waiting) != 0;
+    public bool HasWaiting => Waiting != 0;
+
+    /// <summary>How many messages wait to be taken. Read without the lock, as <see cref="HasWaiting"/>.</summary>
+    public int Waiting => Volatile.Read(ref _waiting);
 
     public void AddConsumer(MemoryReceiver receiver) => _consumers.Add(receiver);
 

@@ -30,6 +30,12 @@ internal sealed class MemoryReceiver : TransportReceiver
     /// <summary>The most a pull takes: bounds how long it holds the topic's lock (publishers wait on it meanwhile).</summary>
     public const int MaxBatch = 128;
 
+    // Gather's bounds: a spin of 10 is about 0.3 µs here (two or three publishes), so at most about 5 µs in all.
+    private const int GatherTarget = 32;
+    private const int GatherSpin = 10;
+    private const int GatherRounds = 16;
+    private static readonly bool CanGather = Environment.ProcessorCount > 1;
+
     private const int SlotBits = 16; // SubscriptionOptions.MaxInFlight is at most 65,535
     private const long SlotMask = (1L << SlotBits) - 1;
 
@@ -209,6 +215,41 @@ internal sealed class MemoryReceiver : TransportReceiver
         return default;
     }
 
+    /// <summary>
+    /// Before a pull: while a publisher is still adding to what waits, lets the batch grow to <see cref="GatherTarget"/>
+    /// (or this consumer's credit), for at most <see cref="GatherRounds"/> short spins, and stops as soon as a spin sees
+    /// nothing added. The reader's, without the lock.
+    /// </summary>
+    /// <remarks>
+    /// Why: publisher and consumer meet on the topic's lock and the group's queue once per pull, and on two cores moving
+    /// those between the two CPUs' caches costs more than the messages themselves. A consumer that keeps up with its
+    /// publisher pulls every two to four messages, each pull slows the publisher, and the two settle there (1.3M msg/s,
+    /// 1.4 µs of CPU per message, against 0.4 µs for one thread doing both sides). Waiting a few hundred nanoseconds
+    /// while messages are still arriving makes the batches bigger. A quiet topic costs one spin per pull; a single
+    /// CPU never spins (the publisher could not run meanwhile).
+    /// </remarks>
+    private void Gather()
+    {
+        if (!CanGather)
+        {
+            return;
+        }
+
+        var target = Math.Min(Credit, GatherTarget);
+        var seen = _group.Waiting;
+        for (var round = 0; round < GatherRounds && seen < target; round++)
+        {
+            Thread.SpinWait(GatherSpin);
+            var now = _group.Waiting;
+            if (now <= seen)
+            {
+                break; // nothing added (or a competing consumer took some): take what is there
+            }
+
+            seen = now;
+        }
+    }
+
     /// <summary>Takes a batch from the group into the buffer. The reader's. False when there was nothing to take.</summary>
     private bool TryPull()
     {
@@ -217,6 +258,7 @@ internal sealed class MemoryReceiver : TransportReceiver
             return false;
         }
 
+        Gather();
         lock (_topic.Sync)
         {
             return !_closed && _group.Pull(this, Room) > 0;

@@ -16,7 +16,7 @@ internal sealed class MemoryTopic(string name, int retention)
     private TopicOptions? _options;
     private long _nextOffset;
 
-    public object Sync { get; } = new();
+    public Lock Sync { get; } = new();
 
     public string Name { get; } = name;
 
