@@ -18,7 +18,7 @@ internal sealed class RabbitMqReceiver : TransportReceiver
     private readonly string _topic;
     private readonly string _queue;
     private readonly ILogger _logger;
-    private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = false });
+    private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = true });
     private readonly CancellationTokenSource _closing = new();
     private readonly KeyGate? _gate;
     private int _closed;

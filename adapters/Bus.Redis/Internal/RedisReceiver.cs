@@ -42,7 +42,7 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly TimeSpan _pollMaxDelay;
     private readonly long _claimIntervalMs;
     private readonly ILogger _logger;
-    private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = false });
+    private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
     private readonly Dictionary<string, Lease> _inHand = new(StringComparer.Ordinal); // the loop's alone (and close's, after it)
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use

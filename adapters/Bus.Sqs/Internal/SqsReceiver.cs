@@ -31,7 +31,7 @@ internal sealed class SqsReceiver : TransportReceiver
     private readonly string _queueName;
     private readonly IAmazonSQS _client;
     private readonly ILogger _logger;
-    private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
+    private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
     private readonly ConcurrentDictionary<long, (string Receipt, string SqsId)> _unsettled = new();
     private readonly SemaphoreSlim _credit;
     private readonly SemaphoreSlim _gathering = new(1, 1);

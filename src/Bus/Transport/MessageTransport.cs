@@ -145,7 +145,9 @@ public abstract class TransportReceiver : IAsyncDisposable
     /// <summary>
     /// Deliveries in the order the backend gives them. Core never holds more than the subscription's
     /// <see cref="SubscriptionOptions.MaxInFlight"/> unsettled; keep the backend's prefetch at that value. Complete
-    /// the channel with an exception when the receiver fails for good (core reports it to the consumer).
+    /// the channel with an exception when the receiver fails for good (core reports it to the consumer). Core makes one
+    /// read at a time, so the channel may be created with <c>SingleReader = true</c>, which spares a lock per write and
+    /// per read; a receiver that drops what is left when it closes should do so with <c>TryRead</c> only.
     /// </summary>
     public abstract ChannelReader<ReceivedMessage> Deliveries { get; }
 
