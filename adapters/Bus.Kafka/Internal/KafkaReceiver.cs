@@ -31,6 +31,12 @@ internal sealed class KafkaReceiver : TransportReceiver
     /// </summary>
     private static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// How long closing polls after unsubscribing for the revocation to be served (see <see cref="LeaveGroup"/>). A
+    /// revocation comes at the next poll when the member is steady; a rebalance under way has to finish first.
+    /// </summary>
+    private static readonly TimeSpan LeaveWait = TimeSpan.FromSeconds(5);
+
     private readonly KafkaTransport _transport;
     private readonly string _topic;
     private readonly SubscriptionOptions _options;
@@ -56,6 +62,8 @@ internal sealed class KafkaReceiver : TransportReceiver
     private int _held;
     private bool _paused;
     private bool _assignedOnce;
+    private bool _holdingAssignment;  // poll thread only: an assignment was accepted and not yet revoked or lost
+    private volatile bool _closing;   // set before consumer.Close(): rebalance callbacks then make no broker calls
     private int _disposed;
     private volatile string _step = "starting"; // what the poll thread is doing, for the close warning
 
@@ -364,7 +372,9 @@ internal sealed class KafkaReceiver : TransportReceiver
             StoreAcknowledged(consumer);
             _step = "committing before close";
             CommitStored(consumer);
+            LeaveGroup(consumer);
             _step = "closing (librdkafka leaves the group, revoking and committing)";
+            _closing = true;
             consumer.Close();
         }
         catch (Exception ex)
@@ -399,9 +409,65 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
     }
 
+    /// <summary>
+    /// Before <c>Close()</c>: unsubscribes and polls until the revocation that follows has been served here, at most
+    /// <see cref="LeaveWait"/>; records fetched meanwhile are dropped (uncommitted, they go to the next owner).
+    /// <para>
+    /// Why: a rebalance callback still queued when <c>Close()</c> starts is served inside <c>Close()</c>, but librdkafka
+    /// no longer waits for it there: its close rejoins (join state init), unassigns by itself and may finish
+    /// terminating first. What the callback then sends reaches a group that is terminating or gone: a commit in the
+    /// same pass as the group's last step trips <c>rd_kafka_cgrp_terminated: assert:
+    /// !rd_kafka_assignment_in_progress</c> and aborts the process (confluentinc/librdkafka#4792); a commit or the
+    /// (un)assign Confluent.Kafka makes after the handler, arriving later, is dropped unanswered and never returns.
+    /// Unsubscribed, the member starts no more rebalances (no subscription, no heartbeats), so once its revocation
+    /// has been served here, <c>Close()</c> has no callback left to serve.
+    /// </para>
+    /// </summary>
+    private void LeaveGroup(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        _step = "leaving the group (unsubscribed, serving the revocation)";
+        try
+        {
+            // Synchronous: when it returns, the revocation it causes (if this member holds an assignment) is queued.
+            consumer.Unsubscribe();
+        }
+        catch (KafkaException ex)
+        {
+            Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
+            return;
+        }
+
+        var deadline = DateTime.UtcNow + LeaveWait;
+        do
+        {
+            try
+            {
+                // Serves the queued callbacks; a rebalance that was under way completes (assignment, then the
+                // revocation the unsubscribe postponed) while this polls.
+                consumer.Consume(PollInterval);
+            }
+            catch (ConsumeException ex) when (!ex.Error.IsFatal)
+            {
+                Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
+            }
+            catch (KafkaException ex)
+            {
+                // A handler's failure, rethrown by the poll: the revocation may still come at the next one.
+                Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
+            }
+        }
+        while (_holdingAssignment && DateTime.UtcNow < deadline);
+    }
+
     private IEnumerable<TopicPartitionOffset> OnAssigned(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartition> assigned)
     {
         Log.Assigned(_transport.Logger, Group, _topic, string.Join(',', assigned.Select(p => p.Partition.Value)));
+        if (_closing)
+        {
+            // Served by Close(): librdkafka treats any assignment as an unassignment while it terminates, so no start
+            // positions are needed, and a broker call now could reach a group that has already terminated.
+            return assigned.Select(p => new TopicPartitionOffset(p, Offset.Unset)).ToList();
+        }
 
         // With cooperative rebalancing the partitions kept stay assigned while the broker calls below may take seconds:
         // store what was acknowledged on them first, so a crash meanwhile does not deliver it again.
@@ -448,6 +514,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         // A new assignment starts unpaused (eager rebalancing replaces it whole); flow control pauses it again if needed.
         _paused = false;
         _assignedOnce = true;
+        _holdingAssignment = true;
         _step = outer;
         return starts;
     }
@@ -523,6 +590,7 @@ internal sealed class KafkaReceiver : TransportReceiver
             dropped = DropRevoked(states);
         }
 
+        _holdingAssignment = false;
         var names = string.Join(',', revoked.Select(p => p.Partition.Value));
         if (lost)
         {
@@ -532,9 +600,17 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
 
         Log.Revoked(_transport.Logger, Group, _topic, names, dropped);
-        var outer = _step; // during a close: "closing", which goes on after this callback returns
-        _step = "committing on revocation";
         Store(consumer);
+        if (_closing)
+        {
+            // Served by Close() (LeaveGroup ran out of time): no commit, which could reach a group that has already
+            // terminated. What was acknowledged was committed just before Close(), and librdkafka commits the offsets
+            // stored above when it unassigns these partitions (enable.auto.commit), as part of closing.
+            return;
+        }
+
+        var outer = _step;
+        _step = "committing on revocation";
         CommitStored(consumer);
         _step = outer;
     }
