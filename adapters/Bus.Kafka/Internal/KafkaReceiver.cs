@@ -62,6 +62,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private int _held;
     private bool _paused;
     private bool _assignedOnce;
+    private readonly Dictionary<int, TopicPartitionOffset> _newGroupStarts = []; // poll thread only: resolved, not yet committed
     private bool _holdingAssignment;  // poll thread only: an assignment was accepted and not yet revoked or lost
     private volatile bool _closing;   // set before consumer.Close(): rebalance callbacks then make no broker calls
     private int _disposed;
@@ -487,8 +488,15 @@ internal sealed class KafkaReceiver : TransportReceiver
                 }
                 else
                 {
-                    _step = "resolving the start position of a new group";
-                    var start = ResolveStart(consumer, entry.TopicPartition);
+                    // Resolved once per partition: when the commit below fails, a later assignment of the partition
+                    // starts where this one would have, not at a "latest" that has moved on meanwhile.
+                    if (!_newGroupStarts.TryGetValue(entry.Partition.Value, out var start))
+                    {
+                        _step = "resolving the start position of a new group";
+                        start = ResolveStart(consumer, entry.TopicPartition);
+                        _newGroupStarts[entry.Partition.Value] = start;
+                    }
+
                     fresh.Add(start);
                     starts.Add(start);
                 }
@@ -499,7 +507,22 @@ internal sealed class KafkaReceiver : TransportReceiver
                 // The group exists from now on: commit where it starts, so a successor (or this consumer after a crash)
                 // resumes here rather than at a "latest" that has moved on.
                 _step = "committing the start positions of a new group";
-                consumer.Commit(fresh);
+                try
+                {
+                    consumer.Commit(fresh);
+                    foreach (var start in fresh)
+                    {
+                        _newGroupStarts.Remove(start.Partition.Value);
+                    }
+                }
+                catch (KafkaException ex)
+                {
+                    // Typically "rebalance in progress": another member joined or left meanwhile, and a new assignment
+                    // follows. Thrown from here, the failure would come out of Consume and leave librdkafka waiting for
+                    // an assignment that is never made (a join that never completes); the start positions are kept
+                    // above and committed with the next assignment or the first acknowledgement.
+                    Log.CommitFailed(_transport.Logger, Group, _topic, ex);
+                }
             }
 
             lock (_sync)
