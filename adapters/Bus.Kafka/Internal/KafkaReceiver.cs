@@ -45,6 +45,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private readonly TaskCompletionSource _established = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<int, TopicPartitionOffset> _newGroupStarts = []; // poll thread only: resolved, not yet committed
     private readonly object _sync = new();
     private readonly Dictionary<int, PartitionState> _partitions = [];
     private readonly LinkedList<Record> _backlog = new();
@@ -62,7 +63,6 @@ internal sealed class KafkaReceiver : TransportReceiver
     private int _held;
     private bool _paused;
     private bool _assignedOnce;
-    private readonly Dictionary<int, TopicPartitionOffset> _newGroupStarts = []; // poll thread only: resolved, not yet committed
     private bool _holdingAssignment;  // poll thread only: an assignment was accepted and not yet revoked or lost
     private volatile bool _closing;   // set before consumer.Close(): rebalance callbacks then make no broker calls
     private int _disposed;
@@ -447,13 +447,10 @@ internal sealed class KafkaReceiver : TransportReceiver
                 // revocation the unsubscribe postponed) while this polls.
                 consumer.Consume(PollInterval);
             }
-            catch (ConsumeException ex) when (!ex.Error.IsFatal)
-            {
-                Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
-            }
             catch (KafkaException ex)
             {
-                // A handler's failure, rethrown by the poll: the revocation may still come at the next one.
+                // A record that cannot be read, a broker error or a handler's failure rethrown by the poll (a
+                // ConsumeException is one too): the revocation may still come at the next poll, and Close() follows.
                 Log.ClientError(_transport.Logger, "consumer " + Group, ex.Error.Code.ToString(), ex.Error.Reason);
             }
         }
