@@ -1,5 +1,7 @@
 using System.Text;
 using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -154,8 +156,9 @@ public sealed class KafkaInteropTests(KafkaClusterFixture cluster, ITestOutputHe
     public async Task Ensure_creates_with_the_partition_count_or_says_why_it_could_not()
     {
         var topic = NewTopic("ensure");
-        var logs = new CapturingLoggerFactory();
-        await using var bus = MessageBus.Create(cluster.CreateOptions(), logs);
+        using var logs = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.AddProvider(logs));
+        await using var bus = MessageBus.Create(cluster.CreateOptions(), loggerFactory);
         await bus.EnsureTopicAsync(topic, new TopicOptions { Partitions = 2 });
         await bus.EnsureTopicAsync(topic, new TopicOptions { Partitions = 2 });
         var partitions = PartitionCount(topic);
@@ -169,12 +172,13 @@ public sealed class KafkaInteropTests(KafkaClusterFixture cluster, ITestOutputHe
         else
         {
             // The librdkafka mock cluster: no CreateTopics, auto-created with its default count; the log says so.
-            foreach (var (id, _, text) in logs.Events.Where(e => e.Id is 4003 or 4004))
+            var events = logs.Collector.GetSnapshot();
+            foreach (var e in events.Where(e => e.Id.Id is 4003 or 4004))
             {
-                output.WriteLine($"{id}: {text}");
+                output.WriteLine($"{e.Id.Id}: {e.Message}");
             }
 
-            Assert.Contains(logs.Events, e => e.Id == 4004 && e.Text.Contains(topic, StringComparison.Ordinal));
+            Assert.Contains(events, e => e.Id.Id == 4004 && e.Message.Contains(topic, StringComparison.Ordinal));
         }
     }
 
