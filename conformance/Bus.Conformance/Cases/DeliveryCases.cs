@@ -15,7 +15,7 @@ internal static class DeliveryCases
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
         new("fan_out_groups", "delivery", BusFeatures.FanOutToGroups, "two groups each receive all 100", FanOutGroups),
-        new("batch_publish", "delivery", BusFeatures.PerKeyOrdering, "a batch of 500 over 8 keys arrives whole, in order per key", BatchPublish),
+        new("batch_publish", "delivery", BusFeatures.None, "a batch of 500 over 8 keys arrives whole (and in order per key where the backend keeps it)", BatchPublish),
         new("max_in_flight", "delivery", BusFeatures.None, "never more than max in-flight handlers at once", MaxInFlight),
         new("graceful_shutdown", "delivery", BusFeatures.None, "dispose waits for running handlers and loses nothing", GracefulShutdown),
         new("delayed", "delivery", BusFeatures.DelayedDelivery, "a 2 s delayed message is not delivered before 2 s", Delayed),
@@ -236,11 +236,25 @@ internal static class DeliveryCases
         }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
         var batch = Enumerable.Range(0, 500).Select(i => Numbered($"m{i}", $"key-{i % 8}", i / 8)).ToList();
         await ctx.Bus.PublishBatchAsync(topic, batch);
-        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Count >= 500; } }, "500 messages", () => $"{handled.Count}");
+        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Distinct().Count() >= 500; } }, "500 distinct messages", () => $"{handled.Distinct().Count()} distinct of {handled.Count}");
         lock (handled)
         {
-            OrderingCases.CheckPerKeyOrder(handled, 8);
             ctx.Report("duplicates", handled.Count - 500);
+
+            // Batch publishing is not an ordering feature: a backend without per-key order (SQS standard queues) still
+            // has to deliver the whole batch, so the case runs everywhere and checks the order only where it is kept.
+            if (ctx.Capabilities.Supports(BusFeatures.PerKeyOrdering))
+            {
+                OrderingCases.CheckPerKeyOrder(handled, 8);
+                if (ctx.Capabilities.Remarks.TryGetValue(BusFeatures.PerKeyOrdering, out var how))
+                {
+                    ctx.Note($"PerKeyOrdering: {how}");
+                }
+            }
+            else
+            {
+                ctx.Note("order per key not checked: " + ctx.Capabilities.ExplainMissing(BusFeatures.PerKeyOrdering));
+            }
         }
     }
 
