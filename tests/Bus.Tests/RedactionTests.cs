@@ -18,6 +18,27 @@ public class RedactionTests
     public void Passwords_and_secret_query_values_are_replaced(string url, string expected)
         => Assert.Equal(expected, UriRedaction.Redact(new Uri(url)));
 
+    [Theory]
+    [InlineData("guest:s3cret@localhost", "guest:***@localhost")]
+    [InlineData("//guest:s3cret@localhost", "//guest:***@localhost")]
+    [InlineData("rabbitmq://guest:s3cr@t@bad host", "rabbitmq://guest:***@bad host")]
+    [InlineData("sqs://bad host?secretkey=abc&region=eu", "sqs://bad host?secretkey=***&region=eu")]
+    [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#x")]
+    [InlineData("not a uri", "not a uri")]
+    public void Unparsable_text_loses_its_password_and_secret_query_values(string text, string expected)
+        => Assert.Equal(expected, UriRedaction.RedactText(text));
+
+    [Theory]
+    [InlineData("guest:s3cret-pw@localhost")]
+    [InlineData("//guest:s3cret-pw@localhost")]
+    [InlineData("rabbitmq://guest:s3cret-pw@bad host:5672")]
+    [InlineData("sqs://bad host?secretkey=s3cret-pw")]
+    public void A_bad_url_is_reported_without_its_secret(string url)
+    {
+        var error = Assert.ThrowsAny<BusException>(() => MessageBus.Create(url));
+        Assert.DoesNotContain("s3cret-pw", error.ToString(), StringComparison.Ordinal);
+    }
+
     [Property(MaxTest = 300)]
     public Property No_password_survives_redaction()
     {

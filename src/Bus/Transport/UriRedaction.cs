@@ -54,22 +54,57 @@ public static class UriRedaction
     }
 
     /// <summary>
-    /// The text of a possibly unparsable URI with anything between "://" and "@" reduced to the user name, for
-    /// error messages about bad URIs.
+    /// The text of a possibly unparsable URI with the password of its user info (anything between the first colon and
+    /// the last "@" of the authority) and every secret-looking query value replaced by <c>***</c>, for error messages
+    /// about bad URIs. Text without "://" (a forgotten scheme: <c>guest:secret@host</c>) is redacted the same way.
     /// </summary>
     /// <param name="url">The text as configured.</param>
     public static string RedactText(string url)
     {
+        ArgumentNullException.ThrowIfNull(url);
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        var start = scheme >= 0 ? scheme + 3 : url.StartsWith("//", StringComparison.Ordinal) ? 2 : 0;
         var at = url.LastIndexOf('@');
-        if (scheme < 0 || at < scheme)
+        var text = url;
+        if (at >= start)
         {
-            return url;
+            var colon = url.IndexOf(':', start, at - start);
+            if (colon >= 0)
+            {
+                text = url[..(colon + 1)] + "***" + url[at..];
+            }
         }
 
-        var userInfo = url[(scheme + 3)..at];
-        var colon = userInfo.IndexOf(':');
-        return colon < 0 ? url : url[..(scheme + 3)] + userInfo[..colon] + ":***" + url[at..];
+        var query = text.IndexOf('?', Math.Min(start, text.Length));
+        if (query < 0 || query == text.Length - 1)
+        {
+            return text;
+        }
+
+        var end = text.IndexOf('#', query);
+        var parts = (end < 0 ? text[(query + 1)..] : text[(query + 1)..end]).Split('&');
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var equals = parts[i].IndexOf('=');
+            if (equals > 0 && IsSecretName(SafeUnescape(parts[i][..equals])))
+            {
+                parts[i] = parts[i][..(equals + 1)] + "***";
+            }
+        }
+
+        return text[..(query + 1)] + string.Join('&', parts) + (end < 0 ? "" : text[end..]);
+    }
+
+    private static string SafeUnescape(string text)
+    {
+        try
+        {
+            return Uri.UnescapeDataString(text);
+        }
+        catch (UriFormatException)
+        {
+            return text;
+        }
     }
 
     private static bool HasSecretQuery(string query)
