@@ -69,7 +69,30 @@ public sealed partial class MessageBus : IMessageBus
             throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {ex.Message}", factory.Backend, ex);
         }
 
+        if (context.UnusedSettings() is { Count: > 0 } unused)
+        {
+            // Names only, and not the URI either: a value may be a secret under a misspelt name that redaction misses.
+            _ = DisposeQuietlyAsync(transport);
+            var names = string.Join(", ", unused.Select(name => $"'{name}'"));
+            var asked = context.AskedSettings();
+            throw new BusConfigurationException(
+                $"{factory.Backend}: {(unused.Count == 1 ? "setting" : "settings")} {names} (from the URI's query or {BusOptions.SectionName}:Settings) {(unused.Count == 1 ? "is" : "are")} not used by this backend with this URI; check the spelling. It reads: {(asked.Count == 0 ? "no settings" : string.Join(", ", asked))}.",
+                factory.Backend);
+        }
+
         return new MessageBus(transport, copy, loggerFactory, context.RedactedUrl);
+
+        static async Task DisposeQuietlyAsync(MessageTransport transport)
+        {
+            try
+            {
+                await transport.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Never connected; nothing to report beyond the configuration error.
+            }
+        }
     }
 
     /// <summary>Builds a bus for <paramref name="url"/> with default options.</summary>

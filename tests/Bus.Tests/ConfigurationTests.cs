@@ -46,6 +46,32 @@ public class ConfigurationTests
     }
 
     [Theory]
+    [InlineData("memory://?retension=10", "'retension'")]
+    [InlineData("memory://?bogus=1&pasword=hunter2-secret", "'bogus', 'pasword'")]
+    public void A_setting_the_backend_does_not_read_fails_at_creation_by_name_without_its_value(string url, string names)
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create(url));
+        Assert.Contains(names, error.Message, StringComparison.Ordinal);
+        Assert.Contains("It reads: max-message-size, retention.", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2-secret", error.Message, StringComparison.Ordinal);
+        Assert.Equal("memory", error.Backend);
+    }
+
+    [Fact]
+    public async Task A_setting_from_configuration_is_checked_like_one_from_the_uri()
+    {
+        var options = new BusOptions { Url = "memory://" };
+        options.Settings["queue-type"] = "classic"; // meant for RabbitMQ
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create(options));
+        Assert.Contains("'queue-type'", error.Message, StringComparison.Ordinal);
+
+        options.Settings.Clear();
+        options.Settings["Retention"] = "10"; // names are case-insensitive
+        await using var bus = MessageBus.Create(options);
+        Assert.Equal("memory", bus.Backend);
+    }
+
+    [Theory]
     [InlineData("", "is empty")]
     [InlineData("localhost:5672", "no scheme")]
     [InlineData("rabbitmq://guest:p@ss%word@", "not a valid URI")]

@@ -15,8 +15,15 @@ public sealed class TransportContext
         Options = options;
         LoggerFactory = loggerFactory;
         RedactedUrl = UriRedaction.Redact(uri);
-        Settings = ParseSettings(uri, options);
+        _settings = ParseSettings(uri, options);
     }
+
+    private readonly Dictionary<string, string> _settings;
+
+    // The names the transport asked for, present or not: what it reads with this URI. A setting that is given and
+    // never asked for is a typo or meant for another backend, and fails at startup instead of being ignored.
+    private readonly HashSet<string> _asked = new(StringComparer.OrdinalIgnoreCase);
+    private bool _enumerated;
 
     /// <summary>The connection URI, credentials included.</summary>
     public Uri Uri { get; }
@@ -30,13 +37,28 @@ public sealed class TransportContext
     /// <summary>For the transport's loggers.</summary>
     public ILoggerFactory LoggerFactory { get; }
 
-    /// <summary>Backend settings: <see cref="BusOptions.Settings"/> overlaid with the URI's query parameters.</summary>
-    public IReadOnlyDictionary<string, string> Settings { get; }
+    /// <summary>
+    /// Backend settings: <see cref="BusOptions.Settings"/> overlaid with the URI's query parameters. A transport that
+    /// reads this dictionary (rather than <see cref="GetSetting(string, string?)"/>) checks the names itself: core then
+    /// no longer rejects settings that were not asked for.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Settings
+    {
+        get
+        {
+            _enumerated = true;
+            return _settings;
+        }
+    }
 
     /// <summary>A setting as text, or <paramref name="defaultValue"/>.</summary>
     /// <param name="name">The setting's name (case-insensitive).</param>
     /// <param name="defaultValue">Returned when absent.</param>
-    public string? GetSetting(string name, string? defaultValue = null) => Settings.TryGetValue(name, out var value) ? value : defaultValue;
+    public string? GetSetting(string name, string? defaultValue = null)
+    {
+        _asked.Add(name);
+        return _settings.TryGetValue(name, out var value) ? value : defaultValue;
+    }
 
     /// <summary>A setting as an integer, or <paramref name="defaultValue"/>.</summary>
     /// <param name="name">The setting's name.</param>
@@ -54,6 +76,13 @@ public sealed class TransportContext
             ? value
             : throw new BusConfigurationException($"Setting '{name}' must be an integer; it is '{text}'.");
     }
+
+    /// <summary>Settings given and never asked for by the transport (none if it read <see cref="Settings"/> itself).</summary>
+    internal IReadOnlyList<string> UnusedSettings()
+        => _enumerated ? [] : [.. _settings.Keys.Where(name => !_asked.Contains(name)).Order(StringComparer.OrdinalIgnoreCase)];
+
+    /// <summary>The names the transport asked for.</summary>
+    internal IReadOnlyList<string> AskedSettings() => [.. _asked.Order(StringComparer.OrdinalIgnoreCase)];
 
     private static Dictionary<string, string> ParseSettings(Uri uri, BusOptions options)
     {
