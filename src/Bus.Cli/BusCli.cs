@@ -7,6 +7,12 @@ namespace Bus.Cli;
 /// <summary>The <c>bus</c> command tree.</summary>
 internal static class BusCli
 {
+    /// <summary>
+    /// Errors and warnings: standard error, so that scripts reading a command's output (<c>bus consume</c>) do not
+    /// take them for data.
+    /// </summary>
+    public static IAnsiConsole Errors { get; set; } = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
     public static RootCommand CreateRootCommand() => new("Bus: one messaging contract over Kafka, RabbitMQ, SQS, Redis Streams, NATS, Pulsar, MQTT and memory.")
     {
         DemoCommand.Create(),
@@ -19,18 +25,35 @@ internal static class BusCli
     /// <summary>Runs a command line; a bus error is one clear line (it never contains a password), not a stack trace.</summary>
     public static async Task<int> InvokeAsync(string[] args)
     {
+        if (Console.IsOutputRedirected)
+        {
+            // Spectre.Console assumes 80 columns when it cannot ask a terminal, and breaks table cells mid-word; a log
+            // file or a pipe has no width to respect.
+            AnsiConsole.Profile.Width = 240;
+            Errors.Profile.Width = 240;
+        }
+
         try
         {
             return await CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (BusException ex)
         {
-            AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(ex.Message)}");
-            return ex.Reason == BusFailureReason.Configuration ? 2 : 1;
+            return Error(ex.Message, ex.Reason == BusFailureReason.Configuration ? 2 : 1);
         }
         catch (OperationCanceledException)
         {
             return 130;
         }
     }
+
+    /// <summary>Prints <c>error: message</c> to standard error and returns <paramref name="exitCode"/>.</summary>
+    public static int Error(string message, int exitCode)
+    {
+        Errors.MarkupLine($"[red]error:[/] {Markup.Escape(message)}");
+        return exitCode;
+    }
+
+    /// <summary>Prints <c>note: message</c> to standard error.</summary>
+    public static void Note(string message) => Errors.MarkupLine($"[yellow]note:[/] {Markup.Escape(message)}");
 }

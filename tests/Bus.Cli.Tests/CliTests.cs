@@ -9,24 +9,39 @@ public class CliTests
 {
     private static async Task<(int ExitCode, string Output)> RunAsync(params string[] args)
     {
+        var (exitCode, output, errors) = await RunSplitAsync(args);
+        return (exitCode, output + errors);
+    }
+
+    /// <summary>Runs a command line with standard output and the error console captured apart.</summary>
+    private static async Task<(int ExitCode, string Output, string Errors)> RunSplitAsync(params string[] args)
+    {
         var output = new StringWriter();
-        var previous = AnsiConsole.Console;
-        AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(output),
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-        });
-        AnsiConsole.Console.Profile.Width = 200;
+        var errors = new StringWriter();
+        var (previous, previousErrors) = (AnsiConsole.Console, BusCli.Errors);
+        AnsiConsole.Console = Capture(output);
+        BusCli.Errors = Capture(errors);
         try
         {
             var exitCode = await BusCli.InvokeAsync(args);
-            return (exitCode, output.ToString());
+            return (exitCode, output.ToString(), errors.ToString());
         }
         finally
         {
-            AnsiConsole.Console = previous;
+            (AnsiConsole.Console, BusCli.Errors) = (previous, previousErrors);
+        }
+
+        static IAnsiConsole Capture(TextWriter writer)
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings
+            {
+                Out = new AnsiConsoleOutput(writer),
+                Ansi = AnsiSupport.No,
+                ColorSystem = ColorSystemSupport.NoColors,
+                Interactive = InteractionSupport.No,
+            });
+            console.Profile.Width = 200;
+            return console;
         }
     }
 
@@ -65,12 +80,52 @@ public class CliTests
         }
     }
 
-    [Fact]
-    public async Task An_unknown_scheme_fails_with_a_message_that_names_it_and_hides_the_password()
+    [Theory]
+    [InlineData("smtp://me:hunter2-pw@mail", "unknown scheme 'smtp'")]
+    [InlineData("me:hunter2-pw@mail", "has no scheme")]
+    [InlineData("memory://?retension=5&pasword=hunter2-pw", "'pasword', 'retension'")]
+    public async Task A_bad_url_fails_on_standard_error_with_a_message_that_names_the_fault_and_hides_the_password(string url, string expected)
     {
-        var (exitCode, output) = await RunAsync("send", "t", "x", "--url", "smtp://me:hunter2-pw@mail");
+        var (exitCode, output, errors) = await RunSplitAsync("send", "t", "x", "--url", url);
         Assert.Equal(2, exitCode);
-        Assert.Contains("unknown scheme 'smtp'", output, StringComparison.Ordinal);
-        Assert.DoesNotContain("hunter2-pw", output, StringComparison.Ordinal);
+        Assert.Equal("", output);
+        Assert.Contains(expected, errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2-pw", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_misspelt_case_is_an_error_and_not_an_empty_pass()
+    {
+        var (exitCode, output, errors) = await RunSplitAsync("conformance", "--url", "memory://", "--case", "errors/ilegal_topic");
+        Assert.Equal(2, exitCode);
+        Assert.Equal("", output);
+        Assert.Contains("no case or category 'errors/ilegal_topic'", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_selection_of_cases_leaves_the_matrix_alone_unless_told_where_to_write()
+    {
+        var (exitCode, output) = await RunAsync("conformance", "--url", "memory://", "--case", "errors/illegal_topic");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("1 passed, 0 failed, 0 unsupported; matrix not written", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unwritable_matrix_folder_is_one_error_line_and_exit_code_1()
+    {
+        var blocker = Path.GetTempFileName(); // a file where the folder should be
+        var (exitCode, _, errors) = await RunSplitAsync("conformance", "--url", "memory://", "--case", "errors/illegal_topic", "--output", Path.Combine(blocker, "sub"));
+        Assert.Equal(1, exitCode);
+        Assert.StartsWith("error: cannot write the matrix to ", errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", errors, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Send_on_memory_says_that_nothing_outside_the_command_sees_it()
+    {
+        var (exitCode, output, errors) = await RunSplitAsync("send", "t", "x", "--url", "memory://", "-n", "2");
+        Assert.Equal(0, exitCode);
+        Assert.Contains("published 2 to t", output, StringComparison.Ordinal);
+        Assert.Contains("note: memory:// lives inside this one command", errors, StringComparison.Ordinal);
     }
 }

@@ -24,11 +24,40 @@ internal static class CommonOptions
             .Build();
         var options = new BusOptions();
         configuration.GetSection(BusOptions.SectionName).Bind(options);
-        if (!string.IsNullOrWhiteSpace(url))
+        if (url is not null)
         {
-            options.Url = url;
+            // Given but empty (an unset $BUS_URL): an error, not a silent fall-back to the private memory:// default.
+            options.Url = string.IsNullOrWhiteSpace(url)
+                ? throw new BusConfigurationException("--url is empty (an unset variable?); give a URI such as memory://name or rabbitmq://host.")
+                : url;
         }
 
         return options;
+    }
+
+    /// <summary>
+    /// <c>memory://</c> lives inside one process, and every <c>bus</c> command is a process of its own: what
+    /// <c>bus send</c> publishes there is lost, and <c>bus consume</c> there waits for ever. Says so.
+    /// </summary>
+    public static void WarnIfMemory(MessageBus bus, string what)
+    {
+        if (bus.Backend == "memory")
+        {
+            BusCli.Note($"{bus.RedactedUrl} lives inside this one command: {what}. Use --url with a broker (or set BUS__URL) to reach other processes.");
+        }
+    }
+
+    /// <summary>Rejects values below <paramref name="minimum"/> when the command line is parsed.</summary>
+    public static T AtLeast<T>(this T option, int minimum)
+        where T : Option<int>
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() < minimum)
+            {
+                result.AddError($"{option.Name} must be at least {minimum}.");
+            }
+        });
+        return option;
     }
 }

@@ -12,9 +12,16 @@ internal static class ConformanceCommand
         var url = CommonOptions.Url();
         var cases = new Option<string[]>("--case", "-c") { Description = "Only these cases or categories (e.g. dlq, delivery/round_trip); repeatable." };
         var target = new Option<string?>("--target") { Description = "What the URL points at, for the matrix (e.g. 'RabbitMQ 3.13 on staging')." };
-        var unreachable = new Option<string?>("--unreachable-url") { Description = "A URL of the same scheme with a closed port and the password s3cr3t-Pa55word-zq, for errors/unreachable_broker." };
+        var unreachable = new Option<string?>("--unreachable-url") { Description = "For errors/unreachable_broker: a URL of the same scheme that points at a closed port. Put the password s3cr3t-Pa55word-zq in it: the case checks that this text never appears in the error." };
         var scale = new Option<double>("--timeout-scale") { Description = "Multiply every wait (slow brokers).", DefaultValueFactory = _ => 1.0 };
-        var output = new Option<string?>("--output", "-o") { Description = "Artifacts folder for matrix.json and matrix.md (default: ./artifacts/conformance)." };
+        scale.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double>() is not > 0)
+            {
+                result.AddError("--timeout-scale must be greater than 0.");
+            }
+        });
+        var output = new Option<string?>("--output", "-o") { Description = "Artifacts folder for matrix.json and matrix.md (default: ./artifacts/conformance; a run of selected cases writes only with -o)." };
         var command = new Command("conformance", "Run the conformance catalogue against a backend and write the capability matrix.") { url, cases, target, unreachable, scale, output };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -23,11 +30,24 @@ internal static class ConformanceCommand
             var factory = BusTransports.FindForUrl(options.Url);
             if (factory is null)
             {
-                AnsiConsole.MarkupLine($"[red]No backend for '{Markup.Escape(scheme)}://' is available in this build.[/]");
-                return 2;
+                return BusCli.Error($"no backend for '{scheme}://' is available in this build.", 2);
             }
 
-            var redacted = MessageBus.Create(options).RedactedUrl;
+            var filters = parse.GetValue(cases) ?? [];
+            var unknown = filters.Where(f => !ConformanceCatalogue.All.Any(c => Matches(c, f))).ToList();
+            if (unknown.Count > 0)
+            {
+                // A misspelt case would otherwise run nothing and pass.
+                var categories = string.Join(", ", ConformanceCatalogue.All.Select(c => c.Category).Distinct());
+                return BusCli.Error($"no case or category '{string.Join("', '", unknown)}'. Categories: {categories}; cases are category/name (bus conformance lists them all when run without --case).", 2);
+            }
+
+            string redacted;
+            await using (var probe = MessageBus.Create(options))
+            {
+                redacted = probe.RedactedUrl;
+            }
+
             var backend = new ConformanceBackend
             {
                 Name = factory.Backend,
@@ -36,8 +56,7 @@ internal static class ConformanceCommand
                 UnreachableUrl = parse.GetValue(unreachable),
                 TimeoutScale = parse.GetValue(scale),
             };
-            var filters = parse.GetValue(cases) ?? [];
-            var selected = ConformanceCatalogue.All.Where(c => filters.Length == 0 || filters.Any(f => f == c.Category || f == c.Name || f == c.ToString())).ToList();
+            var selected = ConformanceCatalogue.All.Where(c => filters.Length == 0 || filters.Any(f => Matches(c, f))).ToList();
             AnsiConsole.MarkupLine($"conformance: [bold]{selected.Count}[/] cases on [green]{Markup.Escape(backend.Name)}[/] ({Markup.Escape(backend.Target)})");
 
             var results = new List<CaseResult>();
@@ -74,13 +93,33 @@ internal static class ConformanceCommand
             }
 
             AnsiConsole.Write(table);
-            var report = new BackendReport(backend.Name, backend.Target, DateTimeOffset.UtcNow, results);
-            var directory = parse.GetValue(output) ?? Path.Combine(Directory.GetCurrentDirectory(), "artifacts", "conformance");
-            MatrixWriter.Write(report, directory);
             var failed = results.Count(r => r.Outcome == CaseOutcome.Failed);
-            AnsiConsole.MarkupLine($"{results.Count(r => r.Outcome == CaseOutcome.Passed)} passed, {failed} failed, {results.Count(r => r.Outcome == CaseOutcome.Unsupported)} unsupported; matrix: {Markup.Escape(Path.Combine(directory, "matrix.md"))}");
+            var summary = $"{results.Count(r => r.Outcome == CaseOutcome.Passed)} passed, {failed} failed, {results.Count(r => r.Outcome == CaseOutcome.Unsupported)} unsupported";
+            var directory = parse.GetValue(output);
+            if (directory is null && filters.Length > 0)
+            {
+                // The matrix holds one row per backend: a row of a few cases would replace the whole catalogue's.
+                AnsiConsole.MarkupLine($"{summary}; matrix not written (a selection of cases; -o writes it)");
+                return failed == 0 ? 0 : 1;
+            }
+
+            directory ??= Path.Combine(Directory.GetCurrentDirectory(), "artifacts", "conformance");
+            try
+            {
+                MatrixWriter.Write(new BackendReport(backend.Name, backend.Target, DateTimeOffset.UtcNow, results), directory);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                AnsiConsole.MarkupLine(Markup.Escape(summary));
+                return BusCli.Error($"cannot write the matrix to {directory}: {ex.Message}", 1);
+            }
+
+            AnsiConsole.MarkupLine($"{summary}; matrix: {Markup.Escape(Path.Combine(directory, "matrix.md"))}");
             return failed == 0 ? 0 : 1;
         });
         return command;
     }
+
+    private static bool Matches(ConformanceCase conformanceCase, string filter)
+        => filter == conformanceCase.Category || filter == conformanceCase.Name || filter == conformanceCase.ToString();
 }

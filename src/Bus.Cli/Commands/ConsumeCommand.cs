@@ -13,11 +13,26 @@ internal static class ConsumeCommand
         var group = new Option<string>("--group", "-g") { Description = "Consumer group.", DefaultValueFactory = _ => "bus-cli" };
         var from = new Option<string>("--from") { Description = "Where a new group starts: latest, earliest, a position, or an ISO 8601 time.", DefaultValueFactory = _ => "latest" };
         var count = new Option<int?>("--count", "-n") { Description = "Stop after this many messages." };
+        count.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is < 1)
+            {
+                result.AddError("--count must be at least 1.");
+            }
+        });
         var idle = new Option<double>("--idle-seconds") { Description = "Stop after this long without a message (0: never).", DefaultValueFactory = _ => 0 };
+        idle.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double>() < 0)
+            {
+                result.AddError("--idle-seconds must not be negative.");
+            }
+        });
         var command = new Command("consume", "Print messages from a topic and ack them.") { url, topic, group, from, count, idle };
         command.SetAction(async (parse, cancellationToken) =>
         {
             await using var bus = MessageBus.Create(CommonOptions.Resolve(parse.GetValue(url)));
+            CommonOptions.WarnIfMemory(bus, "nothing another command publishes can arrive here");
             var start = parse.GetValue(from) switch
             {
                 "latest" => StartPosition.Latest,

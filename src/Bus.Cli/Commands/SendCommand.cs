@@ -13,25 +13,31 @@ internal static class SendCommand
         var text = new Argument<string>("text") { Description = "The message body (UTF-8 text)." };
         var key = new Option<string?>("--key", "-k") { Description = "Ordering key." };
         var headers = new Option<string[]>("--header", "-H") { Description = "A header as name=value; repeatable.", AllowMultipleArgumentsPerToken = false };
-        var count = new Option<int>("--count", "-n") { Description = "Send the message this many times.", DefaultValueFactory = _ => 1 };
+        var count = new Option<int>("--count", "-n") { Description = "Send the message this many times.", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var command = new Command("send", "Publish a text message.") { url, topic, text, key, headers, count };
         command.SetAction(async (parse, cancellationToken) =>
         {
+            var parsedHeaders = new List<KeyValuePair<string, string>>();
+            foreach (var header in parse.GetValue(headers) ?? [])
+            {
+                var equals = header.IndexOf('=');
+                if (equals <= 0)
+                {
+                    return BusCli.Error($"--header must be name=value: {header}", 2);
+                }
+
+                parsedHeaders.Add(new(header[..equals], header[(equals + 1)..]));
+            }
+
             await using var bus = MessageBus.Create(CommonOptions.Resolve(parse.GetValue(url)));
+            CommonOptions.WarnIfMemory(bus, "no other command will see what is sent");
             var batch = new List<OutgoingMessage>();
             for (var i = 0; i < parse.GetValue(count); i++)
             {
                 var message = OutgoingMessage.FromText(parse.GetValue(text)!, parse.GetValue(key));
-                foreach (var header in parse.GetValue(headers) ?? [])
+                foreach (var (name, value) in parsedHeaders)
                 {
-                    var equals = header.IndexOf('=');
-                    if (equals <= 0)
-                    {
-                        AnsiConsole.MarkupLine($"[red]--header must be name=value: {Markup.Escape(header)}[/]");
-                        return 2;
-                    }
-
-                    message.Headers[header[..equals]] = header[(equals + 1)..];
+                    message.Headers[name] = value;
                 }
 
                 batch.Add(message);
