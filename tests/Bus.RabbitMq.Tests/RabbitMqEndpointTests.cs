@@ -168,4 +168,13 @@ public sealed class RabbitMqEndpointTests
         Assert.True(capabilities.Remarks.ContainsKey(BusFeatures.DelayedDelivery));
         Assert.True(capabilities.Remarks.ContainsKey(BusFeatures.DelayedNack));
     }
+
+    [Fact]
+    public void A_misspelt_setting_fails_at_creation_and_the_message_lists_what_rabbitmq_reads()
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("amqp://guest:pw-secret@host?queue_type=classic"));
+        Assert.Contains("'queue_type'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("queue-type", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
+    }
 }

@@ -180,4 +180,13 @@ public sealed class RedisSettingsTests
         Assert.Equal("1699999999999-18446744073709551615", StreamIds.GroupStart(StartPosition.AtTime(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_000))));
         Assert.Throws<BusConfigurationException>(() => StreamIds.GroupStart(StartPosition.At("not-an-id")));
     }
+
+    [Fact]
+    public void A_misspelt_setting_fails_at_creation_and_the_message_lists_what_redis_reads()
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("redis://:pw-secret@127.0.0.1:1?trim-maxlenn=5"));
+        Assert.Contains("'trim-maxlenn'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("trim-maxlen", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
+    }
 }

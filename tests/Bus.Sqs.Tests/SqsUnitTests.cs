@@ -194,4 +194,13 @@ public sealed class SqsUnitTests
         message.Headers["big"] = new string('x', 2_000);
         Assert.True(SqsEnvelope.WireSize(message) > SqsEnvelope.WireLimit);
     }
+
+    [Fact]
+    public void A_misspelt_setting_fails_at_creation_and_the_message_lists_what_sqs_reads()
+    {
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("sqs://AKID:pw-secret@127.0.0.1:4566?regoin=eu-west-1"));
+        Assert.Contains("'regoin'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("region", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
+        Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
+    }
 }
