@@ -189,4 +189,12 @@ public sealed class RedisSettingsTests
         Assert.Contains("trim-maxlen", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
         Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_failed_connect_does_not_pass_on_advice_for_a_setting_the_adapter_does_not_take()
+    {
+        const string Client = "It was not possible to connect to the redis server(s). Error connecting right now. To allow this multiplexer to continue retrying until it's able to connect, use abortConnect=false in your connection string or AbortOnConnectFail=false; in your code.";
+        Assert.Equal("It was not possible to connect to the redis server(s). Error connecting right now.", RedisTransport.WithoutClientAdvice(Client));
+        Assert.Equal("No connection is available", RedisTransport.WithoutClientAdvice("No connection is available"));
+    }
 }

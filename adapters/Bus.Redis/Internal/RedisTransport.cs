@@ -53,11 +53,22 @@ internal sealed class RedisTransport : MessageTransport
             // only the first is Unauthorized. Neither is worth retrying until someone changes a setting.
             var authentication = ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure };
             var refused = authentication && ex.InnerException is not System.Security.Authentication.AuthenticationException;
-            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {ex.Message}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !authentication);
+            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {WithoutClientAdvice(ex.Message)}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !authentication);
         }
 
         _database = _connection.GetDatabase(_settings.Database);
         Log.Connected(_logger, _context.RedactedUrl, _settings.Database, _settings.Tls);
+    }
+
+    /// <summary>
+    /// StackExchange.Redis ends a failed first connect with advice to set abortConnect=false, a connection-string
+    /// option this adapter does not take (the bus retries connecting itself, on the next operation): left out so that
+    /// nobody adds it to the URI.
+    /// </summary>
+    internal static string WithoutClientAdvice(string message)
+    {
+        var advice = message.IndexOf(" To allow this multiplexer to continue retrying", StringComparison.Ordinal);
+        return advice < 0 ? message : message[..advice];
     }
 
     public override string? ValidateTopicName(string topic) => RedisTransportFactory.ValidateStreamName(topic);
