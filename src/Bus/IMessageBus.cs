@@ -14,6 +14,15 @@ public interface IMessageBus : IAsyncDisposable
     BackendCapabilities Capabilities { get; }
 
     /// <summary>
+    /// Connects now, bounded by <see cref="BusOptions.ConnectTimeout"/>, so that an application can fail at startup
+    /// rather than at its first message. Otherwise the first operation connects (and a failed connect is tried again
+    /// by the next one).
+    /// </summary>
+    /// <param name="cancellationToken">Stops trying.</param>
+    /// <exception cref="BusException">With <see cref="BusFailureReason.Connection"/> when the broker cannot be reached in time.</exception>
+    ValueTask ConnectAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Creates the topic and its dead-letter topic if missing. Idempotent; optional (publishing and subscribing
     /// ensure topics with default options).
     /// </summary>

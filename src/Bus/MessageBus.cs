@@ -100,11 +100,7 @@ public sealed partial class MessageBus : IMessageBus
     /// <param name="loggerFactory">Logging; none by default.</param>
     public static MessageBus Create(string url, ILoggerFactory? loggerFactory = null) => Create(new BusOptions { Url = url }, loggerFactory);
 
-    /// <summary>
-    /// Connects now, bounded by <see cref="BusOptions.ConnectTimeout"/>. Otherwise the first operation connects.
-    /// </summary>
-    /// <param name="cancellationToken">Stops trying.</param>
-    /// <exception cref="BusException">With <see cref="BusFailureReason.Connection"/> when the broker cannot be reached in time.</exception>
+    /// <inheritdoc />
     public ValueTask ConnectAsync(CancellationToken cancellationToken = default)
         => _connected ? default : ConnectSlowAsync(cancellationToken);
 

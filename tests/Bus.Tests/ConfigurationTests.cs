@@ -23,6 +23,7 @@ public class ConfigurationTests
         Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectTimeout);
         Assert.Equal("10", options.Settings["retention"]);
         var bus = provider.GetRequiredService<IMessageBus>();
+        await bus.ConnectAsync(); // on the interface, so that a DI user can fail at startup
         Assert.Equal("memory", bus.Backend);
         Assert.Same(bus, provider.GetRequiredService<IMessageBus>());
     }
