@@ -10,7 +10,7 @@ public sealed partial class MessageBus
         ThrowIfDisposed();
         ValidateTopic(topic);
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
+        options.Validate(Backend, topic);
         var copy = options.Clone();
         ThrowIfStartUnsupported(topic, copy.StartPosition);
 

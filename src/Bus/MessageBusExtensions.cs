@@ -18,7 +18,7 @@ public static class MessageBusExtensions
         ArgumentNullException.ThrowIfNull(bus);
         ArgumentNullException.ThrowIfNull(topic);
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
+        options.Validate(bus.Backend, topic);
         return Consume(bus, topic, options.Clone(), cancellationToken);
 
         static async IAsyncEnumerable<ReceivedMessage> Consume(IMessageBus bus, string topic, SubscriptionOptions options, [EnumeratorCancellation] CancellationToken cancellationToken)

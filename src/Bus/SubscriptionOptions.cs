@@ -76,36 +76,44 @@ public sealed class SubscriptionOptions
 
     /// <summary>Throws if a setting is out of range, naming the setting.</summary>
     /// <exception cref="BusConfigurationException">A setting is invalid.</exception>
-    public void Validate()
+    public void Validate() => Validate(null, null);
+
+    /// <summary>As <see cref="Validate()"/>, with the backend and topic the options are for named in the error.</summary>
+    internal void Validate(string? backend, string? topic)
     {
         if (string.IsNullOrWhiteSpace(Group))
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(Group)} is required.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(Group)} is required.", backend, topic);
         }
 
         if (MaxInFlight is < 1 or > 65_535)
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(MaxInFlight)} must be between 1 and 65535; it is {MaxInFlight}.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(MaxInFlight)} must be between 1 and 65535; it is {MaxInFlight}.", backend, topic);
         }
 
         if (MaxDeliveries < 1)
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(MaxDeliveries)} must be at least 1; it is {MaxDeliveries}.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(MaxDeliveries)} must be at least 1; it is {MaxDeliveries}.", backend, topic);
         }
 
         if (AckTimeout <= TimeSpan.Zero)
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(AckTimeout)} must be positive; it is {AckTimeout}.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(AckTimeout)} must be positive; it is {AckTimeout}.", backend, topic);
         }
 
         if (RetryDelay < TimeSpan.Zero || MaxRetryDelay < RetryDelay)
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(RetryDelay)} must be between zero and {nameof(MaxRetryDelay)}.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(RetryDelay)} must be between zero and {nameof(MaxRetryDelay)}.", backend, topic);
         }
 
         if (ShutdownTimeout < TimeSpan.Zero)
         {
-            throw new BusConfigurationException($"{nameof(SubscriptionOptions)}.{nameof(ShutdownTimeout)} must not be negative.");
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(ShutdownTimeout)} must not be negative.", backend, topic);
         }
     }
+
+    private static BusConfigurationException Invalid(string problem, string? backend, string? topic)
+        => backend is null
+            ? new BusConfigurationException(problem)
+            : new BusConfigurationException($"{backend}: subscription to topic '{topic}': {problem}", backend, topic);
 }

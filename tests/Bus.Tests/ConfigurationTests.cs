@@ -72,6 +72,18 @@ public class ConfigurationTests
         Assert.Equal("memory", bus.Backend);
     }
 
+    [Fact]
+    public async Task Invalid_subscription_options_name_the_backend_and_the_topic()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        var error = await Assert.ThrowsAsync<BusConfigurationException>(async () => await bus.CreateConsumerAsync("orders", new SubscriptionOptions { Group = "g", MaxInFlight = 0 }));
+        Assert.StartsWith("memory: subscription to topic 'orders': SubscriptionOptions.MaxInFlight must be between 1 and 65535", error.Message, StringComparison.Ordinal);
+        Assert.Equal(("memory", "orders"), (error.Backend, error.Topic));
+
+        var standalone = Assert.Throws<BusConfigurationException>(() => new SubscriptionOptions { Group = "g", MaxDeliveries = 0 }.Validate());
+        Assert.StartsWith("SubscriptionOptions.MaxDeliveries", standalone.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("", "is empty")]
     [InlineData("localhost:5672", "no scheme")]
