@@ -21,8 +21,9 @@ public sealed class ConformanceBackend
     public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
 
     /// <summary>
-    /// A URI of this backend's scheme that points at a closed port and carries a password, for
-    /// <c>errors/unreachable_broker</c>; <see langword="null"/> for an embedded backend.
+    /// A URI of this backend's scheme that points at a closed port and carries the password <c>s3cr3t-Pa55word-zq</c>,
+    /// for <c>errors/unreachable_broker</c>. <see langword="null"/>: the case derives one from <see cref="Url"/> (its
+    /// scheme and query, 127.0.0.1 and a closed port).
     /// </summary>
     public string? UnreachableUrl { get; init; }
 

@@ -12,7 +12,7 @@ internal static class ConformanceCommand
         var url = CommonOptions.Url();
         var cases = new Option<string[]>("--case", "-c") { Description = "Only these cases or categories (e.g. dlq, delivery/round_trip); repeatable." };
         var target = new Option<string?>("--target") { Description = "What the URL points at, for the matrix (e.g. 'RabbitMQ 3.13 on staging')." };
-        var unreachable = new Option<string?>("--unreachable-url") { Description = "For errors/unreachable_broker: a URL of the same scheme that points at a closed port. Put the password s3cr3t-Pa55word-zq in it: the case checks that this text never appears in the error." };
+        var unreachable = new Option<string?>("--unreachable-url") { Description = "For errors/unreachable_broker: a URL of the same scheme that points at a closed port, with the password s3cr3t-Pa55word-zq (the case checks that it never appears in the error). Default: --url's scheme and query, 127.0.0.1 and a closed port." };
         var scale = new Option<double>("--timeout-scale") { Description = "Multiply every wait (slow brokers).", DefaultValueFactory = _ => 1.0 };
         scale.Validators.Add(result =>
         {
