@@ -11,6 +11,8 @@ public sealed class CaseContext
     private readonly ConcurrentDictionary<string, long> _counts = new(StringComparer.Ordinal);
     private readonly string _run = Guid.NewGuid().ToString("N")[..6];
     private readonly List<string> _notes = [];
+    private readonly ConcurrentDictionary<string, bool> _topics = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _groups = new(StringComparer.Ordinal);
     private volatile string? _waitingFor; // the case's wait in progress, for a case that runs out of time
 
     internal CaseContext(ConformanceBackend backend, IMessageBus bus, string caseName)
@@ -54,11 +56,27 @@ public sealed class CaseContext
 
     /// <summary>A topic name unique to this run, legal on every backend (lower-case letters, digits, '-').</summary>
     /// <param name="hint">A short word.</param>
-    public string Topic(string hint) => $"c{Interlocked.Increment(ref _sequence)}-{hint}-{_run}";
+    public string Topic(string hint)
+    {
+        var topic = $"c{Interlocked.Increment(ref _sequence)}-{hint}-{_run}";
+        _topics.TryAdd(topic, true);
+        return topic;
+    }
 
     /// <summary>A group name unique to this run.</summary>
     /// <param name="hint">A short word.</param>
-    public string Group(string hint = "g") => $"{hint}-{_run}-{Interlocked.Increment(ref _sequence)}";
+    public string Group(string hint = "g")
+    {
+        var group = $"{hint}-{_run}-{Interlocked.Increment(ref _sequence)}";
+        _groups.TryAdd(group, true);
+        return group;
+    }
+
+    /// <summary>Every topic name this case made (deleted with the groups after the case).</summary>
+    internal IReadOnlyCollection<string> TopicsMade => [.. _topics.Keys];
+
+    /// <summary>Every group name this case made.</summary>
+    internal IReadOnlyCollection<string> GroupsMade => [.. _groups.Keys];
 
     /// <summary>Records a count for the matrix.</summary>
     /// <param name="name">What was counted.</param>

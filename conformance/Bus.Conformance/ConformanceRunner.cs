@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 
 namespace Bus.Conformance;
 
@@ -56,10 +57,53 @@ public static class ConformanceRunner
                     // A bus that cannot close is the case's problem only if the case itself failed; the result stands.
                 }
             }
+
+            if (context is not null)
+            {
+                await DeleteTopicsMadeAsync(backend, context).ConfigureAwait(false);
+            }
         }
 
         CaseResult Failed(string reason)
             => new(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Failed, reason, watch.ElapsedMilliseconds, context is null ? empty : Snapshot(context));
+    }
+
+    /// <summary>
+    /// Deletes the topics a case made, with their dead-letter topics and the case's groups, so that runs against a
+    /// shared broker (a user's CI) leave nothing behind. Through a bus of its own, after the case's bus has closed:
+    /// no consumer of the case is left to recreate what is deleted. Best effort: a failure is logged, and never
+    /// changes the case's result.
+    /// </summary>
+    private static async Task DeleteTopicsMadeAsync(ConformanceBackend backend, CaseContext context)
+    {
+        var topics = context.TopicsMade;
+        if (topics.Count == 0)
+        {
+            return;
+        }
+
+        var groups = context.GroupsMade;
+        var logger = backend.LoggerFactory?.CreateLogger("Bus.Conformance.Cleanup") ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20 * backend.TimeoutScale));
+        try
+        {
+            await using var bus = MessageBus.Create(backend.CreateOptions(), backend.LoggerFactory);
+            foreach (var topic in topics)
+            {
+                try
+                {
+                    await bus.DeleteTopicAsync(topic, groups, timeout.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is BusException or OperationCanceledException)
+                {
+                    Log.TopicNotDeleted(logger, topic, context.CaseName, backend.Name, ex);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is BusException or OperationCanceledException)
+        {
+            Log.TopicNotDeleted(logger, string.Join(", ", topics), context.CaseName, backend.Name, ex);
+        }
     }
 
     /// <summary>Runs every case of the catalogue (or those given), one after another.</summary>

@@ -121,6 +121,56 @@ public sealed partial class MessageBus
         await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Deletes a topic and its dead-letter topic, with what the backend keeps for <paramref name="groups"/> on them
+    /// (their queues or streams) and for the dead-letter group. The messages in them are lost. Meant for tests and
+    /// tooling that make topics of their own: the conformance suite removes each case's topics with it, so that a run
+    /// against a shared broker leaves nothing behind. Deleting what does not exist is not an error.
+    /// </summary>
+    /// <remarks>
+    /// A group not named here keeps its queue where a group is a queue of its own (RabbitMQ, SQS). Kafka deletes the
+    /// topics but never a consumer group (a group spans topics), and leaves the topics where the cluster does not answer
+    /// admin requests (the librdkafka mock cluster). Subscriptions still open on the topic may fail or, on Redis,
+    /// create the stream again: close them first.
+    /// </remarks>
+    /// <param name="topic">The topic.</param>
+    /// <param name="groups">The groups that consumed from it.</param>
+    /// <param name="cancellationToken">Cancels the call (part of it may be done).</param>
+    /// <exception cref="BusException">The backend failed, or did not answer within <see cref="BusOptions.OperationTimeout"/>.</exception>
+    public async ValueTask DeleteTopicAsync(string topic, IEnumerable<string> groups, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ValidateTopic(topic);
+        ArgumentNullException.ThrowIfNull(groups);
+        var named = groups.Distinct(StringComparer.Ordinal).ToArray();
+        await ConnectAsync(cancellationToken).ConfigureAwait(false);
+        var deadLetterTopic = Transport.GetDeadLetterTopic(topic);
+        foreach (var definition in new[]
+        {
+            new TopicDefinition(topic, new TopicOptions(), named, false),
+            new TopicDefinition(deadLetterTopic, new TopicOptions(), [.. named.Append(BusDefaults.DeadLetterGroup).Distinct(StringComparer.Ordinal)], true),
+        })
+        {
+            try
+            {
+                await Transport.DeleteTopicAsync(definition, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException ex)
+            {
+                throw new BusException($"{Backend}: deleting topic '{definition.Name}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, definition.Name, isTransient: true, ex);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                throw Wrap(ex, "delete topic", definition.Name);
+            }
+            finally
+            {
+                // Ensured again (with its dead-letter topic) if this bus uses the name later.
+                _ensuredTopics.TryRemove(definition.Name, out _);
+            }
+        }
+    }
+
     /// <summary>Connects if needed and ensures the topic and its dead-letter topic once per bus.</summary>
     private async ValueTask EnsureReadyAsync(string topic, CancellationToken cancellationToken)
     {

@@ -367,6 +367,34 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
     }
 
     [Fact]
+    public async Task DeleteTopicAsync_removes_the_exchanges_and_the_named_groups_queues_and_a_later_use_declares_them_again()
+    {
+        var topic = Unique("del");
+        await using var bus = CreateBus();
+        await bus.EnsureTopicAsync(topic, new TopicOptions { Partitions = 3 });
+        await using (await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g1")))
+        {
+        }
+
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("lost with the topic"));
+        Assert.True(await QueueExistsAsync($"{topic}:g1"));
+        Assert.True(await QueueExistsAsync($"{topic}.dlq:dlq"));
+        Assert.True(await QueueExistsAsync($"{topic}:bus-topic-partitions"));
+
+        await bus.DeleteTopicAsync(topic, ["g1", "never-used"]);
+
+        Assert.False(await QueueExistsAsync($"{topic}:bus-topic-partitions"));
+        Assert.False(await QueueExistsAsync($"{topic}:g1"));
+        Assert.False(await QueueExistsAsync($"{topic}.dlq:dlq"));
+        Assert.False(await ExchangeExistsAsync(topic));
+        Assert.False(await ExchangeExistsAsync(topic + ".dlq"));
+
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("again"));
+        Assert.True(await ExchangeExistsAsync(topic));
+        Assert.True(await QueueExistsAsync($"{topic}.dlq:dlq"));
+    }
+
+    [Fact]
     public async Task Disposing_a_bus_deletes_its_private_reply_queues_and_exchanges()
     {
         var topic = Unique("rpc");

@@ -364,6 +364,26 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task DeleteTopicAsync_removes_the_stream_and_its_dead_letter_stream()
+    {
+        var topic = Unique("del");
+        await using var bus = (MessageBus)CreateBus();
+        await using (await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g1")))
+        {
+        }
+
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("lost with the topic"));
+        var db = Raw.GetDatabase();
+        Assert.True(await db.KeyExistsAsync(topic));
+        Assert.True(await db.KeyExistsAsync(topic + ".dlq"));
+
+        await bus.DeleteTopicAsync(topic, ["g1"]);
+
+        Assert.False(await db.KeyExistsAsync(topic));
+        Assert.False(await db.KeyExistsAsync(topic + ".dlq"));
+    }
+
+    [Fact]
     public async Task Disposing_a_bus_deletes_its_private_reply_stream_and_its_dead_letter_stream()
     {
         var topic = Unique("rpc");

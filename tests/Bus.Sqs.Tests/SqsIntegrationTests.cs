@@ -268,6 +268,25 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
     }
 
     [Fact]
+    public async Task DeleteTopicAsync_removes_the_named_groups_queues_and_the_dead_letter_queue()
+    {
+        var topic = Name("del");
+        await using var bus = CreateBus();
+        using var raw = fixture.RawClient();
+        await using (await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g1")))
+        {
+        }
+
+        Assert.True(await QueueExistsAsync(raw, $"{topic}_g1"));
+        Assert.True(await QueueExistsAsync(raw, $"{topic}-dlq_dlq"));
+
+        await bus.DeleteTopicAsync(topic, ["g1", "never-used"]);
+
+        Assert.False(await QueueExistsAsync(raw, $"{topic}_g1"));
+        Assert.False(await QueueExistsAsync(raw, $"{topic}-dlq_dlq"));
+    }
+
+    [Fact]
     public async Task Disposing_a_bus_deletes_its_private_reply_queues()
     {
         var topic = Name("rpc");

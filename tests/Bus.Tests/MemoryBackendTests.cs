@@ -405,6 +405,31 @@ public class MemoryBackendTests
     }
 
     [Fact]
+    public async Task DeleteTopicAsync_removes_the_topic_and_its_dead_letter_topic_from_a_shared_broker()
+    {
+        var name = "delete-" + Guid.NewGuid().ToString("N")[..8];
+        await using var bus = MessageBus.Create($"memory://{name}");
+        await using (await bus.CreateConsumerAsync("orders", SubscriptionOptions.ForGroup("g1")))
+        {
+        }
+
+        await bus.PublishAsync("orders", OutgoingMessage.FromText("lost with the topic"));
+        var broker = Bus.Memory.MemoryBroker.Get(name, retention: 100);
+        Assert.True(broker.HasTopic("orders"));
+        Assert.True(broker.HasTopic("orders.dlq"));
+
+        await bus.DeleteTopicAsync("orders", ["g1"]);
+
+        Assert.False(broker.HasTopic("orders"));
+        Assert.False(broker.HasTopic("orders.dlq"));
+
+        // Used again: ensured anew, and a new group from the earliest finds nothing of the old topic.
+        await using var consumer = await bus.CreateConsumerAsync("orders", new SubscriptionOptions { Group = "g2", StartPosition = StartPosition.Earliest });
+        Assert.True(broker.HasTopic("orders.dlq"));
+        Assert.False(consumer.TryReceive(out _));
+    }
+
+    [Fact]
     public async Task Disposing_a_bus_deletes_its_private_reply_topic_from_a_shared_broker()
     {
         var name = "reply-cleanup-" + Guid.NewGuid().ToString("N")[..8];

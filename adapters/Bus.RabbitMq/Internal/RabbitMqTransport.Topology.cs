@@ -24,10 +24,10 @@ internal sealed partial class RabbitMqTransport
         await RecordOptionsAsync(
             topic.Name,
             [
-                ("partitions", options.Partitions),
-                ("ordered", options.Ordered is { } ordered ? (ordered ? 1 : 0) : null),
-                ("retention", options.Retention is { } retention ? (long)retention.TotalMilliseconds : null),
-                (QueueTypeProperty, queueType is { } q ? (long)q : null),
+                (RecordedOptions[0], options.Partitions),
+                (RecordedOptions[1], options.Ordered is { } ordered ? (ordered ? 1 : 0) : null),
+                (RecordedOptions[2], options.Retention is { } retention ? (long)retention.TotalMilliseconds : null),
+                (RecordedOptions[3], queueType is { } q ? (long)q : null),
             ],
             cancellationToken).ConfigureAwait(false);
 
@@ -57,8 +57,9 @@ internal sealed partial class RabbitMqTransport
     }
 
     /// <summary>
-    /// Deletes the groups' queues and the topic's exchange. RabbitMQ answers a delete of a queue or exchange that does
-    /// not exist with success, so this is idempotent. Delay queues of the topic expire by themselves.
+    /// Deletes the groups' queues, the queues that record the topic's options, and the topic's exchange. RabbitMQ
+    /// answers a delete of a queue or exchange that does not exist with success, so this is idempotent. Delay queues
+    /// of the topic expire by themselves.
     /// </summary>
     public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
     {
@@ -67,6 +68,11 @@ internal sealed partial class RabbitMqTransport
             foreach (var group in topic.DurableGroups)
             {
                 await channel.QueueDeleteAsync(QueueName(topic.Name, group), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
+            foreach (var option in RecordedOptions)
+            {
+                await channel.QueueDeleteAsync(OptionMarker(topic.Name, option), ifUnused: false, ifEmpty: false, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
 
             await channel.ExchangeDeleteAsync(topic.Name, ifUnused: false, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -197,6 +203,11 @@ internal sealed partial class RabbitMqTransport
         }
     }
 
+    /// <summary>The topic options recorded on the broker, each in a queue of its own (<see cref="OptionMarker"/>).</summary>
+    private static readonly string[] RecordedOptions = ["partitions", "ordered", "retention", QueueTypeProperty];
+
+    private static string OptionMarker(string topic, string option) => $"{topic}:bus-topic-{option}";
+
     /// <summary>
     /// Records each option that is set as the <c>x-max-length-bytes</c> argument of an empty, unbound classic queue
     /// <c>&lt;topic&gt;:bus-topic-&lt;name&gt;</c>. RabbitMQ compares that argument when the queue is declared again, so a
@@ -213,7 +224,7 @@ internal sealed partial class RabbitMqTransport
                 continue;
             }
 
-            var marker = $"{topic}:bus-topic-{name}";
+            var marker = OptionMarker(topic, name);
             var existed = await QueueExistsAsync(marker, cancellationToken).ConfigureAwait(false);
             var arguments = new Dictionary<string, object?>(StringComparer.Ordinal)
             {

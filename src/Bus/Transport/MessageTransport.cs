@@ -66,12 +66,13 @@ public abstract class MessageTransport : IAsyncDisposable
     public abstract ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Deletes a topic the bus created for itself alone, with what the backend keeps for the named groups on this
-    /// topic only (their queues or streams). Never delete anything a group has on other topics: on some backends a
+    /// Deletes a topic, with what the backend keeps for the named groups on this topic only (their queues or
+    /// streams). Never delete anything a group has on other topics: on some backends a
     /// group spans topics (Kafka's consumer groups, and the dead-letter group that reads every dead-letter topic).
     /// Core calls it on dispose for its private request/reply topic and that topic's dead-letter topic, which would
-    /// otherwise be left behind by every bus that made a request. The default deletes nothing: the topic stays on the
-    /// broker. Deleting what does not exist is not an error.
+    /// otherwise be left behind by every bus that made a request, and for <see cref="MessageBus.DeleteTopicAsync"/>
+    /// (tests and tooling). The default deletes nothing: the topic stays on the broker. Deleting what does not exist
+    /// is not an error.
     /// </summary>
     /// <param name="topic">The topic and the groups it had.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
