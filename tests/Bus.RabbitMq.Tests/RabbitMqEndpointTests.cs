@@ -177,4 +177,14 @@ public sealed class RabbitMqEndpointTests
         Assert.Contains("queue-type", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
         Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>Every setting the adapter documents is read while the bus is created, whatever the scheme: one that is not fails as unknown.</summary>
+    [Theory]
+    [InlineData("amqp://guest:guest@host?tls=true&tls-verify=false&tls-host=broker&queue-type=classic&delivery-limit=5&heartbeat=30&max-message-size=1048576&reply-queue-expiry=60&single-active-consumer=true")]
+    [InlineData("amqps://guest:guest@host?tls=true")]
+    public async Task Every_documented_setting_is_accepted(string url)
+    {
+        await using var bus = MessageBus.Create(url);
+        Assert.Equal("rabbitmq", bus.Backend);
+    }
 }

@@ -197,4 +197,14 @@ public sealed class RedisSettingsTests
         Assert.Equal("It was not possible to connect to the redis server(s). Error connecting right now.", RedisTransport.WithoutClientAdvice(Client));
         Assert.Equal("No connection is available", RedisTransport.WithoutClientAdvice("No connection is available"));
     }
+
+    /// <summary>Every setting the adapter documents is read while the bus is created, whatever the scheme: one that is not fails as unknown.</summary>
+    [Theory]
+    [InlineData("redis://127.0.0.1:1?client-name=bus-test&tls-host=cache&max-message-size=1024&trim-maxlen=100&trim-exact=true&poll-max-delay=20&claim-interval=200&delay-check-interval=1s")]
+    [InlineData("rediss://127.0.0.1:1?tls-host=cache&trim-max-age=7d")]
+    public async Task Every_documented_setting_is_accepted(string url)
+    {
+        await using var bus = MessageBus.Create(url);
+        Assert.Equal("redis", bus.Backend);
+    }
 }

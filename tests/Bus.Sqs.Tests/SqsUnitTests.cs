@@ -203,4 +203,14 @@ public sealed class SqsUnitTests
         Assert.Contains("region", error.Message.Split("It reads:")[1], StringComparison.Ordinal);
         Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>Every setting the adapter documents is read while the bus is created, whatever the scheme: one that is not fails as unknown.</summary>
+    [Theory]
+    [InlineData("sqs://AKID:pw@127.0.0.1:4566?region=us-east-1&endpoint=http%3A%2F%2F127.0.0.1%3A4566&tls=false&session-token=t&wait-seconds=5&group-cache-ms=1000&max-receive-count=10&max-retries=3&request-timeout-ms=30000&receive-concurrency=1&fifo=true&deduplication=message-id")]
+    [InlineData("sqs-fifo://AKID:pw@127.0.0.1:4566?region=us-east-1&fifo=true")]
+    public async Task Every_documented_setting_is_accepted(string url)
+    {
+        await using var bus = MessageBus.Create(url);
+        Assert.Equal("sqs", bus.Backend);
+    }
 }

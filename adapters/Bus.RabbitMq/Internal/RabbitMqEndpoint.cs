@@ -62,7 +62,9 @@ internal sealed class RabbitMqEndpoint
             throw Invalid(context, $"scheme '{uri.Scheme}' is not rabbitmq, amqp or amqps");
         }
 
-        var tls = scheme == "amqps" || GetBool(context, "tls", false);
+        // Read before it is combined: a setting that is never read fails the bus's creation as unknown.
+        var tlsSetting = GetBool(context, "tls", false);
+        var tls = scheme == "amqps" || tlsSetting;
         if (string.IsNullOrEmpty(uri.Host))
         {
             throw Invalid(context, "the host is missing");

@@ -72,9 +72,11 @@ internal sealed class RedisSettings
         };
         var host = uri.Host.StartsWith('[') ? uri.Host[1..^1] : uri.Host;
         configuration.EndPoints.Add(host, port);
+        // Read whatever the scheme (an unread setting fails the bus's creation), used only with TLS.
+        var tlsHost = context.GetSetting("tls-host");
         if (tls)
         {
-            configuration.SslHost = context.GetSetting("tls-host") ?? host;
+            configuration.SslHost = tlsHost ?? host;
         }
 
         if (context.GetSetting("tls-ca") is { } caPath)

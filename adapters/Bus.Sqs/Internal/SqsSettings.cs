@@ -140,6 +140,8 @@ internal sealed partial class SqsSettings
             throw Invalid(context, $"setting 'receive-concurrency' must be between 1 and 16; it is {concurrency}");
         }
 
+        // Read before it is combined with the scheme: a setting that is never read fails the bus's creation.
+        var fifoSetting = ParseBool(context, "fifo", false);
         var deduplication = context.GetSetting("deduplication", "publish")!;
         if (deduplication is not ("publish" or "message-id"))
         {
@@ -160,7 +162,7 @@ internal sealed partial class SqsSettings
             MaxRetries = retries,
             RequestTimeout = TimeSpan.FromMilliseconds(Math.Max(timeoutMs, (wait + 5) * 1000)),
             ReceiveConcurrency = concurrency,
-            FifoAll = uri.Scheme.Equals(SqsFifoTransportFactory.Scheme, StringComparison.OrdinalIgnoreCase) || ParseBool(context, "fifo", false),
+            FifoAll = fifoSetting || uri.Scheme.Equals(SqsFifoTransportFactory.Scheme, StringComparison.OrdinalIgnoreCase),
         };
     }
 

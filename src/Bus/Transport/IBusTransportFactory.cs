@@ -15,7 +15,11 @@ public interface IBusTransportFactory
     /// <summary>What the backend declares it can do (the same value its transports report).</summary>
     BackendCapabilities Capabilities { get; }
 
-    /// <summary>Creates a transport. Must not do I/O (core calls <see cref="MessageTransport.ConnectAsync"/>).</summary>
+    /// <summary>
+    /// Creates a transport. Must not do I/O (core calls <see cref="MessageTransport.ConnectAsync"/>). Read every setting
+    /// the backend takes here, whatever the URI (with <see cref="TransportContext.GetSetting(string, string?)"/>, before
+    /// combining it with anything): core then rejects the settings that were given and never asked for, as typos.
+    /// </summary>
     /// <param name="context">The parsed URI, options and logging.</param>
     /// <exception cref="BusConfigurationException">The URI or a setting is invalid for this backend.</exception>
     MessageTransport Create(TransportContext context);

@@ -51,7 +51,11 @@ public sealed class TransportContext
         }
     }
 
-    /// <summary>A setting as text, or <paramref name="defaultValue"/>.</summary>
+    /// <summary>
+    /// A setting as text, or <paramref name="defaultValue"/>. Asking counts the name as one the backend takes: a setting
+    /// that was given and that no call asked for by the end of <see cref="IBusTransportFactory.Create"/> fails the bus's
+    /// creation, so ask for every setting there, also those that matter only with some URIs.
+    /// </summary>
     /// <param name="name">The setting's name (case-insensitive).</param>
     /// <param name="defaultValue">Returned when absent.</param>
     public string? GetSetting(string name, string? defaultValue = null)
