@@ -46,6 +46,7 @@ public static class ConformanceRunner
         }
         finally
         {
+            var closed = true;
             if (bus is not null)
             {
                 try
@@ -55,12 +56,14 @@ public static class ConformanceRunner
                 catch (Exception)
                 {
                     // A bus that cannot close is the case's problem only if the case itself failed; the result stands.
+                    closed = false;
                 }
             }
 
-            if (context is not null)
+            // Not while a bus that did not close may still have consumers, which could recreate what is deleted.
+            if (context is not null && closed)
             {
-                await DeleteTopicsMadeAsync(backend, context).ConfigureAwait(false);
+                await DeleteTopicsMadeAsync(backend, context, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -74,7 +77,7 @@ public static class ConformanceRunner
     /// no consumer of the case is left to recreate what is deleted. Best effort: a failure is logged, and never
     /// changes the case's result.
     /// </summary>
-    private static async Task DeleteTopicsMadeAsync(ConformanceBackend backend, CaseContext context)
+    private static async Task DeleteTopicsMadeAsync(ConformanceBackend backend, CaseContext context, CancellationToken cancellationToken)
     {
         var topics = context.TopicsMade;
         if (topics.Count == 0)
@@ -84,10 +87,13 @@ public static class ConformanceRunner
 
         var groups = context.GroupsMade;
         var logger = backend.LoggerFactory?.CreateLogger("Bus.Conformance.Cleanup") ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20 * backend.TimeoutScale));
+        var limit = TimeSpan.FromSeconds(20 * backend.TimeoutScale);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limit);
+        MessageBus? bus = null;
         try
         {
-            await using var bus = MessageBus.Create(backend.CreateOptions(), backend.LoggerFactory);
+            bus = MessageBus.Create(backend.CreateOptions(), backend.LoggerFactory);
             foreach (var topic in topics)
             {
                 try
@@ -97,12 +103,30 @@ public static class ConformanceRunner
                 catch (Exception ex) when (ex is BusException or OperationCanceledException)
                 {
                     Log.TopicNotDeleted(logger, topic, context.CaseName, backend.Name, ex);
+                    if (timeout.IsCancellationRequested)
+                    {
+                        break; // the rest would fail the same way
+                    }
                 }
             }
         }
         catch (Exception ex) when (ex is BusException or OperationCanceledException)
         {
             Log.TopicNotDeleted(logger, string.Join(", ", topics), context.CaseName, backend.Name, ex);
+        }
+        finally
+        {
+            if (bus is not null)
+            {
+                try
+                {
+                    await bus.DisposeAsync().AsTask().WaitAsync(limit, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is BusException or TimeoutException or OperationCanceledException)
+                {
+                    Log.TopicNotDeleted(logger, string.Join(", ", topics), context.CaseName, backend.Name, ex);
+                }
+            }
         }
     }
 

@@ -25,11 +25,15 @@ internal static class BusCli
     /// <summary>Runs a command line; a bus error is one clear line (it never contains a password), not a stack trace.</summary>
     public static async Task<int> InvokeAsync(string[] args)
     {
+        // Spectre.Console assumes 80 columns when it cannot ask a terminal, and breaks table cells mid-word; a log file
+        // or a pipe has no width to respect.
         if (Console.IsOutputRedirected)
         {
-            // Spectre.Console assumes 80 columns when it cannot ask a terminal, and breaks table cells mid-word; a log
-            // file or a pipe has no width to respect.
             AnsiConsole.Profile.Width = 240;
+        }
+
+        if (Console.IsErrorRedirected)
+        {
             Errors.Profile.Width = 240;
         }
 

@@ -130,8 +130,9 @@ public sealed partial class MessageBus
     /// <remarks>
     /// A group not named here keeps its queue where a group is a queue of its own (RabbitMQ, SQS). Kafka deletes the
     /// topics but never a consumer group (a group spans topics), and leaves the topics where the cluster does not answer
-    /// admin requests (the librdkafka mock cluster). Subscriptions still open on the topic may fail or, on Redis,
-    /// create the stream again: close them first.
+    /// admin requests (the librdkafka mock cluster). SQS refuses a deleted queue's name for about 60 seconds, so a topic
+    /// of the same name cannot be used again at once there. Subscriptions still open on the topic may fail or, on
+    /// Redis, create the stream again: close them first.
     /// </remarks>
     /// <param name="topic">The topic.</param>
     /// <param name="groups">The groups that consumed from it.</param>

@@ -196,6 +196,7 @@ public sealed class RedisSettingsTests
         const string Client = "It was not possible to connect to the redis server(s). Error connecting right now. To allow this multiplexer to continue retrying until it's able to connect, use abortConnect=false in your connection string or AbortOnConnectFail=false; in your code.";
         Assert.Equal("It was not possible to connect to the redis server(s). Error connecting right now.", RedisTransport.WithoutClientAdvice(Client));
         Assert.Equal("No connection is available", RedisTransport.WithoutClientAdvice("No connection is available"));
+        Assert.Equal("It was not possible to connect to the redis server(s). Error connecting right now. ConnectTimeout", RedisTransport.WithoutClientAdvice(Client.Replace("in your code.", "in your code. ConnectTimeout", StringComparison.Ordinal)));
     }
 
     /// <summary>Every setting the adapter documents is read while the bus is created, whatever the scheme: one that is not fails as unknown.</summary>

@@ -25,6 +25,9 @@ public class RedactionTests
     [InlineData("sqs://bad host?secretkey=abc&region=eu", "sqs://bad host?secretkey=***&region=eu")]
     [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#x")]
     [InlineData("not a uri", "not a uri")]
+    [InlineData("kafka://h:bad?sasl.password=p@ssw0rd", "kafka://h:bad?sasl.password=***")]
+    [InlineData("?password=x@y", "?password=***")]
+    [InlineData("", "")]
     public void Unparsable_text_loses_its_password_and_secret_query_values(string text, string expected)
         => Assert.Equal(expected, UriRedaction.RedactText(text));
 
@@ -33,6 +36,8 @@ public class RedactionTests
     [InlineData("//guest:s3cret-pw@localhost")]
     [InlineData("rabbitmq://guest:s3cret-pw@bad host:5672")]
     [InlineData("sqs://bad host?secretkey=s3cret-pw")]
+    [InlineData("guest:s3cret-pw@localhost?endpoint=http://x")]
+    [InlineData("kafka://h:bad?sasl.password=p@s3cret-pw")]
     public void A_bad_url_is_reported_without_its_secret(string url)
     {
         var error = Assert.ThrowsAny<BusException>(() => MessageBus.Create(url));

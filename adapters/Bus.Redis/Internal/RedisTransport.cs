@@ -67,8 +67,12 @@ internal sealed class RedisTransport : MessageTransport
     /// </summary>
     internal static string WithoutClientAdvice(string message)
     {
+        // The advice is one sentence in the middle: what StackExchange.Redis appends after it (the failure's detail,
+        // e.g. "ConnectTimeout") stays.
+        const string AdviceEnd = "in your code.";
         var advice = message.IndexOf(" To allow this multiplexer to continue retrying", StringComparison.Ordinal);
-        return advice < 0 ? message : message[..advice];
+        var end = advice < 0 ? -1 : message.IndexOf(AdviceEnd, advice, StringComparison.Ordinal);
+        return end < 0 ? message : message[..advice] + message[(end + AdviceEnd.Length)..];
     }
 
     public override string? ValidateTopicName(string topic) => RedisTransportFactory.ValidateStreamName(topic);

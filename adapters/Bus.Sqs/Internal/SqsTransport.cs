@@ -192,7 +192,7 @@ internal sealed partial class SqsTransport : MessageTransport
     /// <summary>
     /// Deletes the group queues of the topic (SQS has no topic of its own: a topic is its group queues). A queue that
     /// does not exist is skipped. SQS takes up to 60 seconds to forget a deleted queue's name, so a topic of the same
-    /// name is not recreated at once: core only deletes its private reply topics, whose names are never reused.
+    /// name is not recreated at once (core's private reply topics and the conformance suite's topics never reuse names).
     /// </summary>
     public override async ValueTask DeleteTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
     {

@@ -236,7 +236,7 @@ internal static class DeliveryCases
         }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
         var batch = Enumerable.Range(0, 500).Select(i => Numbered($"m{i}", $"key-{i % 8}", i / 8)).ToList();
         await ctx.Bus.PublishBatchAsync(topic, batch);
-        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Distinct().Count() >= 500; } }, "500 distinct messages", () => $"{handled.Distinct().Count()} distinct of {handled.Count}");
+        await ctx.WaitUntilAsync(() => { lock (handled) { return handled.Distinct().Count() >= 500; } }, "500 distinct messages", () => { lock (handled) { return $"{handled.Distinct().Count()} distinct of {handled.Count}"; } });
         lock (handled)
         {
             ctx.Report("duplicates", handled.Count - 500);

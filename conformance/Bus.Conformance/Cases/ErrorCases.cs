@@ -84,16 +84,21 @@ internal static class ErrorCases
         var query = queryStart < 0
             ? ""
             : string.Join('&', url[(queryStart + 1)..].Split('&', StringSplitOptions.RemoveEmptyEntries)
-                .Where(pair => !pair.StartsWith("endpoint=", StringComparison.OrdinalIgnoreCase)));
+                .Where(pair => !PointsAtABroker(pair[..Math.Max(0, pair.IndexOf('='))])));
         int port;
         using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
         {
+            // A port the system has just handed out and that nothing listens on once the socket is closed.
             socket.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-            port = ((System.Net.IPEndPoint)socket.LocalEndPoint!).Port; // bound, never listening: connections are refused
+            port = ((System.Net.IPEndPoint)socket.LocalEndPoint!).Port;
         }
 
         return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{scheme}://bus:{password}@127.0.0.1:{port}{(query.Length == 0 ? "" : "?" + query)}");
     }
+
+    /// <summary>A setting that names a broker to talk to (an endpoint override, Kafka's bootstrap servers).</summary>
+    private static bool PointsAtABroker(string setting)
+        => setting.EndsWith("endpoint", StringComparison.OrdinalIgnoreCase) || setting.EndsWith("bootstrap.servers", StringComparison.OrdinalIgnoreCase);
 
     private static async Task UnreachableBroker(CaseContext ctx)
     {
@@ -112,6 +117,13 @@ internal static class ErrorCases
         var timeout = TimeSpan.FromSeconds(3);
         var options = ctx.Backend.CreateOptions();
         options.Url = url;
+        if (ctx.Backend.UnreachableUrl is null)
+        {
+            foreach (var setting in options.Settings.Keys.Where(PointsAtABroker).ToList())
+            {
+                options.Settings.Remove(setting);
+            }
+        }
         options.ConnectTimeout = timeout;
         options.OperationTimeout = timeout;
         var watch = Stopwatch.StartNew();

@@ -23,7 +23,7 @@ internal static class ConsumeCommand
         var idle = new Option<double>("--idle-seconds") { Description = "Stop after this long without a message (0: never).", DefaultValueFactory = _ => 0 };
         idle.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<double>() < 0)
+            if (result.GetValueOrDefault<double>() is not >= 0) // NaN too
             {
                 result.AddError("--idle-seconds must not be negative.");
             }

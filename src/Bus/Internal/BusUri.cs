@@ -15,18 +15,19 @@ internal static class BusUri
         var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
         if (schemeEnd <= 0)
         {
-            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)} '{UriRedaction.RedactText(url)}' has no scheme; use a URI such as memory:// or rabbitmq://host.");
+            // Not echoed, here and below: text that is not a URI cannot be told apart from the password it may hold.
+            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)} has no scheme ('scheme://' is missing); use a URI such as memory:// or rabbitmq://host.");
         }
 
         var scheme = url[..schemeEnd];
         if (!Uri.CheckSchemeName(scheme))
         {
-            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)}: scheme '{scheme}' is not a valid URI scheme.");
+            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)}: the text before '://' is not a valid URI scheme (a letter, then letters, digits, '+', '-' or '.').");
         }
 
         if (!Uri.TryCreate(FirstHostOnly(url, schemeEnd + 3), UriKind.Absolute, out var uri))
         {
-            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)} '{UriRedaction.RedactText(url)}' is not a valid URI (check the host, the port and that special characters in the user name or password are percent-encoded).");
+            throw new BusConfigurationException($"{nameof(BusOptions)}.{nameof(BusOptions.Url)} ({scheme}://…) is not a valid URI (check the host, the port and that special characters in the user name or password are percent-encoded).");
         }
 
         return uri;

@@ -55,8 +55,10 @@ public static class UriRedaction
 
     /// <summary>
     /// The text of a possibly unparsable URI with the password of its user info (anything between the first colon and
-    /// the last "@" of the authority) and every secret-looking query value replaced by <c>***</c>, for error messages
-    /// about bad URIs. Text without "://" (a forgotten scheme: <c>guest:secret@host</c>) is redacted the same way.
+    /// the last "@" before the query) and every secret-looking query value replaced by <c>***</c>. Text without "://"
+    /// (a forgotten scheme: <c>guest:secret@host</c>) is redacted the same way. Best effort: in text that is not a URI,
+    /// a password with an unescaped '?' or '#' cannot be told from a query, so core's own errors about bad URIs do not
+    /// echo the text at all.
     /// </summary>
     /// <param name="url">The text as configured.</param>
     public static string RedactText(string url)
@@ -64,7 +66,9 @@ public static class UriRedaction
         ArgumentNullException.ThrowIfNull(url);
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
         var start = scheme >= 0 ? scheme + 3 : url.StartsWith("//", StringComparison.Ordinal) ? 2 : 0;
-        var at = url.LastIndexOf('@');
+        var authorityEnd = url.IndexOfAny(['?', '#'], Math.Min(start, url.Length));
+        var beforeQuery = authorityEnd < 0 ? url.Length : authorityEnd;
+        var at = beforeQuery == 0 ? -1 : url.LastIndexOf('@', beforeQuery - 1);
         var text = url;
         if (at >= start)
         {
