@@ -154,15 +154,7 @@ public sealed partial class MessageBus
         {
             try
             {
-                await Transport.DeleteTopicAsync(definition, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException ex)
-            {
-                throw new BusException($"{Backend}: deleting topic '{definition.Name}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, definition.Name, isTransient: true, ex);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                throw Wrap(ex, "delete topic", definition.Name);
+                await WithinOperationTimeoutAsync(() => Transport.DeleteTopicAsync(definition, cancellationToken), "delete topic", "deleting", definition.Name, cancellationToken).ConfigureAwait(false);
             }
             finally
             {
@@ -206,19 +198,26 @@ public sealed partial class MessageBus
         _ensuredTopics.TryAdd(deadLetterTopic, Task.CompletedTask);
     }
 
-    private async ValueTask ProvisionAsync(TopicDefinition definition, CancellationToken cancellationToken)
+    private ValueTask ProvisionAsync(TopicDefinition definition, CancellationToken cancellationToken)
+        => WithinOperationTimeoutAsync(() => Transport.EnsureTopicAsync(definition, cancellationToken), "ensure topic", "ensuring", definition.Name, cancellationToken);
+
+    /// <summary>
+    /// Runs a topic operation of the transport within <see cref="BusOptions.OperationTimeout"/>, its failures (also one
+    /// thrown before the operation returns) wrapped.
+    /// </summary>
+    private async ValueTask WithinOperationTimeoutAsync(Func<ValueTask> operation, string what, string doing, string topic, CancellationToken cancellationToken)
     {
         try
         {
-            await Transport.EnsureTopicAsync(definition, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+            await operation().AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException ex)
         {
-            throw new BusException($"{Backend}: ensuring topic '{definition.Name}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, definition.Name, isTransient: true, ex);
+            throw new BusException($"{Backend}: {doing} topic '{topic}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            throw Wrap(ex, "ensure topic", definition.Name);
+            throw Wrap(ex, what, topic);
         }
     }
 
