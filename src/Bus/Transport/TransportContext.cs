@@ -60,7 +60,12 @@ public sealed class TransportContext
     /// <param name="defaultValue">Returned when absent.</param>
     public string? GetSetting(string name, string? defaultValue = null)
     {
-        _asked.Add(name);
+        lock (_asked)
+        {
+            // A transport may also ask later, from any thread; only what it asked by the end of Create counts.
+            _asked.Add(name);
+        }
+
         return _settings.TryGetValue(name, out var value) ? value : defaultValue;
     }
 
@@ -83,10 +88,21 @@ public sealed class TransportContext
 
     /// <summary>Settings given and never asked for by the transport (none if it read <see cref="Settings"/> itself).</summary>
     internal IReadOnlyList<string> UnusedSettings()
-        => _enumerated ? [] : [.. _settings.Keys.Where(name => !_asked.Contains(name)).Order(StringComparer.OrdinalIgnoreCase)];
+    {
+        lock (_asked)
+        {
+            return _enumerated ? [] : [.. _settings.Keys.Where(name => !_asked.Contains(name)).Order(StringComparer.OrdinalIgnoreCase)];
+        }
+    }
 
     /// <summary>The names the transport asked for.</summary>
-    internal IReadOnlyList<string> AskedSettings() => [.. _asked.Order(StringComparer.OrdinalIgnoreCase)];
+    internal IReadOnlyList<string> AskedSettings()
+    {
+        lock (_asked)
+        {
+            return [.. _asked.Order(StringComparer.OrdinalIgnoreCase)];
+        }
+    }
 
     private static Dictionary<string, string> ParseSettings(Uri uri, BusOptions options)
     {
