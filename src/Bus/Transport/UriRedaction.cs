@@ -25,17 +25,7 @@ public static class UriRedaction
 
         if (builder.Query.Length > 1)
         {
-            var parts = builder.Query[1..].Split('&');
-            for (var i = 0; i < parts.Length; i++)
-            {
-                var equals = parts[i].IndexOf('=');
-                if (equals > 0 && IsSecretName(Uri.UnescapeDataString(parts[i][..equals])))
-                {
-                    parts[i] = parts[i][..(equals + 1)] + "***";
-                }
-            }
-
-            builder.Query = string.Join('&', parts);
+            builder.Query = RedactQuery(builder.Query[1..]);
         }
 
         var text = builder.Uri.GetComponents(UriComponents.AbsoluteUri, UriFormat.UriEscaped);
@@ -86,7 +76,13 @@ public static class UriRedaction
         }
 
         var end = text.IndexOf('#', query);
-        var parts = (end < 0 ? text[(query + 1)..] : text[(query + 1)..end]).Split('&');
+        return text[..(query + 1)] + RedactQuery(end < 0 ? text[(query + 1)..] : text[(query + 1)..end]) + (end < 0 ? "" : text[end..]);
+    }
+
+    /// <summary>A query (without its '?') with the value of every secret-looking name replaced by <c>***</c>.</summary>
+    private static string RedactQuery(string query)
+    {
+        var parts = query.Split('&');
         for (var i = 0; i < parts.Length; i++)
         {
             var equals = parts[i].IndexOf('=');
@@ -96,7 +92,7 @@ public static class UriRedaction
             }
         }
 
-        return text[..(query + 1)] + string.Join('&', parts) + (end < 0 ? "" : text[end..]);
+        return string.Join('&', parts);
     }
 
     private static string SafeUnescape(string text)
