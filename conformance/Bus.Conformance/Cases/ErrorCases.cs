@@ -103,12 +103,12 @@ internal static class ErrorCases
     private static async Task UnreachableBroker(CaseContext ctx)
     {
         const string Password = "s3cr3t-Pa55word-zq";
-        var url = ctx.Backend.UnreachableUrl;
-        if (url is null)
+        // A user's run (bus conformance --url …) need not know what this case wants: without a URL of its own, the same
+        // kind of URL, pointed at a closed port here.
+        var derived = ctx.Backend.UnreachableUrl is null;
+        var url = ctx.Backend.UnreachableUrl ?? UnreachableLike(ctx.Backend.Url, Password);
+        if (derived)
         {
-            // A user's run (bus conformance --url …) need not know what this case wants: the same kind of URL, pointed
-            // at a closed port here.
-            url = UnreachableLike(ctx.Backend.Url, Password);
             ctx.Note("unreachable URL derived from the backend's: its scheme and query, 127.0.0.1 and a closed port");
         }
 
@@ -117,8 +117,9 @@ internal static class ErrorCases
         var timeout = TimeSpan.FromSeconds(3);
         var options = ctx.Backend.CreateOptions();
         options.Url = url;
-        if (ctx.Backend.UnreachableUrl is null)
+        if (derived)
         {
+            // Settings that name the live broker would otherwise send the derived URL's bus there after all.
             foreach (var setting in options.Settings.Keys.Where(PointsAtABroker).ToList())
             {
                 options.Settings.Remove(setting);

@@ -47,13 +47,12 @@ internal static class CommonOptions
         }
     }
 
-    /// <summary>Rejects values below <paramref name="minimum"/> when the command line is parsed.</summary>
-    public static T AtLeast<T>(this T option, int minimum)
-        where T : Option<int>
+    /// <summary>Rejects values below <paramref name="minimum"/> when the command line is parsed (an absent optional value passes).</summary>
+    public static Option<T> AtLeast<T>(this Option<T> option, int minimum)
     {
         option.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int>() < minimum)
+            if (result.GetValueOrDefault<T>() is int value && value < minimum)
             {
                 result.AddError($"{option.Name} must be at least {minimum}.");
             }

@@ -12,14 +12,7 @@ internal static class ConsumeCommand
         var topic = new Argument<string>("topic") { Description = "The topic." };
         var group = new Option<string>("--group", "-g") { Description = "Consumer group.", DefaultValueFactory = _ => "bus-cli" };
         var from = new Option<string>("--from") { Description = "Where a new group starts: latest, earliest, a position, or an ISO 8601 time.", DefaultValueFactory = _ => "latest" };
-        var count = new Option<int?>("--count", "-n") { Description = "Stop after this many messages." };
-        count.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<int?>() is < 1)
-            {
-                result.AddError("--count must be at least 1.");
-            }
-        });
+        var count = new Option<int?>("--count", "-n") { Description = "Stop after this many messages." }.AtLeast(1);
         var idle = new Option<double>("--idle-seconds") { Description = "Stop after this long without a message (0: never).", DefaultValueFactory = _ => 0 };
         idle.Validators.Add(result =>
         {
