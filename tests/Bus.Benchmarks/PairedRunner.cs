@@ -83,6 +83,7 @@ internal static class PairedRunner
                     var pausedBefore = GC.GetTotalPauseDuration();
                     var collectionsBefore = GC.CollectionCount(0);
                     var contentionsBefore = Monitor.LockContentionCount;
+                    var workItemsBefore = ThreadPool.CompletedWorkItemCount;
                     var started = Stopwatch.GetTimestamp();
                     await InvokeAsync(instance, timed.Method);
                     var elapsed = Stopwatch.GetElapsedTime(started);
@@ -90,6 +91,7 @@ internal static class PairedRunner
                     var paused = GC.GetTotalPauseDuration() - pausedBefore;
                     var collections = GC.CollectionCount(0) - collectionsBefore;
                     var contentions = Monitor.LockContentionCount - contentionsBefore;
+                    var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
                     if (Environment.GetEnvironmentVariable("BUS_BENCH_GCINFO") == "1")
                     {
                         foreach (var kind in new[] { GCKind.Ephemeral, GCKind.FullBlocking, GCKind.Background })
@@ -111,6 +113,7 @@ internal static class PairedRunner
                         timed.GcPauseNanosecondsPerOperation.Add(paused.TotalNanoseconds / timed.Operations);
                         timed.CollectionsPerThousand.Add(collections * 1000.0 / timed.Operations);
                         timed.ContentionsPerThousand.Add(contentions * 1000.0 / timed.Operations);
+                        timed.WorkItemsPerOperation.Add((double)workItems / timed.Operations);
                     }
                 }
 
@@ -172,10 +175,10 @@ internal static class PairedRunner
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{WarmupRounds} warm-up), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         text.AppendLine();
-        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages.");
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool).");
         text.AppendLine();
-        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | tput vs raw | rounds ≥ 0.95 |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | work items/msg | tput vs raw | rounds ≥ 0.95 |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var category in methods.GroupBy(m => m.Category))
         {
             var baseline = category.FirstOrDefault(m => m.Baseline);
@@ -191,7 +194,7 @@ internal static class PairedRunner
                     atLeast = $"{ratios.Count(r => r >= 0.95)}/{ratios.Count}";
                 }
 
-                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {ratio} | {atLeast} |");
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {Median(timed.WorkItemsPerOperation):0.000} | {ratio} | {atLeast} |");
             }
         }
 
@@ -273,5 +276,7 @@ internal static class PairedRunner
         public List<double> CollectionsPerThousand { get; } = [];
 
         public List<double> ContentionsPerThousand { get; } = [];
+
+        public List<double> WorkItemsPerOperation { get; } = [];
     }
 }
