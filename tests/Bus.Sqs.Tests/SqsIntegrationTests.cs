@@ -2,6 +2,8 @@ using System.Text;
 using Amazon.Runtime;
 using Amazon.SQS;
 using Amazon.SQS.Model;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Xunit;
 
 namespace Bus.Sqs.Tests;
@@ -157,6 +159,79 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
         var error = await Assert.ThrowsAsync<BusException>(() => bus.PublishAsync(Name("late"), new OutgoingMessage("x"u8.ToArray()) { Delay = TimeSpan.FromSeconds(901) }).AsTask());
         Assert.Equal(BusFailureReason.NotSupported, error.Reason);
         Assert.Contains("900", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_batch_is_cut_by_bytes_as_well_as_count_and_reaches_every_group_in_order()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("cut");
+        await using var first = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "a", MaxInFlight = 30 });
+        await using var second = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "b", MaxInFlight = 30 });
+
+        // 3 binary bodies of 90,000 bytes (120,000 base64 characters each: two fit a request, three do not) among
+        // 22 small ones: requests of 10 messages or fewer bytes, built as each is sent.
+        var messages = Enumerable.Range(0, 25)
+            .Select(i => i is 3 or 4 or 17 ? new OutgoingMessage(Enumerable.Repeat((byte)i, 90_000).ToArray()) { Key = $"m{i}" } : new OutgoingMessage(new[] { (byte)0xFF, (byte)i }) { Key = $"m{i}" })
+            .ToList();
+        await bus.PublishBatchAsync(topic, messages);
+
+        foreach (var consumer in new[] { first, second })
+        {
+            var received = new List<ReceivedMessage>();
+            for (var i = 0; i < messages.Count; i++)
+            {
+                var message = await ReceiveAsync(consumer);
+                received.Add(message);
+                await message.AckAsync();
+            }
+
+            // Standard queues do not promise order; every message arrives once, byte for byte.
+            Assert.Equal(messages.Select(m => m.Key).Order(), received.Select(m => m.Key).Order());
+            foreach (var message in received)
+            {
+                Assert.Equal(messages.Single(m => m.Key == message.Key).Body.ToArray(), message.Body.ToArray());
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_batch_with_one_message_sqs_cannot_take_sends_nothing()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("refused");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g" });
+        var messages = Enumerable.Range(0, 30).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+        messages[25].Delay = TimeSpan.FromSeconds(901);
+
+        var error = await Assert.ThrowsAsync<BusException>(() => bus.PublishBatchAsync(topic, messages).AsTask());
+        Assert.Equal(BusFailureReason.NotSupported, error.Reason);
+
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("after"));
+        var only = await ReceiveAsync(consumer);
+        Assert.Equal("after", only.GetText());
+        await only.AckAsync();
+        using var quiet = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => consumer.ReceiveAsync(quiet.Token).AsTask());
+    }
+
+    [Fact]
+    public async Task An_ack_is_done_when_queued_and_a_delete_that_fails_is_logged()
+    {
+        using var logs = new FakeLoggerProvider();
+        using var loggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
+        await using var bus = MessageBus.Create(new BusOptions { Url = fixture.Server.Url() }, loggerFactory);
+        var topic = Name("lost-ack");
+        var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g" });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        var message = await ReceiveAsync(consumer);
+
+        using var raw = fixture.RawClient();
+        await raw.DeleteQueueAsync((await raw.GetQueueUrlAsync(topic + "_g")).QueueUrl);
+        await message.AckAsync(); // the queue is gone: nothing for the caller to do, SQS would deliver it again
+        await consumer.DisposeAsync(); // sends what is queued
+
+        Assert.Contains(logs.Collector.GetSnapshot(), e => e.Id.Id is 5014 or 5015 && e.Message.Contains(topic + "_g", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -32,6 +32,12 @@ internal static partial class Log
     [LoggerMessage(5013, LogLevel.Debug, "sqs: settling a message of {Queue} failed because SQS no longer knows its receipt handle ({Code}); ignored")]
     public static partial void StaleReceipt(ILogger logger, string queue, string code);
 
+    [LoggerMessage(5014, LogLevel.Warning, "sqs: deleting {Count} acknowledged messages of {Queue} failed; they come back after their visibility timeout")]
+    public static partial void DeleteFailed(ILogger logger, int count, string queue, Exception exception);
+
+    [LoggerMessage(5015, LogLevel.Warning, "sqs: deleting an acknowledged message of {Queue} failed ({Code}: {Reason}); it comes back after its visibility timeout")]
+    public static partial void DeleteEntryFailed(ILogger logger, string queue, string code, string reason);
+
     [LoggerMessage(5020, LogLevel.Warning, "sqs: cannot set the native redrive policy of {Queue}: dead-letter queue {DeadLetterQueue} is not the same kind (standard/FIFO); core dead-lettering still applies")]
     public static partial void RedriveKindMismatch(ILogger logger, string queue, string deadLetterQueue);
 }

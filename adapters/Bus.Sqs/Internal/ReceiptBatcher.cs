@@ -1,4 +1,3 @@
-using System.Globalization;
 using Amazon.SQS;
 using Amazon.SQS.Model;
 using Bus.Transport;
@@ -8,7 +7,10 @@ namespace Bus.Sqs.Internal;
 
 /// <summary>
 /// Acknowledgements of one queue, coalesced by core's <see cref="SettlementBatcher{T}"/> into DeleteMessageBatch
-/// calls of up to 10 receipts (SQS's limit), a few in flight at once; each ack completes when its batch is confirmed.
+/// calls of up to 10 receipts (SQS's limit), a few in flight at once. An ack is done when it is queued, as on the other
+/// backends: a delete that fails is logged, and SQS delivers the message again after its visibility timeout
+/// (at-least-once). Waiting for the reply instead cost every message a thread-pool continuation of its own (1.4 work
+/// items per message end to end against 0.17 for a raw receive loop).
 /// </summary>
 internal sealed class ReceiptBatcher : IAsyncDisposable
 {
@@ -40,16 +42,16 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
         _batcher = new SettlementBatcher<string>(DeleteAsync, new SettlementBatcherOptions { MaxBatchSize = 10, MaxConcurrentFlushes = maxConcurrentDeletes, Linger = Linger });
     }
 
-    /// <summary>Deletes the message of <paramref name="receipt"/>; completes when SQS confirmed it (or its receipt was stale).</summary>
-    public ValueTask DeleteAsync(string receipt, CancellationToken cancellationToken)
+    /// <summary>Queues the message of <paramref name="receipt"/> for deletion; closing sends what is queued.</summary>
+    public void Delete(string receipt)
     {
         try
         {
-            return _batcher.AddAsync(receipt, cancellationToken);
+            _batcher.Add(receipt);
         }
         catch (ObjectDisposedException)
         {
-            return default; // the receiver is closed: the message comes back after its visibility timeout
+            // The receiver is closed: the message comes back after its visibility timeout.
         }
     }
 
@@ -72,32 +74,23 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
             }
             catch (Exception ex)
             {
-                throw SqsErrors.Wrap(ex, $"ack on queue {_queueName}", null);
-            }
-
-            if (response.Failed is not { Count: > 0 } failures)
-            {
+                Log.DeleteFailed(_logger, receipts.Count, _queueName, ex);
                 return null;
             }
 
-            var errors = new Exception?[receipts.Count];
-            foreach (var error in failures)
+            foreach (var error in response.Failed ?? [])
             {
-                if (!int.TryParse(error.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index >= errors.Length)
-                {
-                    continue;
-                }
-
                 if (SqsErrors.IsStaleReceipt(error.Code))
                 {
                     Log.StaleReceipt(_logger, _queueName, error.Code);
-                    continue;
                 }
-
-                errors[index] = new BusException($"sqs: ack on queue {_queueName} failed: {error.Code}: {error.Message}", BusFailureReason.BrokerError, SqsTransportFactory.BackendName, null, error.SenderFault != true);
+                else
+                {
+                    Log.DeleteEntryFailed(_logger, _queueName, error.Code, error.Message);
+                }
             }
 
-            return errors;
+            return null;
         }
         finally
         {

@@ -76,11 +76,11 @@ internal sealed class SqsReceiver : TransportReceiver
 
     public override ChannelReader<ReceivedMessage> Deliveries => _deliveries.Reader;
 
-    public override async ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
+    public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         if (!_unsettled.TryRemove(message.DeliveryTag, out var entry))
         {
-            return;
+            return default;
         }
 
         var receipt = entry.Receipt;
@@ -90,7 +90,8 @@ internal sealed class SqsReceiver : TransportReceiver
             HandOutNext(messageGroup);
         }
 
-        await _deletes.DeleteAsync(receipt, cancellationToken).ConfigureAwait(false);
+        _deletes.Delete(receipt);
+        return default;
     }
 
     public override async ValueTask NackAsync(ReceivedMessage message, TimeSpan delay, CancellationToken cancellationToken)
