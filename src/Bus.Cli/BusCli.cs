@@ -39,7 +39,12 @@ internal static class BusCli
 
         try
         {
-            return await CreateRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            var parsed = CreateRootCommand().Parse(args);
+            var exitCode = await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Error = Errors.Profile.Out.Writer });
+
+            // A command line that does not parse is a usage error, 2 as for a bad --url or --case (System.CommandLine
+            // returns 1, which scripts read as "ran and failed").
+            return parsed.Errors.Count > 0 && exitCode == 1 ? 2 : exitCode;
         }
         catch (BusException ex)
         {

@@ -128,4 +128,19 @@ public class CliTests
         Assert.Contains("published 2 to t", output, StringComparison.Ordinal);
         Assert.Contains("note: memory:// lives inside this one command", errors, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_command_line_that_does_not_parse_is_a_usage_error_with_exit_code_2()
+    {
+        var (exitCode, _, errors) = await RunSplitAsync("send", "t", "x", "--count", "many");
+        Assert.Equal(2, exitCode);
+        Assert.Contains("many", errors, StringComparison.Ordinal);
+
+        var (scale, _, scaleErrors) = await RunSplitAsync("conformance", "--url", "memory://", "--timeout-scale", "slow");
+        Assert.Equal(2, scale);
+        Assert.Contains("slow", scaleErrors, StringComparison.Ordinal);
+
+        var (unknown, _, _) = await RunSplitAsync("sned", "t", "x");
+        Assert.Equal(2, unknown);
+    }
 }

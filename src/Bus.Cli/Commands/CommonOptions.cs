@@ -49,12 +49,30 @@ internal static class CommonOptions
 
     /// <summary>Rejects values below <paramref name="minimum"/> when the command line is parsed (an absent optional value passes).</summary>
     public static Option<T> AtLeast<T>(this Option<T> option, int minimum)
+        => option.Must(value => value is not int number || number >= minimum, $"must be at least {minimum}");
+
+    /// <summary>
+    /// Rejects a value that fails <paramref name="valid"/> when the command line is parsed, with "--name
+    /// <paramref name="requirement"/>.". A value that is not of the option's type at all is left to System.CommandLine,
+    /// which reports it (reading it here threw, and the command ended with a stack trace).
+    /// </summary>
+    public static Option<T> Must<T>(this Option<T> option, Func<T?, bool> valid, string requirement)
     {
         option.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<T>() is int value && value < minimum)
+            T? value;
+            try
             {
-                result.AddError($"{option.Name} must be at least {minimum}.");
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return; // did not convert: already an error of its own
+            }
+
+            if (!valid(value))
+            {
+                result.AddError($"{option.Name} {requirement}.");
             }
         });
         return option;

@@ -13,14 +13,8 @@ internal static class ConformanceCommand
         var cases = new Option<string[]>("--case", "-c") { Description = "Only these cases or categories (e.g. dlq, delivery/round_trip); repeatable." };
         var target = new Option<string?>("--target") { Description = "What the URL points at, for the matrix (e.g. 'RabbitMQ 3.13 on staging')." };
         var unreachable = new Option<string?>("--unreachable-url") { Description = "For errors/unreachable_broker: a URL of the same scheme that points at a closed port, with the password s3cr3t-Pa55word-zq (the case checks that it never appears in the error). Default: --url's scheme and query, 127.0.0.1 and a closed port." };
-        var scale = new Option<double>("--timeout-scale") { Description = "Multiply every wait (slow brokers).", DefaultValueFactory = _ => 1.0 };
-        scale.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<double>() is not > 0)
-            {
-                result.AddError("--timeout-scale must be greater than 0.");
-            }
-        });
+        var scale = new Option<double>("--timeout-scale") { Description = "Multiply every wait (slow brokers).", DefaultValueFactory = _ => 1.0 }
+            .Must(value => value is > 0, "must be greater than 0");
         var output = new Option<string?>("--output", "-o") { Description = "Artifacts folder for matrix.json and matrix.md (default: ./artifacts/conformance; a run of selected cases writes only with -o)." };
         var command = new Command("conformance", "Run the conformance catalogue against a backend and write the capability matrix.") { url, cases, target, unreachable, scale, output };
         command.SetAction(async (parse, cancellationToken) =>

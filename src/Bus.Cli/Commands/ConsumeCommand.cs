@@ -13,14 +13,8 @@ internal static class ConsumeCommand
         var group = new Option<string>("--group", "-g") { Description = "Consumer group.", DefaultValueFactory = _ => "bus-cli" };
         var from = new Option<string>("--from") { Description = "Where a new group starts: latest, earliest, a position, or an ISO 8601 time.", DefaultValueFactory = _ => "latest" };
         var count = new Option<int?>("--count", "-n") { Description = "Stop after this many messages." }.AtLeast(1);
-        var idle = new Option<double>("--idle-seconds") { Description = "Stop after this long without a message (0: never).", DefaultValueFactory = _ => 0 };
-        idle.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<double>() is not >= 0) // NaN too
-            {
-                result.AddError("--idle-seconds must not be negative.");
-            }
-        });
+        var idle = new Option<double>("--idle-seconds") { Description = "Stop after this long without a message (0: never).", DefaultValueFactory = _ => 0 }
+            .Must(value => value is >= 0, "must not be negative"); // NaN is refused too
         var command = new Command("consume", "Print messages from a topic and ack them.") { url, topic, group, from, count, idle };
         command.SetAction(async (parse, cancellationToken) =>
         {
