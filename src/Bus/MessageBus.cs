@@ -66,17 +66,24 @@ public sealed partial class MessageBus : IMessageBus
         }
         catch (Exception ex)
         {
-            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {ex.Message}", factory.Backend, ex);
+            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(copy.Url))}", factory.Backend, Scrub(ex, copy.Url, factory.Backend));
         }
 
         if (context.UnusedSettings() is { Count: > 0 } unused)
         {
             // Names only, and not the URI either: a value may be a secret under a misspelt name that redaction misses.
             _ = DisposeQuietlyAsync(transport);
-            var names = string.Join(", ", unused.Select(name => $"'{name}'"));
+            var named = unused.Where(context.MayName).ToList();
+            var hidden = unused.Count - named.Count;
+            var names = named.Count == 0
+                ? ""
+                : $"{(named.Count == 1 ? "setting" : "settings")} {string.Join(", ", named.Select(name => $"'{name}'"))} (from the URI's query or {BusOptions.SectionName}:Settings) {(named.Count == 1 ? "is" : "are")} not used by this backend with this URI; check the spelling. ";
+            var unnamed = hidden == 0
+                ? ""
+                : $"{hidden} {(hidden == 1 ? "setting that follows" : "settings that follow")} a secret in the URI's query {(hidden == 1 ? "is" : "are")} not used and not named here, as {(hidden == 1 ? "it" : "they")} may be part of the secret's value: percent-encode '&' in a value as %26. ";
             var asked = context.AskedSettings();
             throw new BusConfigurationException(
-                $"{factory.Backend}: {(unused.Count == 1 ? "setting" : "settings")} {names} (from the URI's query or {BusOptions.SectionName}:Settings) {(unused.Count == 1 ? "is" : "are")} not used by this backend with this URI; check the spelling. It reads: {(asked.Count == 0 ? "no settings" : string.Join(", ", asked))}.",
+                $"{factory.Backend}: {names}{unnamed}It reads: {(asked.Count == 0 ? "no settings" : string.Join(", ", asked))}.",
                 factory.Backend);
         }
 
@@ -168,9 +175,9 @@ public sealed partial class MessageBus : IMessageBus
             }
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
             {
-                Log.ConnectFailed(_logger, Backend, _redactedUrl, ex);
+                Log.ConnectFailed(_logger, Backend, _redactedUrl, Scrub(ex));
                 var timedOut = timeout.IsCancellationRequested;
-                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : ex.Message;
+                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options.Url));
                 // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …"),
                 // nor the backend's name it starts with.
                 var prefix = $"{Backend}: cannot connect to {_redactedUrl}: ";
@@ -194,12 +201,15 @@ public sealed partial class MessageBus : IMessageBus
     /// Client libraries sometimes echo the connection string in their messages; keep the type and the shape of the
     /// error but never a password.
     /// </summary>
-    private Exception Scrub(Exception ex)
+    private Exception Scrub(Exception ex) => Scrub(ex, _options.Url, Backend);
+
+    private static Exception Scrub(Exception ex, string url, string backend)
     {
-        var password = BusUri.PasswordOf(_options.Url);
-        return password is null || !ex.ToString().Contains(password, StringComparison.Ordinal)
+        var secrets = UriRedaction.SecretsIn(url);
+        var text = ex.ToString();
+        return UriRedaction.Scrub(text, secrets) == text
             ? ex
-            : new BusException($"{ex.GetType().FullName}: {ex.Message.Replace(password, "***", StringComparison.Ordinal)}", BusFailureReason.Connection, Backend);
+            : new BusException($"{ex.GetType().FullName}: {UriRedaction.Scrub(ex.Message, secrets)}", BusFailureReason.Connection, backend);
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);

@@ -59,6 +59,23 @@ public class ConfigurationTests
     }
 
     [Fact]
+    public void Pieces_of_a_secret_split_off_by_an_unescaped_ampersand_are_counted_not_named()
+    {
+        // The password is "hun&ter2-secret&x=y", not percent-encoded: its tail reads as two settings of their own.
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("memory://?retension=1&password=hun&ter2-secret&x=y"));
+        Assert.Contains("'password', 'retension'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("2 settings that follow a secret in the URI's query are not used and not named here", error.Message, StringComparison.Ordinal);
+        Assert.Contains("%26", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ter2", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("'x'", error.Message, StringComparison.Ordinal);
+
+        var alone = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("memory://?retention=5&token=abc&def"));
+        Assert.StartsWith("memory: setting 'token' (from", alone.Message, StringComparison.Ordinal);
+        Assert.Contains("1 setting that follows a secret", alone.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("def", alone.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_setting_from_configuration_is_checked_like_one_from_the_uri()
     {
         var options = new BusOptions { Url = "memory://" };

@@ -10,7 +10,8 @@ public class RedactionTests
 {
     [Theory]
     [InlineData("amqp://guest:guest-secret@rabbit:5672/vhost", "amqp://guest:***@rabbit:5672/vhost")]
-    [InlineData("kafka://b1:9092?sasl.password=top-secret&acks=all", "kafka://b1:9092/?sasl.password=***&acks=all")]
+    [InlineData("kafka://b1:9092?acks=all&sasl.password=top-secret", "kafka://b1:9092/?acks=all&sasl.password=***")]
+    [InlineData("kafka://b1:9092?acks=all&sasl.password=top&secret&x=y", "kafka://b1:9092/?acks=all&sasl.password=***&***&***")] // '&' not escaped: pieces of it
     [InlineData("memory://", "memory://")]
     [InlineData("redis://:only-a-secret@cache:6380/1", "redis://:***@cache:6380/1")]
     [InlineData("redis://only-a-user@cache:6380", "redis://only-a-user@cache:6380")]
@@ -22,7 +23,7 @@ public class RedactionTests
     [InlineData("guest:s3cret@localhost", "guest:***@localhost")]
     [InlineData("//guest:s3cret@localhost", "//guest:***@localhost")]
     [InlineData("rabbitmq://guest:s3cr@t@bad host", "rabbitmq://guest:***@bad host")]
-    [InlineData("sqs://bad host?secretkey=abc&region=eu", "sqs://bad host?secretkey=***&region=eu")]
+    [InlineData("sqs://bad host?region=eu&secretkey=abc&def", "sqs://bad host?region=eu&secretkey=***&***")]
     [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#x")]
     [InlineData("not a uri", "not a uri")]
     [InlineData("kafka://h:bad?sasl.password=p@ssw0rd", "kafka://h:bad?sasl.password=***")]
@@ -74,5 +75,14 @@ public class RedactionTests
     {
         var message = new OutgoingMessage(body ?? []) { Key = key, MessageId = "id" };
         return MessageSize.Estimate(message) >= message.Body.Length;
+    }
+
+    [Fact]
+    public void Error_text_loses_the_secrets_of_the_url_and_the_pieces_after_them()
+    {
+        var secrets = UriRedaction.SecretsIn("kafka://user:pa55word@b1:9092?acks=all&sasl.password=top&cd&longpiece=v4lue");
+        Assert.Equal(
+            "No such configuration property: \"***\" nor '***'; *** *** *** *** acks=all, cd in abcd",
+            UriRedaction.Scrub("No such configuration property: \"cd\" nor 'cd'; pa55word top longpiece v4lue acks=all, cd in abcd", secrets));
     }
 }

@@ -15,10 +15,14 @@ public sealed class TransportContext
         Options = options;
         LoggerFactory = loggerFactory;
         RedactedUrl = UriRedaction.Redact(uri);
-        _settings = ParseSettings(uri, options);
+        (_settings, _afterSecret) = ParseSettings(uri, options);
     }
 
     private readonly Dictionary<string, string> _settings;
+
+    // Query names that came after a secret's value (password=…): with an unescaped '&' in that value, they are pieces
+    // of it, so an error names them only by count.
+    private readonly HashSet<string> _afterSecret;
 
     // The names the transport asked for, present or not: what it reads with this URI. A setting that is given and
     // never asked for is a typo or meant for another backend, and fails at startup instead of being ignored.
@@ -95,6 +99,12 @@ public sealed class TransportContext
         }
     }
 
+    /// <summary>
+    /// Whether an unused setting may be named in an error: not when it came after a secret in the URI's query, where
+    /// it may be a piece of the secret's value that an unescaped '&amp;' split off.
+    /// </summary>
+    internal bool MayName(string setting) => !_afterSecret.Contains(setting);
+
     /// <summary>The names the transport asked for.</summary>
     internal IReadOnlyList<string> AskedSettings()
     {
@@ -104,21 +114,29 @@ public sealed class TransportContext
         }
     }
 
-    private static Dictionary<string, string> ParseSettings(Uri uri, BusOptions options)
+    private static (Dictionary<string, string> Settings, HashSet<string> AfterSecret) ParseSettings(Uri uri, BusOptions options)
     {
         var settings = new Dictionary<string, string>(options.Settings, StringComparer.OrdinalIgnoreCase);
+        var afterSecret = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var query = uri.Query;
         if (query.Length > 1)
         {
+            var secretSeen = false;
             foreach (var pair in query[1..].Split('&', StringSplitOptions.RemoveEmptyEntries))
             {
                 var equals = pair.IndexOf('=');
                 var name = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
                 var value = equals < 0 ? "true" : Uri.UnescapeDataString(pair[(equals + 1)..]);
                 settings[name] = value;
+                if (secretSeen)
+                {
+                    afterSecret.Add(name);
+                }
+
+                secretSeen |= equals > 0 && UriRedaction.IsSecretName(name);
             }
         }
 
-        return settings;
+        return (settings, afterSecret);
     }
 }

@@ -79,20 +79,97 @@ public static class UriRedaction
         return text[..(query + 1)] + RedactQuery(end < 0 ? text[(query + 1)..] : text[(query + 1)..end]) + (end < 0 ? "" : text[end..]);
     }
 
-    /// <summary>A query (without its '?') with the value of every secret-looking name replaced by <c>***</c>.</summary>
+    /// <summary>
+    /// A query (without its '?') with the value of every secret-looking name replaced by <c>***</c>, and every part after
+    /// the first such value too: a secret with an unescaped '&amp;' (<c>password=ab&amp;cd</c>) reads as a secret and
+    /// more parameters, which are pieces of it. Parameters placed before the secrets stay readable.
+    /// </summary>
     private static string RedactQuery(string query)
     {
         var parts = query.Split('&');
+        var secretSeen = false;
         for (var i = 0; i < parts.Length; i++)
         {
+            if (secretSeen)
+            {
+                parts[i] = "***";
+                continue;
+            }
+
             var equals = parts[i].IndexOf('=');
             if (equals > 0 && IsSecretName(SafeUnescape(parts[i][..equals])))
             {
                 parts[i] = parts[i][..(equals + 1)] + "***";
+                secretSeen = true;
             }
         }
 
         return string.Join('&', parts);
+    }
+
+    /// <summary>
+    /// Text of a connection URL that must not appear in a message: the password of its user info, the value of every
+    /// secret-looking query parameter, and the names and values of the query's parts after such a value (pieces of the
+    /// secret if a '&amp;' in it was not percent-encoded).
+    /// </summary>
+    internal static IReadOnlyList<(string Text, bool Piece)> SecretsIn(string url)
+    {
+        var secrets = new List<(string, bool)>();
+        if (Internal.BusUri.PasswordOf(url) is { } password)
+        {
+            secrets.Add((password, false));
+        }
+
+        var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        var query = url.IndexOf('?', Math.Max(0, scheme));
+        if (query < 0)
+        {
+            return secrets;
+        }
+
+        var end = url.IndexOf('#', query);
+        var secretSeen = false;
+        foreach (var part in (end < 0 ? url[(query + 1)..] : url[(query + 1)..end]).Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = part.IndexOf('=');
+            var name = SafeUnescape(equals < 0 ? part : part[..equals]);
+            var value = equals < 0 ? "" : SafeUnescape(part[(equals + 1)..]);
+            if (secretSeen)
+            {
+                secrets.Add((name, true));
+            }
+
+            if (value.Length > 0 && (secretSeen || IsSecretName(name)))
+            {
+                secrets.Add((value, secretSeen));
+            }
+
+            secretSeen |= equals > 0 && IsSecretName(name);
+        }
+
+        return secrets;
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> with each of <paramref name="secrets"/> replaced by <c>***</c>: a password or secret value
+    /// wherever it occurs; a piece after a secret where it occurs quoted ('cd' or "cd", as errors name settings), and
+    /// anywhere once it is 4 characters or longer (a short piece anywhere would blank out ordinary words).
+    /// </summary>
+    internal static string Scrub(string text, IReadOnlyList<(string Text, bool Piece)> secrets)
+    {
+        foreach (var (secret, piece) in secrets)
+        {
+            if (!piece || secret.Length >= 4)
+            {
+                text = text.Replace(secret, "***", StringComparison.Ordinal);
+            }
+            else
+            {
+                text = text.Replace($"\"{secret}\"", "\"***\"", StringComparison.Ordinal).Replace($"'{secret}'", "'***'", StringComparison.Ordinal);
+            }
+        }
+
+        return text;
     }
 
     private static string SafeUnescape(string text)
@@ -126,7 +203,7 @@ public static class UriRedaction
         return false;
     }
 
-    private static bool IsSecretName(string name)
+    internal static bool IsSecretName(string name)
     {
         foreach (var secret in SecretQueryNames)
         {
