@@ -60,13 +60,22 @@ public sealed partial class MessageBus : IMessageBus
         {
             transport = factory.Create(context);
         }
-        catch (BusException)
+        catch (BusException ex)
         {
-            throw;
+            // A transport names what it rejects ("unknown setting 'cd'"); that may be a piece of a secret.
+            var message = UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(copy));
+            if (message == ex.Message)
+            {
+                throw;
+            }
+
+            throw ex is BusConfigurationException
+                ? new BusConfigurationException(message, ex.Backend, ex.Topic)
+                : new BusException(message, ex.Reason, ex.Backend, ex.Topic, ex.IsTransient);
         }
         catch (Exception ex)
         {
-            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(copy.Url))}", factory.Backend, Scrub(ex, copy.Url, factory.Backend));
+            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(copy))}", factory.Backend, Scrub(ex, copy, factory.Backend));
         }
 
         if (context.UnusedSettings() is { Count: > 0 } unused)
@@ -177,7 +186,7 @@ public sealed partial class MessageBus : IMessageBus
             {
                 Log.ConnectFailed(_logger, Backend, _redactedUrl, Scrub(ex));
                 var timedOut = timeout.IsCancellationRequested;
-                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options.Url));
+                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options));
                 // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …"),
                 // nor the backend's name it starts with.
                 var prefix = $"{Backend}: cannot connect to {_redactedUrl}: ";
@@ -185,7 +194,7 @@ public sealed partial class MessageBus : IMessageBus
                     : prefix + (why.StartsWith(Backend + ": ", StringComparison.Ordinal) ? why[(Backend.Length + 2)..] : why);
                 // The transport's own reason stands (refused credentials are Unauthorized and not worth retrying).
                 var (reason, transient) = !timedOut && ex is BusException known ? (known.Reason, known.IsTransient) : (BusFailureReason.Connection, true);
-                throw new BusException(message, reason, Backend, null, transient, ex as BusException is null ? Scrub(ex) : ex);
+                throw new BusException(message, reason, Backend, null, transient, Scrub(ex));
             }
 
             _connected = true;
@@ -201,22 +210,33 @@ public sealed partial class MessageBus : IMessageBus
     /// Client libraries sometimes echo the connection string in their messages; keep the type and the shape of the
     /// error but never a password.
     /// </summary>
-    private Exception Scrub(Exception ex) => Scrub(ex, _options.Url, Backend);
+    private Exception Scrub(Exception ex) => Scrub(ex, _options, Backend);
 
-    private static Exception Scrub(Exception ex, string url, string backend)
+    /// <summary>
+    /// The exception as it is, or, when its message or an inner exception's holds a secret of the options, a stand-in
+    /// with the outer message scrubbed (the inner chain, which cannot be rewritten, is left out).
+    /// </summary>
+    private static Exception Scrub(Exception ex, BusOptions options, string backend)
     {
-        var secrets = UriRedaction.SecretsIn(url);
-        var text = ex.ToString();
-        return UriRedaction.Scrub(text, secrets) == text
-            ? ex
-            : new BusException($"{ex.GetType().FullName}: {UriRedaction.Scrub(ex.Message, secrets)}", BusFailureReason.Connection, backend);
+        var secrets = UriRedaction.SecretsIn(options);
+        for (var inner = ex; inner is not null; inner = inner.InnerException)
+        {
+            if (UriRedaction.Scrub(inner.Message, secrets) != inner.Message)
+            {
+                return ex is BusException bus
+                    ? new BusException(UriRedaction.Scrub(ex.Message, secrets), bus.Reason, bus.Backend, bus.Topic, bus.IsTransient)
+                    : new BusException($"{ex.GetType().FullName}: {UriRedaction.Scrub(ex.Message, secrets)}", BusFailureReason.Connection, backend);
+            }
+        }
+
+        return ex;
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 
     private BusException Wrap(Exception ex, string operation, string? topic)
         => ex as BusException ?? new BusException(
-            $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {ex.Message}",
+            $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options))}",
             ex is TimeoutException ? BusFailureReason.Timeout : BusFailureReason.BrokerError,
             Backend, topic, isTransient: true, Scrub(ex));
 }

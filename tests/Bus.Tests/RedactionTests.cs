@@ -12,6 +12,7 @@ public class RedactionTests
     [InlineData("amqp://guest:guest-secret@rabbit:5672/vhost", "amqp://guest:***@rabbit:5672/vhost")]
     [InlineData("kafka://b1:9092?acks=all&sasl.password=top-secret", "kafka://b1:9092/?acks=all&sasl.password=***")]
     [InlineData("kafka://b1:9092?acks=all&sasl.password=top&secret&x=y", "kafka://b1:9092/?acks=all&sasl.password=***&***&***")] // '&' not escaped: pieces of it
+    [InlineData("kafka://b1:9092?sasl.password=top#secret", "kafka://b1:9092/?sasl.password=***#***")]
     [InlineData("memory://", "memory://")]
     [InlineData("redis://:only-a-secret@cache:6380/1", "redis://:***@cache:6380/1")]
     [InlineData("redis://only-a-user@cache:6380", "redis://only-a-user@cache:6380")]
@@ -24,7 +25,8 @@ public class RedactionTests
     [InlineData("//guest:s3cret@localhost", "//guest:***@localhost")]
     [InlineData("rabbitmq://guest:s3cr@t@bad host", "rabbitmq://guest:***@bad host")]
     [InlineData("sqs://bad host?region=eu&secretkey=abc&def", "sqs://bad host?region=eu&secretkey=***&***")]
-    [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#x")]
+    [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#***")] // '#' not escaped: a piece of it
+    [InlineData("redis//cache?db=1#x", "redis//cache?db=1#x")]
     [InlineData("not a uri", "not a uri")]
     [InlineData("kafka://h:bad?sasl.password=p@ssw0rd", "kafka://h:bad?sasl.password=***")]
     [InlineData("?password=x@y", "?password=***")]
@@ -80,9 +82,19 @@ public class RedactionTests
     [Fact]
     public void Error_text_loses_the_secrets_of_the_url_and_the_pieces_after_them()
     {
-        var secrets = UriRedaction.SecretsIn("kafka://user:pa55word@b1:9092?acks=all&sasl.password=top&cd&longpiece=v4lue");
+        var options = new BusOptions { Url = "kafka://user:p%40ss%20word@b1:9092?acks=all&sasl.password=abc&cd&region=us-east-1#frag" };
+        options.Settings["token"] = "abcdef";
+        var secrets = UriRedaction.SecretsIn(options);
+
         Assert.Equal(
-            "No such configuration property: \"***\" nor '***'; *** *** *** *** acks=all, cd in abcd",
-            UriRedaction.Scrub("No such configuration property: \"cd\" nor 'cd'; pa55word top longpiece v4lue acks=all, cd in abcd", secrets));
+            "No such configuration property: \"***\" nor '***' nor '***' nor '***'; *** *** ***, region us-east-1, cd in xcdx",
+            UriRedaction.Scrub("No such configuration property: \"cd\" nor 'cd' nor 'us-east-1' nor 'frag'; p@ss word p%40ss%20word abcdef, region us-east-1, cd in xcdx", secrets));
+    }
+
+    [Fact]
+    public void A_short_secret_value_is_scrubbed_only_where_it_stands_quoted()
+    {
+        var secrets = UriRedaction.SecretsIn(new BusOptions { Url = "sqs://127.0.0.1?token=p" });
+        Assert.Equal("please set 'token' to '***'", UriRedaction.Scrub("please set 'token' to 'p'", secrets));
     }
 }

@@ -25,7 +25,11 @@ public static class UriRedaction
 
         if (builder.Query.Length > 1)
         {
-            builder.Query = RedactQuery(builder.Query[1..]);
+            (builder.Query, var secretSeen) = RedactQuery(builder.Query[1..]);
+            if (secretSeen && builder.Fragment.Length > 1)
+            {
+                builder.Fragment = "***"; // after a secret, like the query's later parts
+            }
         }
 
         var text = builder.Uri.GetComponents(UriComponents.AbsoluteUri, UriFormat.UriEscaped);
@@ -76,15 +80,17 @@ public static class UriRedaction
         }
 
         var end = text.IndexOf('#', query);
-        return text[..(query + 1)] + RedactQuery(end < 0 ? text[(query + 1)..] : text[(query + 1)..end]) + (end < 0 ? "" : text[end..]);
+        var (redacted, secretSeen) = RedactQuery(end < 0 ? text[(query + 1)..] : text[(query + 1)..end]);
+        return text[..(query + 1)] + redacted + (end < 0 ? "" : secretSeen ? "#***" : text[end..]);
     }
 
     /// <summary>
     /// A query (without its '?') with the value of every secret-looking name replaced by <c>***</c>, and every part after
     /// the first such value too: a secret with an unescaped '&amp;' (<c>password=ab&amp;cd</c>) reads as a secret and
-    /// more parameters, which are pieces of it. Parameters placed before the secrets stay readable.
+    /// more parameters, which are pieces of it (the callers mask the fragment after it for an unescaped '#'). Parameters
+    /// placed before the secrets stay readable.
     /// </summary>
-    private static string RedactQuery(string query)
+    private static (string Query, bool SecretSeen) RedactQuery(string query)
     {
         var parts = query.Split('&');
         var secretSeen = false;
@@ -104,27 +110,50 @@ public static class UriRedaction
             }
         }
 
-        return string.Join('&', parts);
+        return (string.Join('&', parts), secretSeen);
     }
 
     /// <summary>
-    /// Text of a connection URL that must not appear in a message: the password of its user info, the value of every
-    /// secret-looking query parameter, and the names and values of the query's parts after such a value (pieces of the
-    /// secret if a '&amp;' in it was not percent-encoded).
+    /// Text that must not appear in a message: the password of the URL's user info, the value of every secret-looking
+    /// query parameter or <see cref="BusOptions.Settings"/> entry, and, as pieces, the names and values of the query's
+    /// parts (and its fragment) after such a value: pieces of the secret if a '&amp;' or '#' in it was not
+    /// percent-encoded. Each as decoded and as written.
     /// </summary>
-    internal static IReadOnlyList<(string Text, bool Piece)> SecretsIn(string url)
+    internal static IReadOnlyList<(string Text, bool Piece)> SecretsIn(BusOptions options)
     {
-        var secrets = new List<(string, bool)>();
+        var secrets = new List<(string Text, bool Piece)>();
+        void Add(string text, bool piece)
+        {
+            if (text.Length > 0)
+            {
+                secrets.Add((text, piece));
+                var escaped = Uri.EscapeDataString(text);
+                if (escaped != text)
+                {
+                    secrets.Add((escaped, piece));
+                }
+            }
+        }
+
+        var url = options.Url ?? "";
         if (Internal.BusUri.PasswordOf(url) is { } password)
         {
-            secrets.Add((password, false));
+            Add(password, piece: false);
+        }
+
+        foreach (var (name, value) in options.Settings)
+        {
+            if (IsSecretName(name))
+            {
+                Add(value ?? "", piece: false);
+            }
         }
 
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
         var query = url.IndexOf('?', Math.Max(0, scheme));
         if (query < 0)
         {
-            return secrets;
+            return Ordered(secrets);
         }
 
         var end = url.IndexOf('#', query);
@@ -136,30 +165,39 @@ public static class UriRedaction
             var value = equals < 0 ? "" : SafeUnescape(part[(equals + 1)..]);
             if (secretSeen)
             {
-                secrets.Add((name, true));
+                Add(name, piece: true);
+                Add(value, piece: true);
             }
-
-            if (value.Length > 0 && (secretSeen || IsSecretName(name)))
+            else if (equals > 0 && IsSecretName(name))
             {
-                secrets.Add((value, secretSeen));
+                Add(value, piece: false);
+                secretSeen = true;
             }
-
-            secretSeen |= equals > 0 && IsSecretName(name);
         }
 
-        return secrets;
+        if (secretSeen && end >= 0)
+        {
+            Add(SafeUnescape(url[(end + 1)..]), piece: true);
+        }
+
+        return Ordered(secrets);
+
+        // Longest first, so that a secret that contains another is replaced whole.
+        static List<(string Text, bool Piece)> Ordered(List<(string Text, bool Piece)> secrets)
+            => [.. secrets.OrderByDescending(secret => secret.Text.Length)];
     }
 
     /// <summary>
-    /// <paramref name="text"/> with each of <paramref name="secrets"/> replaced by <c>***</c>: a password or secret value
-    /// wherever it occurs; a piece after a secret where it occurs quoted ('cd' or "cd", as errors name settings), and
-    /// anywhere once it is 4 characters or longer (a short piece anywhere would blank out ordinary words).
+    /// <paramref name="text"/> with <paramref name="secrets"/> replaced by <c>***</c>. A secret value of 3 characters or
+    /// more wherever it occurs; a piece, or a shorter value, only where it stands quoted ('cd' or "cd", as errors name
+    /// settings and values): replaced anywhere, a piece that is an ordinary setting after a secret ("us-east-1", "true")
+    /// or a one-letter value would blank out ordinary words.
     /// </summary>
     internal static string Scrub(string text, IReadOnlyList<(string Text, bool Piece)> secrets)
     {
         foreach (var (secret, piece) in secrets)
         {
-            if (!piece || secret.Length >= 4)
+            if (!piece && secret.Length >= 3)
             {
                 text = text.Replace(secret, "***", StringComparison.Ordinal);
             }
