@@ -55,17 +55,31 @@ public sealed partial class MessageBus
         }
 
         await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
-        ValueTask pending;
+
+        // A transport that does not bound its own time may still be reading the caller's messages (encoding a batch as
+        // it goes) when this call gives up; the caller may reuse them once it returns. So a call that ends early stops
+        // the transport (its token) and waits, within the operation timeout, until it has stopped.
+        using var stop = Transport.BoundsPublishTime ? null : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task pending;
         try
         {
-            pending = Transport.PublishBatchAsync(topic, messages, cancellationToken);
+            pending = Transport.PublishBatchAsync(topic, messages, stop?.Token ?? cancellationToken).AsTask();
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             throw Wrap(ex, "publish batch", topic);
         }
 
-        await AwaitPublishAsync(pending, topic, messages.Count, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await AwaitPublishAsync(new ValueTask(pending), topic, messages.Count, cancellationToken).ConfigureAwait(false);
+        }
+        catch when (stop is not null && !pending.IsCompleted)
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await pending.WaitAsync(_options.OperationTimeout, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw;
+        }
     }
 
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)

@@ -59,7 +59,7 @@ internal sealed partial class SqsTransport
             return;
         }
 
-        var chunks = new LazyChunks(this, topic, messages, queues.Length);
+        var chunks = new LazyChunks(this, topic, messages, queues.Length, cancellationToken);
         var perQueue = new Task[queues.Length];
         for (var q = 0; q < queues.Length; q++)
         {
@@ -84,15 +84,23 @@ internal sealed partial class SqsTransport
 
         using var window = new SemaphoreSlim(BatchesInFlight);
         var sends = new List<Task>();
-        for (var index = 0; ; index++)
+        try
         {
-            await window.WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (chunks.Take(index) is not { } chunk)
+            for (var index = 0; ; index++)
             {
-                break;
-            }
+                await window.WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (chunks.Take(index) is not { } chunk)
+                {
+                    break;
+                }
 
-            sends.Add(Release(SendBatchAsync(topic, queueUrl, chunk, cancellationToken), window));
+                sends.Add(Release(SendBatchAsync(topic, queueUrl, chunk, cancellationToken), window));
+            }
+        }
+        finally
+        {
+            // Also when cancelled: the window outlives every send that releases it.
+            await Task.WhenAll(sends).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
         await Task.WhenAll(sends).ConfigureAwait(false);
@@ -112,9 +120,11 @@ internal sealed partial class SqsTransport
 
     /// <summary>
     /// A batch's messages cut into SendMessageBatch requests (at most 10 messages and 262,144 bytes in all, SQS's batch
-    /// limits) as the senders ask for them, in order; a chunk is let go once every group queue has taken it.
+    /// limits) as the senders ask for them, in order; a chunk is let go once every group queue has taken it. Once
+    /// <paramref name="cancellationToken"/> is cancelled (the caller gave up, and may reuse its messages) no message is
+    /// read any more.
     /// </summary>
-    private sealed class LazyChunks(SqsTransport transport, string topic, IReadOnlyList<OutgoingMessage> messages, int takers)
+    private sealed class LazyChunks(SqsTransport transport, string topic, IReadOnlyList<OutgoingMessage> messages, int takers, CancellationToken cancellationToken)
     {
         private readonly Lock _sync = new();
         private readonly List<(Encoded[]? Chunk, int Taken)> _chunks = [];
@@ -127,6 +137,7 @@ internal sealed partial class SqsTransport
         {
             lock (_sync)
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 while (_chunks.Count <= index && (_carried is not null || _encoded < messages.Count))
                 {
                     _chunks.Add((Cut(), 0));
