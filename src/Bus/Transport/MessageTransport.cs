@@ -93,7 +93,11 @@ public abstract class MessageTransport : IAsyncDisposable
     /// </summary>
     /// <param name="topic">The (ensured) topic.</param>
     /// <param name="messages">The messages, in order.</param>
-    /// <param name="cancellationToken">Cancels waiting.</param>
+    /// <param name="cancellationToken">
+    /// Cancels waiting. Where <see cref="BoundsPublishTime"/> is false, core also cancels it when the call gives up
+    /// (operation timeout) and then waits for this to complete: a transport that reads the messages as it goes must stop
+    /// reading them once it is cancelled, since the caller may reuse them as soon as its call has ended.
+    /// </param>
     public virtual async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
     {
         var pending = new Task[messages.Count];
