@@ -117,26 +117,20 @@ public sealed class TransportContext
     private static (Dictionary<string, string> Settings, HashSet<string> AfterSecret) ParseSettings(Uri uri, BusOptions options)
     {
         var settings = new Dictionary<string, string>(options.Settings, StringComparer.OrdinalIgnoreCase);
-        var afterSecret = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var afterSecretNames = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var query = uri.Query;
         if (query.Length > 1)
         {
-            var secretSeen = false;
-            foreach (var pair in query[1..].Split('&', StringSplitOptions.RemoveEmptyEntries))
+            foreach (var (name, value, afterSecret) in UriRedaction.QueryParts(query[1..]))
             {
-                var equals = pair.IndexOf('=');
-                var name = Uri.UnescapeDataString(equals < 0 ? pair : pair[..equals]);
-                var value = equals < 0 ? "true" : Uri.UnescapeDataString(pair[(equals + 1)..]);
-                settings[name] = value;
-                if (secretSeen)
+                settings[name] = value ?? "true";
+                if (afterSecret)
                 {
-                    afterSecret.Add(name);
+                    afterSecretNames.Add(name);
                 }
-
-                secretSeen |= equals > 0 && UriRedaction.IsSecretName(name);
             }
         }
 
-        return (settings, afterSecret);
+        return (settings, afterSecretNames);
     }
 }

@@ -158,17 +158,15 @@ public static class UriRedaction
 
         var end = url.IndexOf('#', query);
         var secretSeen = false;
-        foreach (var part in (end < 0 ? url[(query + 1)..] : url[(query + 1)..end]).Split('&', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var (name, value, afterSecret) in QueryParts(end < 0 ? url[(query + 1)..] : url[(query + 1)..end]))
         {
-            var equals = part.IndexOf('=');
-            var name = SafeUnescape(equals < 0 ? part : part[..equals]);
-            var value = equals < 0 ? "" : SafeUnescape(part[(equals + 1)..]);
-            if (secretSeen)
+            secretSeen |= afterSecret;
+            if (afterSecret)
             {
                 Add(name, piece: true);
-                Add(value, piece: true);
+                Add(value ?? "", piece: true);
             }
-            else if (equals > 0 && IsSecretName(name))
+            else if (value is not null && IsSecretName(name))
             {
                 Add(value, piece: false);
                 secretSeen = true;
@@ -208,6 +206,22 @@ public static class UriRedaction
         }
 
         return text;
+    }
+
+    /// <summary>
+    /// A query's parameters (without the '?'), decoded, in order; a value is null where the part has no '='. Each says
+    /// whether it comes after a secret's value: with an unescaped '&amp;' in that value, it is a piece of it.
+    /// </summary>
+    internal static IEnumerable<(string Name, string? Value, bool AfterSecret)> QueryParts(string query)
+    {
+        var secretSeen = false;
+        foreach (var part in query.Split('&', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var equals = part.IndexOf('=');
+            var name = SafeUnescape(equals < 0 ? part : part[..equals]);
+            yield return (name, equals < 0 ? null : SafeUnescape(part[(equals + 1)..]), secretSeen);
+            secretSeen |= equals > 0 && IsSecretName(name);
+        }
     }
 
     private static string SafeUnescape(string text)
