@@ -20,6 +20,7 @@ public sealed partial class MessageBus : IMessageBus
     private readonly ConcurrentDictionary<IAsyncDisposable, byte> _live = new();
     private readonly SemaphoreSlim _connectLock = new(1, 1);
     private volatile bool _connected;
+    private IReadOnlyList<(string Text, bool Piece)>? _secrets;
     private int _disposed;
 
     private MessageBus(MessageTransport transport, BusOptions options, ILoggerFactory loggerFactory, string redactedUrl)
@@ -75,7 +76,8 @@ public sealed partial class MessageBus : IMessageBus
         }
         catch (Exception ex)
         {
-            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(copy))}", factory.Backend, Scrub(ex, copy, factory.Backend));
+            var secrets = UriRedaction.SecretsIn(copy);
+            throw new BusConfigurationException($"{factory.Backend}: cannot use '{context.RedactedUrl}': {UriRedaction.Scrub(ex.Message, secrets)}", factory.Backend, Scrub(ex, secrets, factory.Backend));
         }
 
         if (context.UnusedSettings() is { Count: > 0 } unused)
@@ -186,7 +188,7 @@ public sealed partial class MessageBus : IMessageBus
             {
                 Log.ConnectFailed(_logger, Backend, _redactedUrl, Scrub(ex));
                 var timedOut = timeout.IsCancellationRequested;
-                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options));
+                var why = timedOut ? $"no answer within {_options.ConnectTimeout.TotalSeconds:0.#} s" : UriRedaction.Scrub(ex.Message, Secrets);
                 // A transport that already said so is not repeated ("redis: cannot connect to …: redis: cannot connect to …"),
                 // nor the backend's name it starts with.
                 var prefix = $"{Backend}: cannot connect to {_redactedUrl}: ";
@@ -210,15 +212,17 @@ public sealed partial class MessageBus : IMessageBus
     /// Client libraries sometimes echo the connection string in their messages; keep the type and the shape of the
     /// error but never a password.
     /// </summary>
-    private Exception Scrub(Exception ex) => Scrub(ex, _options, Backend);
+    private Exception Scrub(Exception ex) => Scrub(ex, Secrets, Backend);
+
+    /// <summary>The secrets of this bus's options, worked out on the first error.</summary>
+    private IReadOnlyList<(string Text, bool Piece)> Secrets => _secrets ??= UriRedaction.SecretsIn(_options);
 
     /// <summary>
-    /// The exception as it is, or, when its message or an inner exception's holds a secret of the options, a stand-in
-    /// with the outer message scrubbed (the inner chain, which cannot be rewritten, is left out).
+    /// The exception as it is, or, when its message or an inner exception's holds one of <paramref name="secrets"/>, a
+    /// stand-in with the outer message scrubbed (the inner chain, which cannot be rewritten, is left out).
     /// </summary>
-    private static Exception Scrub(Exception ex, BusOptions options, string backend)
+    private static Exception Scrub(Exception ex, IReadOnlyList<(string Text, bool Piece)> secrets, string backend)
     {
-        var secrets = UriRedaction.SecretsIn(options);
         for (var inner = ex; inner is not null; inner = inner.InnerException)
         {
             if (UriRedaction.Scrub(inner.Message, secrets) != inner.Message)
@@ -236,7 +240,7 @@ public sealed partial class MessageBus : IMessageBus
 
     private BusException Wrap(Exception ex, string operation, string? topic)
         => ex as BusException ?? new BusException(
-            $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {UriRedaction.Scrub(ex.Message, UriRedaction.SecretsIn(_options))}",
+            $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {UriRedaction.Scrub(ex.Message, Secrets)}",
             ex is TimeoutException ? BusFailureReason.Timeout : BusFailureReason.BrokerError,
             Backend, topic, isTransient: true, Scrub(ex));
 }
