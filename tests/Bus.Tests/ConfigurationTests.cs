@@ -76,6 +76,18 @@ public class ConfigurationTests
     }
 
     [Fact]
+    public void A_transport_that_names_a_piece_of_a_secret_in_its_own_error_is_scrubbed()
+    {
+        // Like Kafka, which checks its settings itself: "unknown setting 'k-9Q'" for password=Xy7&k-9Q.
+        BusTransports.Register(new DelegatingFactory("test-names-settings", _ => throw new BusConfigurationException("test: unknown setting 'k-9Q'; the password is 'Xy7'", "test")));
+
+        var error = Assert.Throws<BusConfigurationException>(() => MessageBus.Create("test-names-settings://?sasl.password=Xy7&k-9Q"));
+
+        Assert.Equal("test: unknown setting '***'; the password is '***'", error.Message);
+        Assert.Equal("test", error.Backend);
+    }
+
+    [Fact]
     public async Task A_setting_from_configuration_is_checked_like_one_from_the_uri()
     {
         var options = new BusOptions { Url = "memory://" };
