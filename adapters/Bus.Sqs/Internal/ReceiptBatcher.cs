@@ -24,21 +24,18 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
     private readonly string _queueUrl;
     private readonly string _queueName;
     private readonly ILogger _logger;
-    private readonly Action<int> _settled;
     private readonly SettlementBatcher<string> _batcher;
 
     /// <param name="client">The SQS client.</param>
     /// <param name="queueUrl">The queue.</param>
     /// <param name="logger">For stale receipts.</param>
-    /// <param name="settled">Called with the size of each batch once it is settled either way (credit comes back in one piece).</param>
     /// <param name="maxConcurrentDeletes">Batches in flight at once.</param>
-    public ReceiptBatcher(IAmazonSQS client, string queueUrl, ILogger logger, Action<int> settled, int maxConcurrentDeletes)
+    public ReceiptBatcher(IAmazonSQS client, string queueUrl, ILogger logger, int maxConcurrentDeletes)
     {
         _client = client;
         _queueUrl = queueUrl;
         _queueName = SqsNames.NameFromUrl(queueUrl);
         _logger = logger;
-        _settled = settled;
         _batcher = new SettlementBatcher<string>(DeleteAsync, new SettlementBatcherOptions { MaxBatchSize = 10, MaxConcurrentFlushes = maxConcurrentDeletes, Linger = Linger });
     }
 
@@ -59,42 +56,35 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
 
     private async ValueTask<IReadOnlyList<Exception?>?> DeleteAsync(IReadOnlyList<string> receipts)
     {
+        var entries = new List<DeleteMessageBatchRequestEntry>(receipts.Count);
+        for (var i = 0; i < receipts.Count; i++)
+        {
+            entries.Add(new DeleteMessageBatchRequestEntry { Id = EntryIds.Of(i), ReceiptHandle = receipts[i] });
+        }
+
+        DeleteMessageBatchResponse response;
         try
         {
-            var entries = new List<DeleteMessageBatchRequestEntry>(receipts.Count);
-            for (var i = 0; i < receipts.Count; i++)
-            {
-                entries.Add(new DeleteMessageBatchRequestEntry { Id = EntryIds.Of(i), ReceiptHandle = receipts[i] });
-            }
-
-            DeleteMessageBatchResponse response;
-            try
-            {
-                response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _queueUrl, Entries = entries }, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                Log.DeleteFailed(_logger, receipts.Count, _queueName, ex);
-                return null;
-            }
-
-            foreach (var error in response.Failed ?? [])
-            {
-                if (SqsErrors.IsStaleReceipt(error.Code))
-                {
-                    Log.StaleReceipt(_logger, _queueName, error.Code);
-                }
-                else
-                {
-                    Log.DeleteEntryFailed(_logger, _queueName, error.Code, error.Message);
-                }
-            }
-
+            response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _queueUrl, Entries = entries }, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.DeleteFailed(_logger, receipts.Count, _queueName, ex);
             return null;
         }
-        finally
+
+        foreach (var error in response.Failed ?? [])
         {
-            _settled(receipts.Count);
+            if (SqsErrors.IsStaleReceipt(error.Code))
+            {
+                Log.StaleReceipt(_logger, _queueName, error.Code);
+            }
+            else
+            {
+                Log.DeleteEntryFailed(_logger, _queueName, error.Code, error.Message);
+            }
         }
+
+        return null;
     }
 }

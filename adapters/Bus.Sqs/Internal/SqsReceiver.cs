@@ -21,7 +21,7 @@ internal sealed class SqsReceiver : TransportReceiver
 
     /// <summary>
     /// How long a receive loop holding part of a batch's credit waits for the rest while messages are in flight:
-    /// credit comes back a delete batch at a time, and a ReceiveMessage for 10 costs little more than one for 1.
+    /// credit comes back an ack at a time, and a ReceiveMessage for 10 costs little more than one for 1.
     /// </summary>
     private static readonly TimeSpan CreditLinger = TimeSpan.FromMilliseconds(2);
 
@@ -49,7 +49,7 @@ internal sealed class SqsReceiver : TransportReceiver
     /// </summary>
     private readonly Dictionary<string, Queue<ReceivedMessage>> _held = new(StringComparer.Ordinal);
     private long _nextTag;
-    private int _outstanding; // received, credit not yet back (unsettled, or settling)
+    private int _outstanding; // received, credit not yet back (not yet settled)
     private int _disposed;
 
     public SqsReceiver(SqsTransport transport, string topic, string queueUrl, SubscriptionOptions options)
@@ -65,8 +65,7 @@ internal sealed class SqsReceiver : TransportReceiver
         _receiveBatch = Math.Min(MaxReceiveBatch, options.MaxInFlight);
         _fifo = SqsNames.IsFifo(_queueName);
         var loops = Math.Min(transport.Settings.ReceiveConcurrency, Math.Max(1, options.MaxInFlight / MaxReceiveBatch));
-        // Credit comes back when a delete batch is confirmed, all of it at once.
-        _deletes = new ReceiptBatcher(_client, queueUrl, _logger, ReturnSettledCredit, Math.Max(2, loops));
+        _deletes = new ReceiptBatcher(_client, queueUrl, _logger, Math.Max(2, loops));
         _loops = new Task[loops];
         for (var i = 0; i < loops; i++)
         {
@@ -90,6 +89,9 @@ internal sealed class SqsReceiver : TransportReceiver
             HandOutNext(messageGroup);
         }
 
+        // Settled for the application: its credit is free now, as on Redis, so the next receive need not wait for the
+        // delete's round trip (end to end on fauxqs, 0.67 → 0.85 of the raw client's throughput in paired rounds).
+        ReturnSettledCredit(1);
         _deletes.Delete(receipt);
         return default;
     }
