@@ -237,23 +237,7 @@ public static class UriRedaction
     }
 
     private static bool HasSecretQuery(string query)
-    {
-        if (query.Length <= 1)
-        {
-            return false;
-        }
-
-        foreach (var part in query[1..].Split('&'))
-        {
-            var equals = part.IndexOf('=');
-            if (equals > 0 && IsSecretName(Uri.UnescapeDataString(part[..equals])))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+        => query.Length > 1 && QueryParts(query[1..]).Any(part => part.Value is not null && IsSecretName(part.Name));
 
     internal static bool IsSecretName(string name)
     {
