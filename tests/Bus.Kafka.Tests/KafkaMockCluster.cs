@@ -6,7 +6,8 @@ namespace Bus.Kafka.Tests;
 
 /// <summary>
 /// librdkafka's mock cluster (3 brokers speaking the real Kafka protocol on 127.0.0.1), hosted by Debian's kcat as
-/// a child process: <c>kcat -X test.mock.num.brokers=3 -b localhost:1 -C -t keepalive -d mock</c>. It prints
+/// a child process: <c>kcat -X test.mock.num.brokers=3 -X socket.nagle.disable=true -b localhost:1 -C -t keepalive -d mock</c>
+/// (the brokers' sockets take kcat's options; with Nagle's algorithm on, responses waited for delayed ACKs). It prints
 /// <c>bootstrap.servers=…</c> on stderr and keeps the cluster up while it runs. Not a Kafka broker: see
 /// ENVIRONMENT.md for what it lacks (CreateTopics, OffsetsForTimes, ListGroups, DeleteTopics).
 /// </summary>
@@ -37,7 +38,7 @@ public sealed partial class KafkaMockCluster : IAsyncDisposable
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { "-X", "test.mock.num.brokers=3", "-b", "localhost:1", "-C", "-t", "keepalive", "-d", "mock" })
+        foreach (var argument in new[] { "-X", "test.mock.num.brokers=3", "-X", "socket.nagle.disable=true", "-b", "localhost:1", "-C", "-t", "keepalive", "-d", "mock" })
         {
             start.ArgumentList.Add(argument);
         }
