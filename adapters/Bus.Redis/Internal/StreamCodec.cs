@@ -112,7 +112,7 @@ internal static class StreamCodec
     public static DateTimeOffset TimestampOf(string entryId)
     {
         var dash = entryId.IndexOf('-');
-        var ms = dash < 0 ? entryId : entryId[..dash];
+        var ms = dash < 0 ? entryId.AsSpan() : entryId.AsSpan(0, dash); // a span: no string per message
         return long.TryParse(ms, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
             ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Min(value, 253402300799999))
             : DateTimeOffset.UnixEpoch;
