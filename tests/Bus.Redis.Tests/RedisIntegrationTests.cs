@@ -141,6 +141,50 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
     }
 
+    /// <summary>
+    /// A consumer reads again once half its credit is back, or after one poll delay with whatever is free: a handler
+    /// that holds messages while it waits for the next one (a batcher) must still get it. Entries come from the raw
+    /// client, so no local publish wakes the consumer.
+    /// </summary>
+    [Fact]
+    public async Task A_consumer_holding_more_than_half_its_credit_still_receives_what_is_free()
+    {
+        await using var bus = CreateBus("?poll-max-delay=50");
+        var topic = Unique("refill");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
+        var db = Raw.GetDatabase();
+        for (var i = 0; i < 3; i++)
+        {
+            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
+        }
+
+        var held = new List<ReceivedMessage>();
+        for (var i = 0; i < 3; i++)
+        {
+            held.Add(await ReceiveAsync(consumer));
+        }
+
+        // One credit of four is free, less than the refill at two.
+        await db.StreamAddAsync(topic, [new("body", new byte[] { 3 }), new("id", "m3")]);
+        await db.StreamAddAsync(topic, [new("body", new byte[] { 4 }), new("id", "m4")]);
+        var fourth = await ReceiveAsync(consumer);
+        Assert.Equal("m3", fourth.MessageId);
+        held.Add(fourth);
+
+        // The hand is full: the fifth comes once something is settled.
+        await held[0].AckAsync();
+        var fifth = await ReceiveAsync(consumer);
+        Assert.Equal("m4", fifth.MessageId);
+        held.Add(fifth);
+        Assert.Equal(["m0", "m1", "m2", "m3", "m4"], held.Select(m => m.MessageId));
+        foreach (var message in held.Skip(1))
+        {
+            await message.AckAsync();
+        }
+
+        Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
+    }
+
     [Fact]
     public async Task Timestamp_is_the_entry_id_time()
     {
