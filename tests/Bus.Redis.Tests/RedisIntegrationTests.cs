@@ -142,9 +142,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     }
 
     /// <summary>
-    /// A consumer reads again once half its credit is back, or after one poll delay with whatever is free: a handler
-    /// that holds messages while it waits for the next one (a batcher) must still get it. Entries come from the raw
-    /// client, so no local publish wakes the consumer.
+    /// A handler that holds messages while it waits for the next one (a batcher) must still get it while any credit is
+    /// free. Entries come from the raw client, so no local publish wakes the consumer.
     /// </summary>
     [Fact]
     public async Task A_consumer_holding_more_than_half_its_credit_still_receives_what_is_free()
@@ -164,7 +163,7 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
             held.Add(await ReceiveAsync(consumer));
         }
 
-        // One credit of four is free, less than the refill at two.
+        // One credit of four is free.
         await db.StreamAddAsync(topic, [new("body", new byte[] { 3 }), new("id", "m3")]);
         await db.StreamAddAsync(topic, [new("body", new byte[] { 4 }), new("id", "m4")]);
         var fourth = await ReceiveAsync(consumer);
@@ -183,6 +182,87 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         }
 
         Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
+    }
+
+    /// <summary>
+    /// With a poll delay far longer than the wait, what makes the consumer read again is the settlement itself: the
+    /// first ack from a full hand, and a nack without delay (whose redelivery needs only the credit it freed).
+    /// </summary>
+    [Fact]
+    public async Task A_settlement_from_a_full_hand_wakes_the_consumer_without_waiting_for_the_poll_delay()
+    {
+        await using var bus = CreateBus("?poll-max-delay=30000");
+        var topic = Unique("full-hand");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
+        var db = Raw.GetDatabase();
+        for (var i = 0; i < 5; i++)
+        {
+            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
+        }
+
+        var held = new List<ReceivedMessage>();
+        for (var i = 0; i < 4; i++)
+        {
+            held.Add(await ReceiveAsync(consumer));
+        }
+
+        await held[0].AckAsync();
+        var fifth = await ReceiveWithinAsync(consumer, TimeSpan.FromSeconds(5));
+        Assert.Equal("m4", fifth.MessageId);
+
+        await fifth.NackAsync();
+        var again = await ReceiveWithinAsync(consumer, TimeSpan.FromSeconds(5));
+        Assert.Equal("m4", again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+        foreach (var message in held.Skip(1))
+        {
+            await message.AckAsync();
+        }
+    }
+
+    /// <summary>
+    /// A handler that keeps more than half the credit for itself (here 6 of 10, never settled until the end) does not
+    /// hold the rest back until the next poll: 40 messages acked as they come all arrive well within the poll delay.
+    /// </summary>
+    [Fact]
+    public async Task Messages_keep_flowing_while_more_than_half_the_credit_is_held()
+    {
+        await using var bus = CreateBus("?poll-max-delay=30000");
+        var topic = Unique("parked");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 10 });
+        var db = Raw.GetDatabase();
+        for (var i = 0; i < 46; i++)
+        {
+            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
+        }
+
+        var parked = new List<ReceivedMessage>();
+        for (var i = 0; i < 6; i++)
+        {
+            parked.Add(await ReceiveAsync(consumer));
+        }
+
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            for (var i = 6; i < 46; i++)
+            {
+                var message = await consumer.ReceiveAsync(timeout.Token);
+                Assert.Equal($"m{i}", message.MessageId);
+                await message.AckAsync();
+            }
+        }
+
+        foreach (var message in parked)
+        {
+            await message.AckAsync();
+        }
+    }
+
+    private static async Task<ReceivedMessage> ReceiveWithinAsync(MessageConsumer consumer, TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        return await consumer.ReceiveAsync(timeout.Token);
     }
 
     [Fact]

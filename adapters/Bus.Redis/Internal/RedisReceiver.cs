@@ -46,8 +46,6 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly Dictionary<string, Lease> _inHand = new(StringComparer.Ordinal); // the loop's alone (and close's, after it)
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use
-    private readonly int _refillAt; // free credit at which the loop reads again while it holds messages
-    private volatile bool _awaitingCredit; // the loop waits for credit: new entries alone do not wake it
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly CancellationTokenSource _stop = new();
     private RedisValue _claimCursor = "0-0";
@@ -77,11 +75,6 @@ internal sealed class RedisReceiver : TransportReceiver
         _delayCheckMs = Math.Max(1, (long)transport.Settings.DelayCheckInterval.TotalMilliseconds);
         _logger = logger;
         _pruneAt = (2 * _maxInFlight) + 64;
-
-        // While it holds messages, the loop reads again once half its credit is back (as NATS.Net's pull consumers
-        // refill at half their batch), not at every settlement: a read per few acks made XREADGROUPs of a few entries,
-        // which cost the server and the client per command as much as reads of hundreds.
-        _refillAt = Math.Max(1, _maxInFlight / 2);
 
         // One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many
         // ids), so a lone ack costs one round trip and a busy consumer acks in batches.
@@ -288,7 +281,6 @@ internal sealed class RedisReceiver : TransportReceiver
         var token = _stop.Token;
         var idle = TimeSpan.Zero;
         var failures = 0;
-        var waitedForCredit = false;
         while (!token.IsCancellationRequested)
         {
             try
@@ -296,21 +288,9 @@ internal sealed class RedisReceiver : TransportReceiver
                 if (FreeCredit <= 0)
                 {
                     // Full: wait for a settlement (or, rarely, a missed wake-up).
-                    await WaitForCreditAsync(_pollMaxDelay * 5, token).ConfigureAwait(false);
+                    await _wake.WaitAsync(_pollMaxDelay * 5, token).ConfigureAwait(false);
                     continue;
                 }
-
-                if (FreeCredit < _refillAt && !waitedForCredit)
-                {
-                    // Some credit, less than the refill: wait for it to reach the refill, or one poll delay at most,
-                    // then read whatever is free (so a handler that holds messages while it waits for more still
-                    // gets them).
-                    waitedForCredit = true;
-                    await WaitForCreditAsync(_pollMaxDelay, token).ConfigureAwait(false);
-                    continue;
-                }
-
-                waitedForCredit = false;
 
                 var delivered = 0;
                 var moved = false;
@@ -571,31 +551,9 @@ internal sealed class RedisReceiver : TransportReceiver
             return false;
         }
 
-        // Wakes the loop when the credit it waits for is back: at the refill, and when the hand is empty.
-        var held = Interlocked.Decrement(ref _held);
-        if (held == _maxInFlight - _refillAt || held == 0)
-        {
-            Signal();
-        }
-
+        Interlocked.Decrement(ref _held);
+        Wake();
         return true;
-    }
-
-    /// <summary>Waits for <see cref="Signal"/> (credit back), not for new entries, at most <paramref name="timeout"/>.</summary>
-    private async Task WaitForCreditAsync(TimeSpan timeout, CancellationToken token)
-    {
-        _awaitingCredit = true;
-        try
-        {
-            if (FreeCredit < _refillAt)
-            {
-                await _wake.WaitAsync(timeout, token).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            _awaitingCredit = false;
-        }
     }
 
     private Task SetIdleAsync(string id, long idleMs)
@@ -641,19 +599,8 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>
-    /// Ends the current back-off pause: there may be something to read or claim. Not while the loop waits for credit:
-    /// it could read only what little is free.
-    /// </summary>
+    /// <summary>Ends the current back-off pause: there may be something to read or claim.</summary>
     public void Wake()
-    {
-        if (!_awaitingCredit)
-        {
-            Signal();
-        }
-    }
-
-    private void Signal()
     {
         if (_wake.CurrentCount == 0)
         {
