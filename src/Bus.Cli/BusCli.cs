@@ -48,7 +48,8 @@ internal static class BusCli
         }
         catch (BusException ex)
         {
-            return Error(ex.Message, ex.Reason == BusFailureReason.Configuration ? 2 : 1);
+            // What the user typed was wrong (a URI, a setting, a message's header): a usage error.
+            return Error(ex.Message, ex.Reason is BusFailureReason.Configuration or BusFailureReason.InvalidMessage ? 2 : 1);
         }
         catch (OperationCanceledException)
         {

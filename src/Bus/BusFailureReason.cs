@@ -32,4 +32,7 @@ public enum BusFailureReason
 
     /// <summary>The broker did not confirm a published message.</summary>
     PublishNotConfirmed,
+
+    /// <summary>The message itself is invalid, for example an application header with a name the bus reserves.</summary>
+    InvalidMessage,
 }

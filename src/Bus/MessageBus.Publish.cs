@@ -259,6 +259,20 @@ public sealed partial class MessageBus
         }
     }
 
+    /// <summary>Rejects reserved header names (see <see cref="ReservedHeaders"/>) before anything is sent.</summary>
+    private void ValidateHeaders(string topic, Dictionary<string, string> headers)
+    {
+        foreach (var name in headers.Keys)
+        {
+            if (ReservedHeaders.IsReserved(name))
+            {
+                throw new BusException(
+                    $"{Backend}: header '{name}' of a message for topic '{topic}' is reserved: {ReservedHeaders.List} carry the message's own fields (set Key, MessageId, CorrelationId, ContentType or ReplyTo instead).",
+                    BusFailureReason.InvalidMessage, Backend, topic);
+            }
+        }
+    }
+
     private void ValidateMessage(string topic, OutgoingMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
@@ -271,6 +285,11 @@ public sealed partial class MessageBus
         if (message.Delay is { } delay && delay > TimeSpan.Zero && !Capabilities.Supports(BusFeatures.DelayedDelivery))
         {
             throw new BusException(Capabilities.ExplainMissing(BusFeatures.DelayedDelivery)!, BusFailureReason.NotSupported, Backend, topic);
+        }
+
+        if (message.HeadersOrNull is { Count: > 0 } headers)
+        {
+            ValidateHeaders(topic, headers);
         }
 
         // Measuring walks every string; skip it when even three bytes per character could not reach the limit.

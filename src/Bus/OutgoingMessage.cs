@@ -30,7 +30,12 @@ public sealed class OutgoingMessage
     /// </summary>
     public string? Key { get; set; }
 
-    /// <summary>Application headers. Names and values are strings; UTF-8 is preserved end to end.</summary>
+    /// <summary>
+    /// Application headers. Names and values are strings; UTF-8 is preserved end to end. The names <c>bus-key</c>,
+    /// <c>bus-message-id</c>, <c>bus-correlation-id</c>, <c>bus-content-type</c> and <c>bus-reply-to</c> are reserved
+    /// (some backends carry the message's own fields in them): publishing a message with one fails with
+    /// <see cref="BusFailureReason.InvalidMessage"/>. The dead-letter headers (<see cref="DeadLetterHeaders"/>) may be set.
+    /// </summary>
     public IDictionary<string, string> Headers => _headers ??= new Dictionary<string, string>(StringComparer.Ordinal);
 
     /// <summary>Whether any header has been set, without allocating the header dictionary.</summary>

@@ -143,4 +143,14 @@ public class CliTests
         var (unknown, _, _) = await RunSplitAsync("sned", "t", "x");
         Assert.Equal(2, unknown);
     }
+
+    [Fact]
+    public async Task A_reserved_header_is_a_usage_error_that_names_it_and_sends_nothing()
+    {
+        var (exitCode, output, errors) = await RunSplitAsync("send", "t", "x", "--url", "memory://", "--header", "bus-message-id=mine");
+        Assert.Equal(2, exitCode);
+        Assert.Contains("'bus-message-id'", errors, StringComparison.Ordinal);
+        Assert.DoesNotContain("published", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", errors, StringComparison.Ordinal);
+    }
 }

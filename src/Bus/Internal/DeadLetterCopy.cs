@@ -43,6 +43,13 @@ internal static class DeadLetterCopy
 
         foreach (var (name, value) in message.Headers)
         {
+            // A reserved name reaches a received message only from another producer on a backend that does not read
+            // it as a field (Redis, SQS); publishing it is refused, so a copy leaves it out rather than fail redrive.
+            if (ReservedHeaders.IsReserved(name))
+            {
+                continue;
+            }
+
             if (keepDeadLetterHeaders || !DeadLetterHeaders.IsDeadLetterHeader(name))
             {
                 copy.Headers[name] = value;
