@@ -61,8 +61,8 @@ public class ReservedHeaderTests
     }
 
     /// <summary>
-    /// Another producer may write a reserved name where the backend does not read it as a field (a Redis field, an SQS
-    /// attribute): redrive leaves it out of the copy instead of failing on it.
+    /// Another producer may write a reserved name where the backend does not read it as one of the message's fields:
+    /// redrive leaves it out of the copy instead of failing on it.
     /// </summary>
     [Fact]
     public async Task Redrive_leaves_out_a_reserved_header_written_by_another_producer()

@@ -43,8 +43,8 @@ internal static class DeadLetterCopy
 
         foreach (var (name, value) in message.Headers)
         {
-            // A reserved name reaches a received message only from another producer on a backend that does not read
-            // it as a field (Redis, SQS); publishing it is refused, so a copy leaves it out rather than fail redrive.
+            // A reserved name reaches a received message only from another producer, where the backend does not read
+            // it as one of the message's fields; publishing it is refused, so a copy leaves it out rather than fail.
             if (ReservedHeaders.IsReserved(name))
             {
                 continue;
