@@ -152,20 +152,11 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         var topic = Unique("refill");
         await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
         var db = Raw.GetDatabase();
-        for (var i = 0; i < 3; i++)
-        {
-            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
-        }
-
-        var held = new List<ReceivedMessage>();
-        for (var i = 0; i < 3; i++)
-        {
-            held.Add(await ReceiveAsync(consumer));
-        }
+        await AddEntriesAsync(db, topic, 0, 3);
+        var held = await ReceiveManyAsync(consumer, 3);
 
         // One credit of four is free.
-        await db.StreamAddAsync(topic, [new("body", new byte[] { 3 }), new("id", "m3")]);
-        await db.StreamAddAsync(topic, [new("body", new byte[] { 4 }), new("id", "m4")]);
+        await AddEntriesAsync(db, topic, 3, 2);
         var fourth = await ReceiveAsync(consumer);
         Assert.Equal("m3", fourth.MessageId);
         held.Add(fourth);
@@ -194,17 +185,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         await using var bus = CreateBus("?poll-max-delay=30000");
         var topic = Unique("full-hand");
         await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
-        var db = Raw.GetDatabase();
-        for (var i = 0; i < 5; i++)
-        {
-            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
-        }
-
-        var held = new List<ReceivedMessage>();
-        for (var i = 0; i < 4; i++)
-        {
-            held.Add(await ReceiveAsync(consumer));
-        }
+        await AddEntriesAsync(Raw.GetDatabase(), topic, 0, 5);
+        var held = await ReceiveManyAsync(consumer, 4);
 
         await held[0].AckAsync();
         var fifth = await ReceiveWithinAsync(consumer, TimeSpan.FromSeconds(5));
@@ -231,17 +213,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         await using var bus = CreateBus("?poll-max-delay=30000");
         var topic = Unique("parked");
         await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 10 });
-        var db = Raw.GetDatabase();
-        for (var i = 0; i < 46; i++)
-        {
-            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
-        }
-
-        var parked = new List<ReceivedMessage>();
-        for (var i = 0; i < 6; i++)
-        {
-            parked.Add(await ReceiveAsync(consumer));
-        }
+        await AddEntriesAsync(Raw.GetDatabase(), topic, 0, 46);
+        var parked = await ReceiveManyAsync(consumer, 6);
 
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
         {
@@ -257,6 +230,26 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         {
             await message.AckAsync();
         }
+    }
+
+    /// <summary>Entries m{first}… written by the raw client in the adapter's layout (no local publish wakes a consumer).</summary>
+    private static async Task AddEntriesAsync(IDatabase db, string topic, int first, int count)
+    {
+        for (var i = first; i < first + count; i++)
+        {
+            await db.StreamAddAsync(topic, [new("body", new[] { (byte)i }), new("id", $"m{i}")]);
+        }
+    }
+
+    private static async Task<List<ReceivedMessage>> ReceiveManyAsync(MessageConsumer consumer, int count)
+    {
+        var received = new List<ReceivedMessage>(count);
+        for (var i = 0; i < count; i++)
+        {
+            received.Add(await ReceiveAsync(consumer));
+        }
+
+        return received;
     }
 
     private static async Task<ReceivedMessage> ReceiveWithinAsync(MessageConsumer consumer, TimeSpan within)
