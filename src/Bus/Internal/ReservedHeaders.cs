@@ -8,13 +8,12 @@ namespace Bus.Internal;
 /// </summary>
 internal static class ReservedHeaders
 {
-    private static readonly HashSet<string> Names = new(StringComparer.Ordinal)
-    {
-        "bus-key", "bus-message-id", "bus-correlation-id", "bus-content-type", "bus-reply-to",
-    };
+    private static readonly string[] All = ["bus-key", "bus-message-id", "bus-correlation-id", "bus-content-type", "bus-reply-to"];
+
+    private static readonly HashSet<string> Names = new(All, StringComparer.Ordinal);
 
     /// <summary>The names, for messages.</summary>
-    public const string List = "bus-key, bus-message-id, bus-correlation-id, bus-content-type, bus-reply-to";
+    public static readonly string List = string.Join(", ", All);
 
     public static bool IsReserved(string name) => Names.Contains(name);
 }
