@@ -31,10 +31,6 @@ internal static class KafkaMessages
             + (message.ContentType is null ? 0 : ContentTypeHeader.Length)
             + (message.ReplyTo is null ? 0 : ReplyToHeader.Length);
 
-    /// <summary>Whether an application header would be shadowed by a reserved one.</summary>
-    public static bool IsReserved(string name)
-        => name is MessageIdHeader or CorrelationIdHeader or ContentTypeHeader or ReplyToHeader;
-
     /// <summary>The Kafka record for <paramref name="message"/>.</summary>
     public static Message<byte[]?, byte[]> ToRecord(OutgoingMessage message)
     {
@@ -59,12 +55,10 @@ internal static class KafkaMessages
 
         if (message.HasHeaders)
         {
+            // Core refuses application headers with the reserved names before a message reaches the transport.
             foreach (var (name, value) in message.Headers)
             {
-                if (!IsReserved(name))
-                {
-                    headers.Add(name, Encoding.UTF8.GetBytes(value));
-                }
+                headers.Add(name, Encoding.UTF8.GetBytes(value));
             }
         }
 
