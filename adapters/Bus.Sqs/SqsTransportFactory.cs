@@ -43,7 +43,7 @@ public sealed class SqsTransportFactory : IBusTransportFactory
     public static readonly BackendCapabilities DeclaredCapabilities = new()
     {
         Backend = BackendName,
-        Features = BusFeatures.FanOutToGroups | BusFeatures.CompetingConsumers | BusFeatures.RedeliveryOfAbandoned
+        Features = BusFeatures.FanOutToGroups | BusFeatures.CompetingConsumers | BusFeatures.RedeliveryOfAbandoned | BusFeatures.AckTimeoutRedelivery
             | BusFeatures.DelayedDelivery | BusFeatures.DelayedNack | BusFeatures.RequestReply | BusFeatures.NativeDeadLetter
             | BusFeatures.Persistence | BusFeatures.RemoteBroker,
         MaxMessageSize = SqsEnvelope.MaxBodySize,
@@ -62,6 +62,7 @@ public sealed class SqsTransportFactory : IBusTransportFactory
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
             [BusFeatures.NativeDeadLetter] = "each group queue has a RedrivePolicy to the dead-letter topic's 'dlq' queue with maxReceiveCount above the subscription's max deliveries, as a safety net for consumers that die before settling; core dead-letters first, with the reason headers",
             [BusFeatures.DelayedDelivery] = "DelaySeconds per message, at most 15 minutes (longer delays are rejected); not on FIFO topics",
+            [BusFeatures.AckTimeoutRedelivery] = "the ack timeout is the message's visibility timeout, rounded up to whole seconds (1 s to 12 h)",
         },
     };
 

@@ -61,4 +61,11 @@ public enum BusFeatures : long
 
     /// <summary>The backend is a broker reached over the network (so it can be unreachable), not embedded.</summary>
     RemoteBroker = 1 << 16,
+
+    /// <summary>
+    /// A message that a live consumer keeps unsettled for longer than <see cref="SubscriptionOptions.AckTimeout"/> is
+    /// delivered again (a lease per delivery). Without it, a message stays with a consumer that hangs but keeps its
+    /// connection, until that consumer closes or the broker's own consumer-level limits end it.
+    /// </summary>
+    AckTimeoutRedelivery = 1 << 17,
 }

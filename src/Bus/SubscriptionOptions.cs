@@ -33,8 +33,9 @@ public sealed class SubscriptionOptions
     public string? DeadLetterTopic { get; set; }
 
     /// <summary>
-    /// How long a delivered message may stay unsettled before the backend may give it to another consumer,
-    /// where the backend has such a lease. Default 30 seconds.
+    /// How long a delivered message may stay unsettled before the backend may deliver it again (to this or another
+    /// consumer of the group), where the backend has such a lease: see <see cref="BusFeatures.AckTimeoutRedelivery"/>.
+    /// Default 30 seconds.
     /// </summary>
     public TimeSpan AckTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

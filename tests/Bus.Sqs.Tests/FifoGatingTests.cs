@@ -72,6 +72,32 @@ public sealed class FifoGatingTests
         Assert.Equal(["visibility r0 0", "visibility-batch r1,r2 0"], sqs.Calls.ToArray());
     }
 
+    [Fact]
+    public async Task A_group_delivered_again_after_its_visibility_timeout_is_not_held_behind_the_expired_delivery()
+    {
+        var (receiver, sqs) = Open("K1", "K2");
+        await using var scope = receiver;
+        var expired = await NextAsync(receiver, 2000);
+        Assert.Equal("K1", expired!.GetText());
+
+        // The application keeps K1 past the visibility timeout: SQS hands the group out again, from K1, with new receipts.
+        sqs.Batches.Enqueue(
+        [
+            new Message { MessageId = "sqs-0", ReceiptHandle = "r0b", Body = "K1", Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = "2", ["SequenceNumber"] = "0" } },
+            new Message { MessageId = "sqs-1", ReceiptHandle = "r1b", Body = "K2", Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = "2", ["SequenceNumber"] = "1" } },
+        ]);
+        var again = await NextAsync(receiver, 2000);
+        Assert.NotNull(again);
+        Assert.Equal("K1", again.GetText());
+        Assert.NotEqual(expired.DeliveryTag, again.DeliveryTag);
+
+        // The expired delivery settled late hands nothing out: K2 waits for the live delivery of K1.
+        await receiver.AckAsync(expired, default);
+        Assert.Null(await NextAsync(receiver));
+        await receiver.AckAsync(again, default);
+        Assert.Equal("K2", (await NextAsync(receiver))!.GetText());
+    }
+
     /// <summary>Scripts the few IAmazonSQS calls a receiver makes; anything else throws.</summary>
     public class ScriptedSqs : DispatchProxy
     {

@@ -43,11 +43,11 @@ internal sealed class SqsReceiver : TransportReceiver
     private readonly bool _fifo;
 
     /// <summary>
-    /// FIFO queues: per message group, the messages received behind the one handed out. Only one message per group is
-    /// handed out at a time (a batch may hold several of one group); a nack releases the group's held messages too,
-    /// so that SQS redelivers the group from the nacked message on, in order.
+    /// FIFO queues: per message group, the one handed out and the messages received behind it. Only one message per
+    /// group is handed out at a time (a batch may hold several of one group); a nack releases the group's held messages
+    /// too, so that SQS redelivers the group from the nacked message on, in order.
     /// </summary>
-    private readonly Dictionary<string, Queue<ReceivedMessage>> _held = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, GroupHold> _held = new(StringComparer.Ordinal);
     private long _nextTag;
     private int _outstanding; // received, credit not yet back (not yet settled)
     private int _disposed;
@@ -86,7 +86,7 @@ internal sealed class SqsReceiver : TransportReceiver
         _transport.ForgetUnseen(entry.SqsId);
         if (message.TransportState is string messageGroup)
         {
-            HandOutNext(messageGroup);
+            HandOutNext(messageGroup, message.DeliveryTag);
         }
 
         // Settled for the application: its credit is free now, as on Redis, so the next receive need not wait for the
@@ -104,7 +104,7 @@ internal sealed class SqsReceiver : TransportReceiver
         }
 
         var receipt = entry.Receipt;
-        var held = message.TransportState is string messageGroup ? TakeHeld(messageGroup) : null;
+        var held = message.TransportState is string messageGroup ? TakeHeld(messageGroup, message.DeliveryTag) : null;
         try
         {
             var seconds = (int)Math.Clamp(Math.Ceiling(delay.TotalSeconds), 0, MaxVisibilitySeconds);
@@ -148,9 +148,9 @@ internal sealed class SqsReceiver : TransportReceiver
 
         lock (_held)
         {
-            foreach (var behind in _held.Values)
+            foreach (var hold in _held.Values)
             {
-                foreach (var held in behind)
+                foreach (var held in hold.Behind)
                 {
                     unseen.Add(held.DeliveryTag);
                 }
@@ -215,13 +215,23 @@ internal sealed class SqsReceiver : TransportReceiver
                         _unsettled[delivery.DeliveryTag] = (messages[i].ReceiptHandle, messages[i].MessageId);
                         if (delivery.TransportState is string messageGroup)
                         {
-                            if (_held.TryGetValue(messageGroup, out var behind))
+                            if (_held.TryGetValue(messageGroup, out var hold))
                             {
-                                behind.Enqueue(delivery);
-                                continue;
+                                if (hold.FirstTagOfBatch == deliveries[0].DeliveryTag)
+                                {
+                                    hold.Behind.Enqueue(delivery); // behind an earlier message of this batch
+                                    continue;
+                                }
+
+                                // SQS FIFO returns a message of a group only while none of the group is in flight, so
+                                // every delivery of this hold has outlived its visibility timeout (the application kept
+                                // the one handed out past the ack timeout) and SQS is delivering the group again.
+                                // Holding the new ones behind the expired one would block the group until that one is
+                                // settled, however long it hangs.
+                                DropExpired(hold);
                             }
 
-                            _held[messageGroup] = new Queue<ReceivedMessage>();
+                            _held[messageGroup] = new GroupHold(delivery.DeliveryTag, deliveries[0].DeliveryTag);
                         }
 
                         _deliveries.Writer.TryWrite(delivery);
@@ -333,35 +343,44 @@ internal sealed class SqsReceiver : TransportReceiver
     private static string GroupOf(Message message)
         => message.Attributes is { } attributes && attributes.TryGetValue("MessageGroupId", out var group) ? group : "";
 
-    /// <summary>A message of <paramref name="messageGroup"/> was acked: hand out the next one held behind it.</summary>
-    private void HandOutNext(string messageGroup)
+    /// <summary>
+    /// A message of <paramref name="messageGroup"/> was acked: when it is the one the group's hold handed out, hand out
+    /// the next one held behind it. An expired delivery settled late (its group was delivered again since) has no say.
+    /// </summary>
+    private void HandOutNext(string messageGroup, long deliveryTag)
     {
         lock (_held)
         {
-            if (!_held.TryGetValue(messageGroup, out var behind))
+            if (!_held.TryGetValue(messageGroup, out var hold) || hold.HandedOutTag != deliveryTag)
             {
                 return;
             }
 
-            if (behind.Count == 0)
+            if (hold.Behind.Count == 0)
             {
                 _held.Remove(messageGroup);
                 return;
             }
 
-            _deliveries.Writer.TryWrite(behind.Dequeue());
+            var next = hold.Behind.Dequeue();
+            hold.HandedOutTag = next.DeliveryTag;
+            _deliveries.Writer.TryWrite(next);
         }
     }
 
-    /// <summary>A message of <paramref name="messageGroup"/> was nacked: take the ones held behind it, to release them.</summary>
-    private List<string> TakeHeld(string messageGroup)
+    /// <summary>
+    /// A message of <paramref name="messageGroup"/> was nacked: when it is the one the group's hold handed out, take
+    /// the ones held behind it, to release them.
+    /// </summary>
+    private List<string> TakeHeld(string messageGroup, long deliveryTag)
     {
         var receipts = new List<string>();
         lock (_held)
         {
-            if (_held.Remove(messageGroup, out var behind))
+            if (_held.TryGetValue(messageGroup, out var hold) && hold.HandedOutTag == deliveryTag)
             {
-                foreach (var held in behind)
+                _held.Remove(messageGroup);
+                foreach (var held in hold.Behind)
                 {
                     if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
                     {
@@ -374,6 +393,34 @@ internal sealed class SqsReceiver : TransportReceiver
         }
 
         return receipts;
+    }
+
+    /// <summary>
+    /// Forgets the held deliveries of a group whose visibility timeout has passed (SQS delivers them again): never
+    /// handed to the application, they are not settled by anyone. The one handed out stays unsettled until the
+    /// application settles it (with a receipt SQS may no longer honour). Under the lock of <see cref="_held"/>.
+    /// </summary>
+    private void DropExpired(GroupHold hold)
+    {
+        foreach (var held in hold.Behind)
+        {
+            if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
+            {
+                _transport.NoteUnseen(entry.SqsId);
+                ReturnSettledCredit(1);
+            }
+        }
+    }
+
+    /// <summary>A FIFO group's delivery handed out to the application, and those received behind it.</summary>
+    private sealed class GroupHold(long handedOutTag, long firstTagOfBatch)
+    {
+        public long HandedOutTag { get; set; } = handedOutTag;
+
+        /// <summary>The first delivery tag of the batch that started this hold: later messages of that batch queue behind.</summary>
+        public long FirstTagOfBatch { get; } = firstTagOfBatch;
+
+        public Queue<ReceivedMessage> Behind { get; } = new();
     }
 
     /// <summary>Makes every message received and not settled visible again now (ChangeMessageVisibility 0).</summary>

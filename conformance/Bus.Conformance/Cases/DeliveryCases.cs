@@ -13,6 +13,7 @@ internal static class DeliveryCases
         new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
         new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
+        new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
         new("fan_out_groups", "delivery", BusFeatures.FanOutToGroups, "two groups each receive all 100", FanOutGroups),
         new("batch_publish", "delivery", BusFeatures.None, "a batch of 500 over 8 keys arrives whole (and in order per key where the backend keeps it)", BatchPublish),
@@ -170,6 +171,33 @@ internal static class DeliveryCases
         ctx.Report("delivery_count", again.DeliveryCount);
         Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
         await again.AckAsync();
+    }
+
+    private static async Task RedeliveredAfterAckTimeout(CaseContext ctx)
+    {
+        var topic = ctx.Topic("lease");
+        var ackTimeout = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), AckTimeout = ackTimeout });
+        // Started before the publish: the lease cannot start earlier, so "not before the ack timeout" is measured safely
+        // even where the transport took the message before the application received it.
+        var sincePublish = System.Diagnostics.Stopwatch.StartNew();
+        await ctx.Bus.PublishAsync(topic, "held");
+        var first = await ctx.ReceiveAsync(consumer, "the first delivery");
+
+        // Kept unsettled while the consumer stays open and goes on receiving: a handler that hangs, not a consumer that died.
+        var again = await ctx.ReceiveAsync(consumer, "the delivery again after the ack timeout");
+        var after = sincePublish.Elapsed;
+        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+        ctx.Report("redelivered_after_ms", (long)after.TotalMilliseconds);
+        ctx.Report("delivery_count", again.DeliveryCount);
+        // 50 ms of slack for clocks that tick coarsely (the embedded backend's deadlines use Environment.TickCount64).
+        Check(after >= ackTimeout - TimeSpan.FromMilliseconds(50), $"delivered again {after.TotalMilliseconds:0} ms after the publish, before the ack timeout of {ackTimeout.TotalMilliseconds:0} ms");
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+
+        // The late settlement of the expired delivery is an ordinary event (a slow handler finishing): it must not fail.
+        await first.AckAsync();
+        await again.AckAsync();
+        Check(await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod) is null, "the message was delivered a third time after both deliveries were acked");
     }
 
     private static async Task CompetingConsumers(CaseContext ctx)

@@ -20,7 +20,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
         Features = BusFeatures.PerKeyOrdering | BusFeatures.OrderedAcrossConsumers | BusFeatures.OrderedRetry
             | BusFeatures.Replay | BusFeatures.ReplayFromPosition | BusFeatures.ReplayFromTime | BusFeatures.DelayedDelivery
             | BusFeatures.RequestReply | BusFeatures.FanOutToGroups | BusFeatures.ExactDeliveryCount
-            | BusFeatures.RedeliveryOfAbandoned | BusFeatures.TopicConflictDetection | BusFeatures.CompetingConsumers
+            | BusFeatures.RedeliveryOfAbandoned | BusFeatures.AckTimeoutRedelivery | BusFeatures.TopicConflictDetection | BusFeatures.CompetingConsumers
             | BusFeatures.DelayedNack,
         MaxMessageSize = MemoryTransport.DefaultMaxMessageSize,
         MaxTopicNameLength = 249,
