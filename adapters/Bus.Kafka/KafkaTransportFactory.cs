@@ -48,7 +48,7 @@ public sealed class KafkaTransportFactory : IBusTransportFactory
             [BusFeatures.OrderedRetry] = "the adapter holds a nacked message and redelivers it before any later message of its key; its partition's commit stays behind it",
             [BusFeatures.DelayedNack] = "emulated in the consumer: the nacked message is held in memory for the delay while later messages of its key wait; a crash meanwhile redelivers it from the last commit",
             [BusFeatures.RedeliveryOfAbandoned] = "unacknowledged messages are redelivered to the partition's next owner after the consumer closes or its session times out (session.timeout.ms); SubscriptionOptions.AckTimeout is not used",
-            [BusFeatures.AckTimeoutRedelivery] = "a Kafka group keeps a committed offset per partition, not a lease per message: a message left unacknowledged by a consumer that is alive and polling stays with it until its partition changes owner (the consumer closes or its session times out); SubscriptionOptions.AckTimeout is not used",
+            [BusFeatures.AckTimeoutRedelivery] = "a Kafka group keeps a committed offset per partition, not a lease per message: a message left unacknowledged by a consumer that is alive and polling stays with it until its partition changes owner (a member joins or leaves and the group rebalances, the consumer closes, or its session times out), and then goes to the new owner even if the old one is still handling it; SubscriptionOptions.AckTimeout is not used",
         },
     };
 

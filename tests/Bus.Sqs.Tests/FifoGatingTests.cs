@@ -17,7 +17,9 @@ public sealed class FifoGatingTests
 {
     private const string QueueUrl = "http://127.0.0.1:1/000000000000/t_g.fifo";
 
-    private static (SqsReceiver Receiver, ScriptedSqs Sqs) Open(params string[] bodies)
+    private static (SqsReceiver Receiver, ScriptedSqs Sqs) Open(params string[] bodies) => Open(TimeSpan.FromSeconds(30), bodies);
+
+    private static (SqsReceiver Receiver, ScriptedSqs Sqs) Open(TimeSpan ackTimeout, params string[] bodies)
     {
         var sqs = ScriptedSqs.Create();
         sqs.Batches.Enqueue(bodies.Select((body, i) => new Message
@@ -30,7 +32,7 @@ public sealed class FifoGatingTests
         var url = "sqs://t:t@127.0.0.1:1?region=us-east-1&wait-seconds=0";
         var settings = SqsSettings.Parse(new TransportContext(new Uri(url), new BusOptions { Url = url }, NullLoggerFactory.Instance));
         var transport = new SqsTransport(settings, (IAmazonSQS)(object)sqs, ownsClient: false, NullLoggerFactory.Instance);
-        return (new SqsReceiver(transport, "t.fifo", QueueUrl, new SubscriptionOptions { Group = "g", MaxInFlight = 10 }), sqs);
+        return (new SqsReceiver(transport, "t.fifo", QueueUrl, new SubscriptionOptions { Group = "g", MaxInFlight = 10, AckTimeout = ackTimeout }), sqs);
     }
 
     private static async Task<ReceivedMessage?> NextAsync(SqsReceiver receiver, int ms = 300)
@@ -72,30 +74,57 @@ public sealed class FifoGatingTests
         Assert.Equal(["visibility r0 0", "visibility-batch r1,r2 0"], sqs.Calls.ToArray());
     }
 
-    [Fact]
-    public async Task A_group_delivered_again_after_its_visibility_timeout_is_not_held_behind_the_expired_delivery()
+    private static Message Again(int i, string body, int receives) => new()
     {
-        var (receiver, sqs) = Open("K1", "K2");
+        MessageId = $"sqs-{i}",
+        ReceiptHandle = $"r{i}-{receives}",
+        Body = body,
+        Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = $"{receives}", ["SequenceNumber"] = $"{i}" },
+    };
+
+    [Fact]
+    public async Task A_group_delivered_again_after_the_application_kept_its_message_past_the_ack_timeout_is_handed_out()
+    {
+        var (receiver, sqs) = Open(TimeSpan.FromSeconds(1), "K1", "K2");
         await using var scope = receiver;
         var expired = await NextAsync(receiver, 2000);
         Assert.Equal("K1", expired!.GetText());
 
-        // The application keeps K1 past the visibility timeout: SQS hands the group out again, from K1, with new receipts.
-        sqs.Batches.Enqueue(
-        [
-            new Message { MessageId = "sqs-0", ReceiptHandle = "r0b", Body = "K1", Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = "2", ["SequenceNumber"] = "0" } },
-            new Message { MessageId = "sqs-1", ReceiptHandle = "r1b", Body = "K2", Attributes = new() { ["MessageGroupId"] = "K", ["ApproximateReceiveCount"] = "2", ["SequenceNumber"] = "1" } },
-        ]);
+        // The application keeps K1 past the ack timeout (the visibility timeout): SQS hands the group out again, from
+        // K1, with new receipts. K2 was received twice and never handed out.
+        await Task.Delay(TimeSpan.FromMilliseconds(1100));
+        sqs.Batches.Enqueue([Again(0, "K1", 2), Again(1, "K2", 2)]);
         var again = await NextAsync(receiver, 2000);
         Assert.NotNull(again);
         Assert.Equal("K1", again.GetText());
-        Assert.NotEqual(expired.DeliveryTag, again.DeliveryTag);
+        Assert.Equal(2, again.DeliveryCount);
 
         // The expired delivery settled late hands nothing out: K2 waits for the live delivery of K1.
         await receiver.AckAsync(expired, default);
         Assert.Null(await NextAsync(receiver));
         await receiver.AckAsync(again, default);
-        Assert.Equal("K2", (await NextAsync(receiver))!.GetText());
+        var second = await NextAsync(receiver);
+        Assert.Equal("K2", second!.GetText());
+        Assert.Equal(1, second.DeliveryCount); // the copy dropped unseen does not count
+    }
+
+    [Fact]
+    public async Task A_held_message_delivered_again_within_the_ack_timeout_waits_its_turn()
+    {
+        // K2 waits behind K1, but its visibility timeout started at the receive: it may run out while the application
+        // is within its ack timeout, and SQS then returns K2 again. The copies go out one after the other.
+        var (receiver, sqs) = Open("K1", "K2");
+        await using var scope = receiver;
+        var k1 = await NextAsync(receiver, 2000);
+        await receiver.AckAsync(k1!, default);
+        var k2 = await NextAsync(receiver);
+        Assert.Equal("K2", k2!.GetText());
+        sqs.Batches.Enqueue([Again(1, "K2", 2)]);
+        Assert.Null(await NextAsync(receiver));
+        await receiver.AckAsync(k2, default);
+        var copy = await NextAsync(receiver);
+        Assert.Equal("K2", copy!.GetText());
+        Assert.NotEqual(k2.DeliveryTag, copy.DeliveryTag);
     }
 
     /// <summary>Scripts the few IAmazonSQS calls a receiver makes; anything else throws.</summary>

@@ -177,6 +177,7 @@ internal sealed class SqsReceiver : TransportReceiver
 
                 // Not cancelled by dispose: a long poll that is cut off may already have taken messages, which would
                 // then stay invisible until their visibility timeout. The SDK's request timeout bounds it.
+                var requestedAt = Environment.TickCount64; // no earlier than SQS starts the visibility timeouts
                 var response = await _client.ReceiveMessageAsync(new ReceiveMessageRequest
                 {
                     QueueUrl = _queueUrl,
@@ -189,6 +190,12 @@ internal sealed class SqsReceiver : TransportReceiver
                 failures = 0;
                 var messages = response.Messages ?? [];
                 Interlocked.Add(ref _outstanding, messages.Count);
+                if (_fifo && messages.Count > 0)
+                {
+                    // Before decoding: what it drops was received and never handed out, which the counts leave out.
+                    DropOverrunHolds(messages);
+                }
+
                 var deliveries = new ReceivedMessage[messages.Count];
                 for (var i = 0; i < messages.Count; i++)
                 {
@@ -217,21 +224,13 @@ internal sealed class SqsReceiver : TransportReceiver
                         {
                             if (_held.TryGetValue(messageGroup, out var hold))
                             {
-                                if (hold.FirstTagOfBatch == deliveries[0].DeliveryTag)
-                                {
-                                    hold.Behind.Enqueue(delivery); // behind an earlier message of this batch
-                                    continue;
-                                }
-
-                                // SQS FIFO returns a message of a group only while none of the group is in flight, so
-                                // every delivery of this hold has outlived its visibility timeout (the application kept
-                                // the one handed out past the ack timeout) and SQS is delivering the group again.
-                                // Holding the new ones behind the expired one would block the group until that one is
-                                // settled, however long it hangs.
-                                DropExpired(hold);
+                                // Behind an earlier message of this batch, or behind one the application holds within
+                                // its ack timeout (see DropOverrunHolds): handed out in turn, never two at once.
+                                hold.Behind.Enqueue(delivery);
+                                continue;
                             }
 
-                            _held[messageGroup] = new GroupHold(delivery.DeliveryTag, deliveries[0].DeliveryTag);
+                            _held[messageGroup] = new GroupHold(delivery.DeliveryTag, requestedAt);
                         }
 
                         _deliveries.Writer.TryWrite(delivery);
@@ -363,7 +362,7 @@ internal sealed class SqsReceiver : TransportReceiver
             }
 
             var next = hold.Behind.Dequeue();
-            hold.HandedOutTag = next.DeliveryTag;
+            hold.HandedOut(next.DeliveryTag, Environment.TickCount64);
             _deliveries.Writer.TryWrite(next);
         }
     }
@@ -396,31 +395,59 @@ internal sealed class SqsReceiver : TransportReceiver
     }
 
     /// <summary>
-    /// Forgets the held deliveries of a group whose visibility timeout has passed (SQS delivers them again): never
-    /// handed to the application, they are not settled by anyone. The one handed out stays unsettled until the
-    /// application settles it (with a receipt SQS may no longer honour). Under the lock of <see cref="_held"/>.
+    /// A receive brought messages of groups this consumer holds: where the application has kept the group's delivery
+    /// for longer than the ack timeout, forgets the group's hold, so that the new delivery is handed out rather than
+    /// held behind the expired one until the application settles it, however long its handler hangs.
     /// </summary>
-    private void DropExpired(GroupHold hold)
+    /// <remarks>
+    /// SQS FIFO returns messages of a group only while none of it is in flight, so receiving one means every receipt
+    /// of the hold has run out of visibility. That alone does not mean the application overran: a message held behind
+    /// others starts its visibility timeout at the receive, not when it is handed out, and may run out while the
+    /// application is within its ack timeout. Then the new deliveries queue behind (the application gets the message
+    /// again after it, at least once, but never two of a group at once). The held deliveries dropped were never handed
+    /// to the application: nobody settles them, and the delivery counts leave them out.
+    /// </remarks>
+    private void DropOverrunHolds(List<Message> messages)
     {
-        foreach (var held in hold.Behind)
+        var now = Environment.TickCount64;
+        lock (_held)
         {
-            if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
+            foreach (var message in messages)
             {
-                _transport.NoteUnseen(entry.SqsId);
-                ReturnSettledCredit(1);
+                var group = GroupOf(message);
+                if (!_held.TryGetValue(group, out var hold) || now - hold.HandedOutAt < _visibilitySeconds * 1000L)
+                {
+                    continue;
+                }
+
+                _held.Remove(group);
+                foreach (var held in hold.Behind)
+                {
+                    if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
+                    {
+                        _transport.NoteUnseen(entry.SqsId);
+                        ReturnSettledCredit(1);
+                    }
+                }
             }
         }
     }
 
-    /// <summary>A FIFO group's delivery handed out to the application, and those received behind it.</summary>
-    private sealed class GroupHold(long handedOutTag, long firstTagOfBatch)
+    /// <summary>A FIFO group's delivery handed out to the application, since when, and those received behind it.</summary>
+    private sealed class GroupHold(long handedOutTag, long handedOutAt)
     {
-        public long HandedOutTag { get; set; } = handedOutTag;
+        public long HandedOutTag { get; private set; } = handedOutTag;
 
-        /// <summary>The first delivery tag of the batch that started this hold: later messages of that batch queue behind.</summary>
-        public long FirstTagOfBatch { get; } = firstTagOfBatch;
+        /// <summary>Environment.TickCount64 when the application's lease began: the receive for a batch's first message of the group, else its hand-out.</summary>
+        public long HandedOutAt { get; private set; } = handedOutAt;
 
         public Queue<ReceivedMessage> Behind { get; } = new();
+
+        public void HandedOut(long tag, long at)
+        {
+            HandedOutTag = tag;
+            HandedOutAt = at;
+        }
     }
 
     /// <summary>Makes every message received and not settled visible again now (ChangeMessageVisibility 0).</summary>
