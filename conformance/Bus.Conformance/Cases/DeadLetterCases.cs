@@ -12,6 +12,7 @@ internal static class DeadLetterCases
         new("after_max_deliveries", "dlq", BusFeatures.None, "a poison message is attempted exactly max-deliveries times, then dead-lettered once", AfterMaxDeliveries),
         new("keeps_message", "dlq", BusFeatures.None, "the dead-letter copy keeps body, key, headers, id and adds topic, reason, count, time", KeepsMessage),
         new("others_keep_flowing", "dlq", BusFeatures.None, "100 good messages are handled while the poison one is retried", OthersKeepFlowing),
+        new("after_ack_timeouts", "dlq", BusFeatures.AckTimeoutRedelivery, "a message never settled, its ack timeout passing each time, is dead-lettered after max deliveries", AfterAckTimeouts),
         new("explicit", "dlq", BusFeatures.None, "a handler's explicit dead-letter skips retries and keeps its reason", Explicit),
         new("redrive", "dlq", BusFeatures.None, "redrive moves the message back to its topic and empties the dead-letter topic", Redrive),
         new("consumable", "dlq", BusFeatures.None, "the dead-letter topic is consumed and acked through the same API", Consumable),
@@ -68,6 +69,64 @@ internal static class DeadLetterCases
         var count = attempts.GetValueOrDefault(poison.MessageId!);
         ctx.Report("attempts", count);
         CheckEqual(3, count, "handler attempts before dead-lettering");
+    }
+
+    private static async Task AfterAckTimeouts(CaseContext ctx)
+    {
+        var topic = ctx.Topic("hangs");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        // A handler that hangs on the message every time: the consumer stays open and never settles it.
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions
+        {
+            Group = ctx.Group(),
+            MaxDeliveries = 2,
+            AckTimeout = TimeSpan.FromSeconds(1), // SQS's visibility timeout counts whole seconds
+        });
+        var hung = Poison();
+        await ctx.Bus.PublishAsync(topic, hung);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        var counts = new List<int>();
+        for (var attempt = 1; attempt <= 2; attempt++)
+        {
+            var delivery = await ctx.ReceiveAsync(consumer, $"delivery {attempt}");
+            CheckEqual(hung.MessageId, delivery.MessageId, $"delivery {attempt}");
+            counts.Add(delivery.DeliveryCount);
+        }
+
+        // The consumer goes on receiving, as a live one does: receiving the third delivery is what dead-letters it (a
+        // pull consumer checks the count when it hands a message out), so that delivery never reaches the application.
+        using var watching = new CancellationTokenSource();
+        var third = ReceiveOrNullAsync(consumer, watching.Token);
+        try
+        {
+            var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy after the second ack timeout");
+            CheckEqual(hung.MessageId, copy.MessageId, "dead-letter message id");
+            ctx.Report("deliveries", counts.Count);
+            ctx.Report("dead_letter_count", copy.Headers.TryGetValue(DeadLetterHeaders.DeliveryCount, out var recorded) && int.TryParse(recorded, out var n) ? n : -1);
+            Check(copy.Headers.ContainsKey(DeadLetterHeaders.Reason), "the dead-letter copy has no reason");
+            await copy.AckAsync();
+            watching.CancelAfter(ctx.QuietPeriod);
+            var delivered = await third;
+            Check(delivered is null, $"the message was delivered to the group again (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
+            Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
+        }
+        finally
+        {
+            await watching.CancelAsync();
+            await third;
+        }
+    }
+
+    private static async Task<ReceivedMessage?> ReceiveOrNullAsync(MessageConsumer consumer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await consumer.ReceiveAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     private static async Task KeepsMessage(CaseContext ctx)

@@ -12,6 +12,7 @@ internal static class DeliveryCases
         new("all_received", "delivery", BusFeatures.None, "1,000 published, 1,000 distinct ids consumed and acked", AllReceived),
         new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
         new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
+        new("nack_with_delay", "delivery", BusFeatures.DelayedNack, "a nack with a 1 s delay redelivers the message after 1 s, not before, while other messages flow", NackWithDelay),
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
         new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
@@ -153,6 +154,54 @@ internal static class DeliveryCases
         }
 
         Check(await ctx.ReceiveWithinAsync(consumer, TimeSpan.FromMilliseconds(500)) is null, "the acked message arrived a fourth time");
+    }
+
+    private static async Task NackWithDelay(CaseContext ctx)
+    {
+        var topic = ctx.Topic("nack-delay");
+        var delay = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        await ctx.Bus.PublishAsync(topic, OutgoingMessage.FromText("later", "key-later"));
+        var first = await ctx.ReceiveAsync(consumer, "the first delivery");
+        // Started before the nack: the delay cannot start earlier, so "not before" is measured safely.
+        var sinceNack = System.Diagnostics.Stopwatch.StartNew();
+        await first.NackAsync(delay);
+
+        // A message of another key is not held back by the delayed one (on backends that keep per-key order, only the
+        // nacked message's own key waits).
+        var other = OutgoingMessage.FromText("meanwhile", "key-other");
+        await ctx.Bus.PublishAsync(topic, other);
+        var next = await ctx.ReceiveAsync(consumer, "the message published after the nack");
+        var otherFirst = next.MessageId == other.MessageId;
+        ctx.Report("other_key_first", otherFirst ? 1 : 0);
+        ReceivedMessage again;
+        if (otherFirst)
+        {
+            ctx.Report("other_key_ms", (long)sinceNack.Elapsed.TotalMilliseconds);
+            Check(sinceNack.Elapsed < delay, $"the message of another key arrived {sinceNack.Elapsed.TotalMilliseconds:0} ms after the nack, not before the delayed one was due: it was held back");
+            await next.AckAsync();
+            again = await ctx.ReceiveAsync(consumer, "the delayed redelivery");
+        }
+        else
+        {
+            again = next;
+        }
+
+        var after = sinceNack.Elapsed;
+        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+        ctx.Report("redelivered_after_ms", (long)after.TotalMilliseconds);
+        ctx.Report("delivery_count", again.DeliveryCount);
+        // 50 ms of slack for clocks that tick coarsely.
+        Check(after >= delay - TimeSpan.FromMilliseconds(50), $"redelivered {after.TotalMilliseconds:0} ms after a nack with a delay of {delay.TotalMilliseconds:0} ms");
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+        await again.AckAsync();
+        if (!otherFirst)
+        {
+            var late = await ctx.ReceiveAsync(consumer, "the message published after the nack");
+            CheckEqual(other.MessageId, late.MessageId, "the message published after the nack");
+            await late.AckAsync();
+            Check(false, "the message of another key was held back until the delayed one was redelivered");
+        }
     }
 
     private static async Task RedeliveredAfterConsumerDies(CaseContext ctx)
