@@ -187,13 +187,7 @@ internal static class DeliveryCases
             again = next;
         }
 
-        var after = sinceNack.Elapsed;
-        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
-        ctx.Report("redelivered_after_ms", (long)after.TotalMilliseconds);
-        ctx.Report("delivery_count", again.DeliveryCount);
-        // 50 ms of slack for clocks that tick coarsely.
-        Check(after >= delay - TimeSpan.FromMilliseconds(50), $"redelivered {after.TotalMilliseconds:0} ms after a nack with a delay of {delay.TotalMilliseconds:0} ms");
-        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+        CheckRedelivery(ctx, first, again, sinceNack.Elapsed, delay, "the nack with a delay of");
         await again.AckAsync();
         if (!otherFirst)
         {
@@ -202,6 +196,21 @@ internal static class DeliveryCases
             await late.AckAsync();
             Check(false, "the message of another key was held back until the delayed one was redelivered");
         }
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="again"/> is <paramref name="first"/> delivered again, with a count of at least 2, and
+    /// no sooner than <paramref name="notBefore"/> after the moment <paramref name="elapsed"/> is measured from (named
+    /// by <paramref name="since"/> in the failure); reports when it came and its count.
+    /// </summary>
+    private static void CheckRedelivery(CaseContext ctx, ReceivedMessage first, ReceivedMessage again, TimeSpan elapsed, TimeSpan notBefore, string since)
+    {
+        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+        ctx.Report("redelivered_after_ms", (long)elapsed.TotalMilliseconds);
+        ctx.Report("delivery_count", again.DeliveryCount);
+        // 50 ms of slack for clocks that tick coarsely (the embedded backend's deadlines use Environment.TickCount64).
+        Check(elapsed >= notBefore - TimeSpan.FromMilliseconds(50), $"delivered again {elapsed.TotalMilliseconds:0} ms after {since} {notBefore.TotalMilliseconds:0} ms");
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
     }
 
     private static async Task RedeliveredAfterConsumerDies(CaseContext ctx)
@@ -235,13 +244,7 @@ internal static class DeliveryCases
 
         // Kept unsettled while the consumer stays open and goes on receiving: a handler that hangs, not a consumer that died.
         var again = await ctx.ReceiveAsync(consumer, "the delivery again after the ack timeout");
-        var after = sincePublish.Elapsed;
-        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
-        ctx.Report("redelivered_after_ms", (long)after.TotalMilliseconds);
-        ctx.Report("delivery_count", again.DeliveryCount);
-        // 50 ms of slack for clocks that tick coarsely (the embedded backend's deadlines use Environment.TickCount64).
-        Check(after >= ackTimeout - TimeSpan.FromMilliseconds(50), $"delivered again {after.TotalMilliseconds:0} ms after the publish, before the ack timeout of {ackTimeout.TotalMilliseconds:0} ms");
-        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+        CheckRedelivery(ctx, first, again, sincePublish.Elapsed, ackTimeout, "the publish, with an ack timeout of");
 
         // The late settlement of the expired delivery is an ordinary event (a slow handler finishing): it must not fail.
         await first.AckAsync();
