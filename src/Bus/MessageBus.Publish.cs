@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Bus.Internal;
 using Bus.Transport;
 
@@ -18,12 +19,30 @@ public sealed partial class MessageBus
         }
 
         ValidateMessage(topic, message);
-        if (!ready)
+        var activity = TraceContext.StartSend(Backend, topic, message, 1);
+        OutgoingMessage sent;
+        try
         {
-            return PublishSlowAsync(topic, message, cancellationToken);
+            sent = CarryTraceContext(topic, message, activity);
+        }
+        catch (Exception ex) when (activity is not null)
+        {
+            TraceContext.Failed(activity, ex);
+            activity.Dispose();
+            throw;
         }
 
-        var pending = StartPublish(topic, message, cancellationToken);
+        if (activity is not null)
+        {
+            return PublishTracedAsync(topic, sent, ready, activity, cancellationToken);
+        }
+
+        if (!ready)
+        {
+            return PublishSlowAsync(topic, sent, cancellationToken);
+        }
+
+        var pending = StartPublish(topic, sent, cancellationToken);
         if (pending.IsCompletedSuccessfully)
         {
             pending.GetAwaiter().GetResult();
@@ -54,6 +73,20 @@ public sealed partial class MessageBus
             return;
         }
 
+        using var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
+        try
+        {
+            await PublishBatchCoreAsync(topic, CarryTraceContext(topic, messages, activity), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            TraceContext.Failed(activity, ex);
+            throw;
+        }
+    }
+
+    private async ValueTask PublishBatchCoreAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
         await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
 
         // A transport that does not bound its own time may still be reading the caller's messages (encoding a batch as
@@ -80,6 +113,58 @@ public sealed partial class MessageBus
             await pending.WaitAsync(_options.OperationTimeout, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             throw;
         }
+    }
+
+    private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, Activity activity, CancellationToken cancellationToken)
+    {
+        using (activity)
+        {
+            try
+            {
+                if (ready)
+                {
+                    await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await PublishSlowAsync(topic, message, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex)
+            {
+                TraceContext.Failed(activity, ex);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// What to send: the message, or a copy that carries the trace context of <paramref name="activity"/> (or of the
+    /// application's current activity), checked against the size limit again for the headers it adds.
+    /// </summary>
+    private OutgoingMessage CarryTraceContext(string topic, OutgoingMessage message, Activity? activity)
+    {
+        var sent = TraceContext.Carry(message, activity ?? Activity.Current);
+        if (!ReferenceEquals(sent, message))
+        {
+            CheckSize(topic, sent);
+        }
+
+        return sent;
+    }
+
+    private IReadOnlyList<OutgoingMessage> CarryTraceContext(string topic, IReadOnlyList<OutgoingMessage> messages, Activity? activity)
+    {
+        var sent = TraceContext.Carry(messages, activity ?? Activity.Current);
+        for (var i = 0; !ReferenceEquals(sent, messages) && i < sent.Count; i++)
+        {
+            if (!ReferenceEquals(sent[i], messages[i]))
+            {
+                CheckSize(topic, sent[i]);
+            }
+        }
+
+        return sent;
     }
 
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
@@ -292,6 +377,11 @@ public sealed partial class MessageBus
             ValidateHeaders(topic, headers);
         }
 
+        CheckSize(topic, message);
+    }
+
+    private void CheckSize(string topic, OutgoingMessage message)
+    {
         // Measuring walks every string; skip it when even three bytes per character could not reach the limit.
         if (message.Body.Length + (MessageSize.CharactersOutsideBody(message) * 3L) <= Capabilities.MaxMessageSize)
         {

@@ -85,6 +85,19 @@ public sealed class OutgoingMessage
     /// Gives the message a new time-ordered id if it has none. Only the number is made: formatting it costs a string
     /// per message, which the in-memory backend never needs unless someone reads <see cref="MessageId"/>.
     /// </summary>
+    /// <summary>A copy with other headers (the same body memory, id and properties), for the bus to send instead.</summary>
+    internal OutgoingMessage WithHeaders(Dictionary<string, string> headers) => new(Body)
+    {
+        _headers = headers,
+        _messageId = _messageId,
+        _assignedId = _assignedId,
+        Key = Key,
+        CorrelationId = CorrelationId,
+        ContentType = ContentType,
+        ReplyTo = ReplyTo,
+        Delay = Delay,
+    };
+
     internal void AssignIdIfMissing()
     {
         if (_messageId is null && _assignedId == default)

@@ -26,6 +26,7 @@ internal sealed class HandlerSubscription : ISubscription
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<string, Queue<ReceivedMessage>?> _busyKeys = new(StringComparer.Ordinal);
     private readonly TagList _tags;
+    private readonly string _backend;
     private Task _readLoop = Task.CompletedTask;
     private int _running = 1; // the read loop counts as one, so "drained" needs it to end too
     private volatile bool _stopping;
@@ -38,6 +39,7 @@ internal sealed class HandlerSubscription : ISubscription
         _options = consumer.Options;
         _logger = logger;
         _tags = BusTelemetry.Tags(backend, consumer.Topic);
+        _backend = backend;
         _retry = new ResiliencePipelineBuilder()
             .AddRetry(new RetryStrategyOptions
             {
@@ -193,6 +195,8 @@ internal sealed class HandlerSubscription : ISubscription
     private async ValueTask ProcessAsync(ReceivedMessage message)
     {
         var started = BusTelemetry.HandlerDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
+        // The current activity while the handler runs, so that what it publishes continues the message's trace.
+        using var activity = TraceContext.StartProcess(_backend, Topic, Group, message);
         try
         {
             await _handler(message, _abortHandlers.Token).ConfigureAwait(false);
@@ -203,12 +207,17 @@ internal sealed class HandlerSubscription : ISubscription
         }
         catch (Exception ex) when (!message.IsSettled)
         {
-            await RetryOrDeadLetterAsync(message, ex).ConfigureAwait(false);
+            activity?.AddException(ex);
+            if (await RetryOrDeadLetterAsync(message, ex).ConfigureAwait(false) is { } failure)
+            {
+                TraceContext.Failed(activity, failure);
+            }
         }
         catch (Exception ex)
         {
             // The handler settled the message itself and then threw, or the settlement failed: the backend
             // redelivers whatever was not recorded, so log and keep going.
+            TraceContext.Failed(activity, ex);
             Log.HandlerFailedAfterSettlement(_logger, Topic, Group, message.MessageId, ex);
         }
         finally
@@ -220,7 +229,8 @@ internal sealed class HandlerSubscription : ISubscription
         }
     }
 
-    private async ValueTask RetryOrDeadLetterAsync(ReceivedMessage message, Exception first)
+    /// <summary>Retries in place; returns the last error when the message was not handled in the end (dead-lettered or left to the group), else null.</summary>
+    private async ValueTask<Exception?> RetryOrDeadLetterAsync(ReceivedMessage message, Exception first)
     {
         var context = ResilienceContextPool.Shared.Get(_abortHandlers.Token);
         context.Properties.Set(MessageKey, message);
@@ -260,7 +270,7 @@ internal sealed class HandlerSubscription : ISubscription
         {
             if (message.IsSettled)
             {
-                return;
+                return outcome.Exception;
             }
 
             if (outcome.Exception is null)
@@ -278,10 +288,13 @@ internal sealed class HandlerSubscription : ISubscription
                 // Stopping: leave it unsettled; closing the consumer releases it to the group with its count.
                 Log.RetryInterruptedByShutdown(_logger, Topic, Group, message.MessageId);
             }
+
+            return outcome.Exception;
         }
         catch (Exception ex)
         {
             Log.HandlerFailedAfterSettlement(_logger, Topic, Group, message.MessageId, ex);
+            return ex;
         }
     }
 
