@@ -19,24 +19,12 @@ public sealed partial class MessageBus
         }
 
         ValidateMessage(topic, message);
-        var activity = TraceContext.StartSend(Backend, topic, message, 1);
-        OutgoingMessage sent;
-        try
+        if (TraceContext.IsListenedTo)
         {
-            sent = CarryTraceContext(topic, message, activity);
-        }
-        catch (Exception ex) when (activity is not null)
-        {
-            TraceContext.Failed(activity, ex);
-            activity.Dispose();
-            throw;
+            return PublishTracedAsync(topic, message, ready, cancellationToken);
         }
 
-        if (activity is not null)
-        {
-            return PublishTracedAsync(topic, sent, ready, activity, cancellationToken);
-        }
-
+        var sent = CarryTraceContext(topic, message, null);
         if (!ready)
         {
             return PublishSlowAsync(topic, sent, cancellationToken);
@@ -115,26 +103,29 @@ public sealed partial class MessageBus
         }
     }
 
-    private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, Activity activity, CancellationToken cancellationToken)
+    /// <summary>
+    /// A publish with its send span. An async method of its own: starting a span makes it the current activity, and
+    /// only an async method's changes to the current activity are undone for its caller when it returns.
+    /// </summary>
+    private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, CancellationToken cancellationToken)
     {
-        using (activity)
+        using var activity = TraceContext.StartSend(Backend, topic, message, 1);
+        try
         {
-            try
+            var sent = CarryTraceContext(topic, message, activity);
+            if (ready)
             {
-                if (ready)
-                {
-                    await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
-                }
-                else
-                {
-                    await PublishSlowAsync(topic, message, cancellationToken).ConfigureAwait(false);
-                }
+                await AwaitPublishAsync(StartPublish(topic, sent, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex)
+            else
             {
-                TraceContext.Failed(activity, ex);
-                throw;
+                await PublishSlowAsync(topic, sent, cancellationToken).ConfigureAwait(false);
             }
+        }
+        catch (Exception ex)
+        {
+            TraceContext.Failed(activity, ex);
+            throw;
         }
     }
 

@@ -60,6 +60,7 @@ public sealed class TracingTests : IDisposable
         {
             Assert.NotNull(request);
             await bus.PublishAsync(topic, message);
+            Assert.Same(request, Activity.Current); // the send span ended and is not left current
         }
 
         var (received, current) = await handled.Task.WaitAsync(TimeSpan.FromSeconds(10));
@@ -94,7 +95,9 @@ public sealed class TracingTests : IDisposable
         await using var bus = MessageBus.Create("memory://");
         await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
         var batch = Enumerable.Range(0, 3).Select(i => OutgoingMessage.FromText($"m{i}")).ToArray();
+        using var request = Application.StartActivity("request");
         await bus.PublishBatchAsync(topic, batch);
+        Assert.Same(request, Activity.Current);
 
         var send = Assert.Single(Spans("send " + topic));
         Assert.Equal(3, send.GetTagItem("messaging.batch.message_count"));

@@ -16,7 +16,13 @@ namespace Bus.Internal;
 /// </remarks>
 internal static class TraceContext
 {
-    /// <summary>Starts the producer span of a publish (of one message, or a batch of <paramref name="count"/>), or null.</summary>
+    /// <summary>Whether anyone listens to the source "Bus" (spans may be started).</summary>
+    public static bool IsListenedTo => BusTelemetry.Source.HasListeners();
+
+    /// <summary>
+    /// Starts the producer span of a publish (of one message, or a batch of <paramref name="count"/>), or null. Call it
+    /// from an async method: the span becomes the current activity.
+    /// </summary>
     public static Activity? StartSend(string backend, string topic, OutgoingMessage? single, int count)
     {
         if (!BusTelemetry.Source.HasListeners())
