@@ -81,10 +81,6 @@ public sealed class OutgoingMessage
     /// <summary>The id's length in characters (an assigned one is 32 hex digits) without formatting it.</summary>
     internal int MessageIdLength => _messageId?.Length ?? (_assignedId == default ? 0 : 32);
 
-    /// <summary>
-    /// Gives the message a new time-ordered id if it has none. Only the number is made: formatting it costs a string
-    /// per message, which the in-memory backend never needs unless someone reads <see cref="MessageId"/>.
-    /// </summary>
     /// <summary>A copy with other headers (the same body memory, id and properties), for the bus to send instead.</summary>
     internal OutgoingMessage WithHeaders(Dictionary<string, string> headers) => new(Body)
     {
@@ -98,6 +94,10 @@ public sealed class OutgoingMessage
         Delay = Delay,
     };
 
+    /// <summary>
+    /// Gives the message a new time-ordered id if it has none. Only the number is made: formatting it costs a string
+    /// per message, which the in-memory backend never needs unless someone reads <see cref="MessageId"/>.
+    /// </summary>
     internal void AssignIdIfMissing()
     {
         if (_messageId is null && _assignedId == default)

@@ -130,6 +130,70 @@ public sealed class TracingTests : IDisposable
     }
 
     [Fact]
+    public async Task A_message_without_trace_context_is_not_made_a_child_of_the_subscribers_activity()
+    {
+        var topic = Topic("untraced");
+        await using var bus = MessageBus.Create("memory://");
+        var seen = new TaskCompletionSource<Activity?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ISubscription subscription;
+        using (Application.StartActivity("startup"))
+        {
+            subscription = await bus.SubscribeAsync(topic, (_, _) =>
+            {
+                seen.TrySetResult(Activity.Current);
+                return default;
+            }, SubscriptionOptions.ForGroup("g"));
+        }
+
+        await using var scope = subscription;
+        // Straight to the transport, as a producer that does not use Bus would: the message carries no trace context.
+        var message = OutgoingMessage.FromText("x");
+        message.MessageId = "untraced-1";
+        await bus.Transport.PublishAsync(topic, message, default);
+
+        var current = await seen.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var startup = Assert.Single(Spans("startup"));
+        Assert.NotNull(current);
+        Assert.Equal("process " + topic, current.DisplayName);
+        Assert.NotEqual(startup.TraceId, current.TraceId);
+        Assert.Equal(default, current.ParentSpanId);
+    }
+
+    [Fact]
+    public async Task Baggage_travels_with_the_message()
+    {
+        var topic = Topic("baggage");
+        await using var bus = MessageBus.Create("memory://");
+        var seen = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var subscription = await bus.SubscribeAsync(topic, (_, _) =>
+        {
+            seen.TrySetResult(Activity.Current?.GetBaggageItem("user"));
+            return default;
+        }, SubscriptionOptions.ForGroup("g"));
+        using (var request = Application.StartActivity("request"))
+        {
+            request!.AddBaggage("user", "alice");
+            await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        }
+
+        Assert.Equal("alice", await seen.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task A_failure_without_retries_is_recorded_once()
+    {
+        var topic = Topic("once");
+        await using var bus = MessageBus.Create("memory://");
+        await using var subscription = await bus.SubscribeAsync(topic, (_, _) => throw new InvalidOperationException("once"), new SubscriptionOptions { Group = "g", MaxDeliveries = 1 });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("poison"));
+
+        var process = await WaitForSpanAsync("process " + topic);
+        Assert.Equal(ActivityStatusCode.Error, process.Status);
+        Assert.Equal(typeof(InvalidOperationException).FullName, process.GetTagItem("error.type"));
+        Assert.Single(process.Events, e => e.Name == "exception");
+    }
+
+    [Fact]
     public async Task A_message_dead_lettered_after_its_retries_ends_its_process_span_as_an_error()
     {
         var topic = Topic("failing");

@@ -22,5 +22,8 @@ internal static class BusTelemetry
     public static readonly Counter<long> DeadLettered = Meter.CreateCounter<long>("bus.messages.dead_lettered", "{message}", "Deliveries moved to a dead-letter topic.");
     public static readonly Histogram<double> HandlerDuration = Meter.CreateHistogram<double>("bus.handler.duration", "ms", "Time spent in message handlers.");
 
-    public static TagList Tags(string backend, string topic) => new() { { "messaging.system", backend }, { "messaging.destination.name", topic } };
+    public static TagList Tags(string backend, string topic) => new() { { "messaging.system", SystemName(backend) }, { "messaging.destination.name", topic } };
+
+    /// <summary>OpenTelemetry's name for the messaging system where it has one (SQS is "aws_sqs"), else the backend's.</summary>
+    public static string SystemName(string backend) => backend == "sqs" ? "aws_sqs" : backend;
 }

@@ -69,7 +69,15 @@ internal sealed class HandlerSubscription : ISubscription
 
     public Task Completion => _completion.Task;
 
-    public void Start() => _readLoop = Task.Run(ReadLoopAsync);
+    public void Start()
+    {
+        // Without the subscriber's execution context: its current activity (say the start-up's span) must not become
+        // the parent of every handled message that carries no trace context of its own, long after it ended.
+        using (ExecutionContext.SuppressFlow())
+        {
+            _readLoop = Task.Run(ReadLoopAsync);
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -210,7 +218,7 @@ internal sealed class HandlerSubscription : ISubscription
             activity?.AddException(ex);
             if (await RetryOrDeadLetterAsync(message, ex).ConfigureAwait(false) is { } failure)
             {
-                TraceContext.Failed(activity, failure);
+                TraceContext.Failed(activity, failure, recorded: ReferenceEquals(failure, ex));
             }
         }
         catch (Exception ex)

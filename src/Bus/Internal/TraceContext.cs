@@ -33,7 +33,7 @@ internal static class TraceContext
         var activity = BusTelemetry.Source.StartActivity("send " + topic, ActivityKind.Producer);
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", backend);
+            activity.SetTag("messaging.system", BusTelemetry.SystemName(backend));
             activity.SetTag("messaging.destination.name", topic);
             activity.SetTag("messaging.operation.type", "send");
             activity.SetTag("messaging.operation.name", "send");
@@ -114,20 +114,26 @@ internal static class TraceContext
         }
 
         ActivityContext parent = default;
-        if (message.Headers.ContainsKey(BusDefaults.TraceParentHeader))
+        var carried = message.Headers.ContainsKey(BusDefaults.TraceParentHeader);
+        if (carried)
         {
-            DistributedContextPropagator.Current.ExtractTraceIdAndState(message.Headers, static (object? carrier, string name, out string? value, out IEnumerable<string>? values) =>
-            {
-                values = null;
-                value = carrier is IReadOnlyDictionary<string, string> headers && headers.TryGetValue(name, out var found) ? found : null;
-            }, out var traceParent, out var traceState);
+            DistributedContextPropagator.Current.ExtractTraceIdAndState(message.Headers, ReadHeader, out var traceParent, out var traceState);
             _ = ActivityContext.TryParse(traceParent, traceState, isRemote: true, out parent);
         }
 
         var activity = BusTelemetry.Source.StartActivity("process " + topic, ActivityKind.Consumer, parent);
+        if (activity is not null && carried)
+        {
+            // What the publisher's activity carried as baggage (the propagator sends it in a "baggage" header).
+            foreach (var (name, value) in DistributedContextPropagator.Current.ExtractBaggage(message.Headers, ReadHeader) ?? [])
+            {
+                activity.AddBaggage(name, value);
+            }
+        }
+
         if (activity is { IsAllDataRequested: true })
         {
-            activity.SetTag("messaging.system", backend);
+            activity.SetTag("messaging.system", BusTelemetry.SystemName(backend));
             activity.SetTag("messaging.destination.name", topic);
             activity.SetTag("messaging.consumer.group.name", group);
             activity.SetTag("messaging.operation.type", "process");
@@ -139,8 +145,8 @@ internal static class TraceContext
         return activity;
     }
 
-    /// <summary>Marks a span failed with <paramref name="error"/>.</summary>
-    public static void Failed(Activity? activity, Exception error)
+    /// <summary>Marks a span failed with <paramref name="error"/> (recorded as an event unless <paramref name="recorded"/> already is).</summary>
+    public static void Failed(Activity? activity, Exception error, bool recorded = false)
     {
         if (activity is null)
         {
@@ -148,6 +154,16 @@ internal static class TraceContext
         }
 
         activity.SetStatus(ActivityStatusCode.Error, error.Message);
-        activity.AddException(error);
+        activity.SetTag("error.type", error.GetType().FullName);
+        if (!recorded)
+        {
+            activity.AddException(error);
+        }
+    }
+
+    private static void ReadHeader(object? carrier, string name, out string? value, out IEnumerable<string>? values)
+    {
+        values = null;
+        value = carrier is IReadOnlyDictionary<string, string> headers && headers.TryGetValue(name, out var found) ? found : null;
     }
 }
