@@ -145,6 +145,20 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
         return read ? message : null;
     }
 
+    /// <summary>
+    /// Starts the consumer span <c>process &lt;topic&gt;</c> for handling <paramref name="message"/> yourself, as a
+    /// subscription does around each handler: a child of the trace context the message carries (else of the current
+    /// activity), with OpenTelemetry's messaging attributes. It becomes the current activity, so what the handling
+    /// publishes continues the trace: dispose it when done, in the same async method (or the same synchronous block).
+    /// </summary>
+    /// <param name="message">A message this consumer received.</param>
+    /// <returns>The span, or <see langword="null"/> when nobody listens to the source <c>Bus</c>.</returns>
+    public System.Diagnostics.Activity? StartProcessActivity(ReceivedMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return TraceContext.StartProcess(_bus.Backend, Topic, Group, message);
+    }
+
     /// <summary>Every message, until cancelled or disposed. Settle each one (or let the consumer's options cap the backlog).</summary>
     /// <param name="cancellationToken">Ends the enumeration.</param>
     public async IAsyncEnumerable<ReceivedMessage> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)

@@ -113,6 +113,31 @@ public sealed class TracingTests : IDisposable
     }
 
     [Fact]
+    public async Task A_pull_consumer_starts_its_process_span_in_the_publishers_trace()
+    {
+        var topic = Topic("pull");
+        await using var bus = MessageBus.Create("memory://");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        var send = Assert.Single(Spans("send " + topic));
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var received = await consumer.ReceiveAsync(timeout.Token);
+        using (var process = consumer.StartProcessActivity(received))
+        {
+            Assert.NotNull(process);
+            Assert.Same(process, Activity.Current);
+            Assert.Equal(ActivityKind.Consumer, process.Kind);
+            Assert.Equal(send.TraceId, process.TraceId);
+            Assert.Equal(send.SpanId, process.ParentSpanId);
+            Assert.Equal("g", process.GetTagItem("messaging.consumer.group.name"));
+            await received.AckAsync();
+        }
+
+        Assert.Null(Activity.Current);
+    }
+
+    [Fact]
     public async Task A_trace_context_the_application_set_is_sent_as_it_is()
     {
         var topic = Topic("own");
