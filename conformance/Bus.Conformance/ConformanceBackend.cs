@@ -33,15 +33,25 @@ public sealed class ConformanceBackend
     /// <summary>Where buses log; none by default.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 
+    private string SharedUrl => _sharedUrl ??= Uri.TryCreate(Url, UriKind.Absolute, out var uri) && uri.Scheme == "memory" && uri.Host.Length == 0
+        ? $"memory://conformance-{Guid.NewGuid():N}{uri.Query}"
+        : Url;
+
+    private string? _sharedUrl;
+
     /// <summary>The backend's declared capabilities, read from its transport factory.</summary>
     public BackendCapabilities Capabilities
         => BusTransports.FindForUrl(Url)?.Capabilities
             ?? throw new BusConfigurationException($"No backend is available for '{Url.Split("://")[0]}://'.");
 
     /// <summary>Options for a new bus on this backend.</summary>
+    /// <remarks>
+    /// <c>memory://</c> without a name gives every bus a broker of its own; the cases' buses are given one named broker
+    /// instead (unique to this instance), so that they share it as they would share any other backend's broker.
+    /// </remarks>
     public BusOptions CreateOptions()
     {
-        var options = new BusOptions { Url = Url, ConnectTimeout = TimeSpan.FromSeconds(10 * TimeoutScale) };
+        var options = new BusOptions { Url = SharedUrl, ConnectTimeout = TimeSpan.FromSeconds(10 * TimeoutScale) };
         foreach (var (name, value) in Settings)
         {
             options.Settings[name] = value;

@@ -3,7 +3,8 @@ namespace Bus;
 /// <summary>
 /// One messaging contract over every backend. Thread-safe. Create one per application (it owns the
 /// connections) with <c>services.AddBus(...)</c> or <see cref="MessageBus.Create(BusOptions, Microsoft.Extensions.Logging.ILoggerFactory?)"/>.
-/// Disposing stops every subscription gracefully, then closes the backend.
+/// Disposing stops every subscription gracefully (handlers finish, and may publish), waits for the publishes under way
+/// (at most <see cref="BusOptions.OperationTimeout"/>), then closes the backend.
 /// </summary>
 public interface IMessageBus : IAsyncDisposable
 {

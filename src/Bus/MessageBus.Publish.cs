@@ -9,7 +9,7 @@ public sealed partial class MessageBus
     /// <inheritdoc />
     public ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken = default)
     {
-        ThrowIfDisposed();
+        ThrowIfPublishingClosed();
         ArgumentNullException.ThrowIfNull(topic);
         // An ensured topic was validated when it was ensured: skip the character scan on the hot path.
         var ready = _connected && _ensuredTopics.TryGetValue(topic, out var ensured) && ensured.IsCompletedSuccessfully;
@@ -42,13 +42,15 @@ public sealed partial class MessageBus
             return default;
         }
 
-        return AwaitPublishAsync(pending, topic, 1, cancellationToken);
+        // Counted from here (a publish that completed at once needs no waiting for): disposing waits for it.
+        Interlocked.Increment(ref _publishing);
+        return AwaitPublishAsync(pending, topic, 1, counted: true, cancellationToken);
     }
 
     /// <inheritdoc />
     public async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken = default)
     {
-        ThrowIfDisposed();
+        ThrowIfPublishingClosed();
         ValidateTopic(topic);
         ArgumentNullException.ThrowIfNull(messages);
         for (var i = 0; i < messages.Count; i++)
@@ -61,6 +63,7 @@ public sealed partial class MessageBus
             return;
         }
 
+        Interlocked.Increment(ref _publishing);
         using var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
         try
         {
@@ -70,6 +73,10 @@ public sealed partial class MessageBus
         {
             TraceContext.Failed(activity, ex);
             throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _publishing);
         }
     }
 
@@ -93,7 +100,7 @@ public sealed partial class MessageBus
 
         try
         {
-            await AwaitPublishAsync(new ValueTask(pending), topic, messages.Count, cancellationToken).ConfigureAwait(false);
+            await AwaitPublishAsync(new ValueTask(pending), topic, messages.Count, counted: false, cancellationToken).ConfigureAwait(false);
         }
         catch when (stop is not null && !pending.IsCompleted)
         {
@@ -109,13 +116,14 @@ public sealed partial class MessageBus
     /// </summary>
     private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _publishing);
         using var activity = TraceContext.StartSend(Backend, topic, message, 1);
         try
         {
             var sent = CarryTraceContext(topic, message, activity);
             if (ready)
             {
-                await AwaitPublishAsync(StartPublish(topic, sent, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
+                await AwaitPublishAsync(StartPublish(topic, sent, cancellationToken), topic, 1, counted: false, cancellationToken).ConfigureAwait(false);
             }
             else
             {
@@ -126,6 +134,10 @@ public sealed partial class MessageBus
         {
             TraceContext.Failed(activity, ex);
             throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _publishing);
         }
     }
 
@@ -160,8 +172,16 @@ public sealed partial class MessageBus
 
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
-        await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
-        await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _publishing);
+        try
+        {
+            await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
+            await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, counted: false, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _publishing);
+        }
     }
 
     /// <summary>Hands the message to the transport; a synchronous failure is wrapped like an asynchronous one.</summary>
@@ -177,7 +197,7 @@ public sealed partial class MessageBus
         }
     }
 
-    private async ValueTask AwaitPublishAsync(ValueTask pending, string topic, int count, CancellationToken cancellationToken)
+    private async ValueTask AwaitPublishAsync(ValueTask pending, string topic, int count, bool counted, CancellationToken cancellationToken)
     {
         try
         {
@@ -195,6 +215,13 @@ public sealed partial class MessageBus
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             throw Wrap(ex, "publish", topic);
+        }
+        finally
+        {
+            if (counted)
+            {
+                Interlocked.Decrement(ref _publishing);
+            }
         }
 
         BusTelemetry.Published.Add(count, BusTelemetry.Tags(Backend, topic));

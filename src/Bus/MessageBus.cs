@@ -22,6 +22,8 @@ public sealed partial class MessageBus : IMessageBus
     private volatile bool _connected;
     private IReadOnlyList<(string Text, bool Piece)>? _secrets;
     private int _disposed;
+    private int _publishingClosed; // set by DisposeAsync once subscriptions are closed: publishes are refused from then
+    private int _publishing;       // publishes under way that disposing waits for
 
     private MessageBus(MessageTransport transport, BusOptions options, ILoggerFactory loggerFactory, string redactedUrl)
     {
@@ -137,11 +139,15 @@ public sealed partial class MessageBus : IMessageBus
             return;
         }
 
-        // Subscriptions first (they wait for their handlers), then consumers, then the connection.
+        // Subscriptions first (they wait for their handlers, which may still publish), then the publishes under way,
+        // then consumers, then the connection.
         foreach (var live in _live.Keys.OfType<ISubscription>().ToArray())
         {
             await DisposeQuietlyAsync(live).ConfigureAwait(false);
         }
+
+        Volatile.Write(ref _publishingClosed, 1);
+        await WaitForPublishesAsync().ConfigureAwait(false);
 
         foreach (var live in _live.Keys.ToArray())
         {
@@ -154,6 +160,27 @@ public sealed partial class MessageBus : IMessageBus
     }
 
     internal void Forget(IAsyncDisposable live) => _live.TryRemove(live, out _);
+
+    /// <summary>
+    /// Waits until the publishes under way have completed or failed, at most <see cref="BusOptions.OperationTimeout"/>:
+    /// an application that disposes the bus as it shuts down gets its messages confirmed rather than failed by the
+    /// closing connection (RabbitMQ and SQS failed every publish still on its way). Polled: a signal would cost every
+    /// publish a check, and disposing happens once.
+    /// </summary>
+    private async Task WaitForPublishesAsync()
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (Volatile.Read(ref _publishing) > 0)
+        {
+            if (waited.Elapsed >= _options.OperationTimeout)
+            {
+                Log.PublishesOutlivedDispose(_logger, Backend, Volatile.Read(ref _publishing), _options.OperationTimeout.TotalSeconds);
+                return;
+            }
+
+            await Task.Delay(5).ConfigureAwait(false);
+        }
+    }
 
     private async ValueTask DisposeQuietlyAsync(IAsyncDisposable disposable)
     {
@@ -237,6 +264,9 @@ public sealed partial class MessageBus : IMessageBus
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    /// <summary>Publishing goes on while disposing closes subscriptions (their handlers may publish), and stops after.</summary>
+    private void ThrowIfPublishingClosed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _publishingClosed) != 0, this);
 
     private BusException Wrap(Exception ex, string operation, string? topic)
         => ex as BusException ?? new BusException(

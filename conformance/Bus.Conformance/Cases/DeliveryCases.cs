@@ -20,6 +20,7 @@ internal static class DeliveryCases
         new("batch_publish", "delivery", BusFeatures.None, "a batch of 500 over 8 keys arrives whole (and in order per key where the backend keeps it)", BatchPublish),
         new("max_in_flight", "delivery", BusFeatures.None, "never more than max in-flight handlers at once", MaxInFlight),
         new("graceful_shutdown", "delivery", BusFeatures.None, "dispose waits for running handlers and loses nothing", GracefulShutdown),
+        new("publishes_then_dispose", "delivery", BusFeatures.None, "a bus disposed with 200 publishes in flight waits for them all; each one is confirmed and arrives", PublishesThenDispose),
         new("delayed", "delivery", BusFeatures.DelayedDelivery, "a 2 s delayed message is not delivered before 2 s", Delayed),
         new("request_reply", "delivery", BusFeatures.RequestReply, "a reply arrives with the request's correlation id", RequestReply),
     ];
@@ -391,6 +392,46 @@ internal static class DeliveryCases
         ctx.Report("handled_before_dispose", completedAtDispose.Count);
         ctx.Report("redelivered_after_ack", redone);
         Check(redone == 0, $"{redone} messages handled and acked before dispose were delivered again");
+    }
+
+    private static async Task PublishesThenDispose(CaseContext ctx)
+    {
+        var topic = ctx.Topic("dispose-publishing");
+        var received = new ConcurrentDictionary<string, int>();
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+        {
+            received.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
+            return default;
+        }, SubscriptionOptions.ForGroup(ctx.Group()));
+
+        // A second bus, connected, disposed while its publishes are still on their way: an application shutting down.
+        var publisher = ctx.CreateBus();
+        var sent = Enumerable.Range(0, 200).Select(i => Numbered($"m{i}", $"key-{i % 8}", i)).ToList();
+        List<Task> pending = [];
+        try
+        {
+            await publisher.EnsureTopicAsync(topic);
+            pending = [.. sent.Select(m => publisher.PublishAsync(topic, m).AsTask())];
+        }
+        finally
+        {
+            ctx.Report("in_flight_at_dispose", pending.Count(t => !t.IsCompleted));
+            await publisher.DisposeAsync();
+        }
+
+        var inFlightAfterDispose = pending.Count(t => !t.IsCompleted);
+        ctx.Report("in_flight_after_dispose", inFlightAfterDispose);
+        var all = Task.WhenAll(pending);
+        await Task.WhenAny(all, Task.Delay(ctx.WaitTimeout));
+        var confirmed = sent.Where((_, i) => pending[i].IsCompletedSuccessfully).Select(m => m.MessageId!).ToHashSet();
+        var failures = pending.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!).ToList();
+        ctx.Report("confirmed", confirmed.Count);
+        ctx.Report("failed", failures.Count);
+        Check(pending.All(t => t.IsCompleted), $"{pending.Count(t => !t.IsCompleted)} publishes had neither completed nor failed {ctx.WaitTimeout.TotalSeconds:0} s after the bus was disposed");
+        Check(failures.Count == 0, $"{failures.Count} publishes failed instead of completing; the first: {failures.FirstOrDefault()?.GetType().Name}: {failures.FirstOrDefault()?.Message}");
+        Check(inFlightAfterDispose == 0, $"disposing returned while {inFlightAfterDispose} publishes were still under way");
+        await ctx.WaitUntilAsync(() => confirmed.All(received.ContainsKey), $"the {confirmed.Count} confirmed messages",
+            () => $"{confirmed.Count(received.ContainsKey)} of {confirmed.Count}");
     }
 
     private static async Task Delayed(CaseContext ctx)

@@ -41,6 +41,9 @@ internal static partial class Log
     [LoggerMessage(1031, LogLevel.Warning, "Deleting the reply topic {Topic} of the {Backend} bus failed; it stays on the broker")]
     public static partial void ReplyTopicNotDeleted(ILogger logger, string topic, string backend, Exception exception);
 
+    [LoggerMessage(1032, LogLevel.Warning, "Disposing the {Backend} bus: {Count} publishes still under way after {Seconds} s; closing the connection under them (they fail)")]
+    public static partial void PublishesOutlivedDispose(ILogger logger, string backend, int count, double seconds);
+
     [LoggerMessage(1030, LogLevel.Information, "Redrove {Count} messages from {DeadLetterTopic} to their topics")]
     public static partial void Redriven(ILogger logger, int count, string deadLetterTopic);
 }

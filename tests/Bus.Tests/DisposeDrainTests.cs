@@ -1,0 +1,110 @@
+using Bus.Transport;
+using Xunit;
+
+namespace Bus.Tests;
+
+/// <summary>
+/// Disposing a bus waits for its publishes under way (at most the operation timeout) before it closes the connection,
+/// and lets handlers that finish during the shutdown publish.
+/// </summary>
+public class DisposeDrainTests
+{
+    static DisposeDrainTests() => BusTransports.Register(new DelegatingFactory("test-held", inner => new Held(inner)));
+
+    [Fact]
+    public async Task Disposing_waits_for_publishes_under_way_and_refuses_new_ones()
+    {
+        var bus = MessageBus.Create("test-held://drain");
+        var transport = (Held)bus.Transport;
+        await bus.EnsureTopicAsync("orders");
+        var one = bus.PublishAsync("orders", OutgoingMessage.FromText("one")).AsTask();
+        var batch = bus.PublishBatchAsync("orders", [OutgoingMessage.FromText("two"), OutgoingMessage.FromText("three")]).AsTask();
+        Assert.False(one.IsCompleted);
+
+        var disposing = bus.DisposeAsync().AsTask();
+        await Task.Delay(100);
+        Assert.False(disposing.IsCompleted); // waiting for the two publishes
+        Assert.False(transport.Disposed);
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await bus.PublishAsync("orders", OutgoingMessage.FromText("late")));
+
+        transport.Release();
+        await disposing.WaitAsync(TimeSpan.FromSeconds(10));
+        await one;
+        await batch;
+        Assert.True(transport.Disposed);
+    }
+
+    [Fact]
+    public async Task Disposing_gives_up_on_publishes_after_the_operation_timeout()
+    {
+        var bus = MessageBus.Create(new BusOptions { Url = "test-held://stuck", OperationTimeout = TimeSpan.FromMilliseconds(300) });
+        var transport = (Held)bus.Transport;
+        await bus.EnsureTopicAsync("orders");
+        var stuck = bus.PublishAsync("orders", OutgoingMessage.FromText("never confirmed")).AsTask();
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(transport.Disposed);
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
+        await Assert.ThrowsAnyAsync<Exception>(() => stuck); // core's own timeout (the transport does not bound its time)
+    }
+
+    [Fact]
+    public async Task A_handler_that_finishes_during_dispose_may_still_publish()
+    {
+        var bus = MessageBus.Create("memory://");
+        await using var consumerBus = bus;
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var finish = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Exception? publishError = null;
+        await using var replies = await bus.CreateConsumerAsync("replies", SubscriptionOptions.ForGroup("r"));
+        await bus.SubscribeAsync("requests", async (m, _) =>
+        {
+            started.TrySetResult();
+            await finish.Task;
+            try
+            {
+                await bus.PublishAsync("replies", OutgoingMessage.FromText("done"));
+            }
+            catch (Exception ex)
+            {
+                publishError = ex;
+            }
+        }, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync("requests", OutgoingMessage.FromText("work"));
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var disposing = bus.DisposeAsync().AsTask();
+        finish.SetResult();
+        await disposing.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Null(publishError);
+    }
+
+    /// <summary>Publishes that complete only when released (or never).</summary>
+    private sealed class Held(MessageTransport inner) : DelegatingTransport(inner)
+    {
+        private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool Disposed { get; private set; }
+
+        public void Release() => _release.TrySetResult();
+
+        public override async ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
+        {
+            await _release.Task.WaitAsync(cancellationToken);
+            await base.PublishAsync(topic, message, cancellationToken);
+        }
+
+        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+        {
+            await _release.Task.WaitAsync(cancellationToken);
+            await base.PublishBatchAsync(topic, messages, cancellationToken);
+        }
+
+        public override ValueTask DisposeAsync()
+        {
+            Disposed = true;
+            return base.DisposeAsync();
+        }
+    }
+}
