@@ -33,11 +33,14 @@ public sealed class ConformanceBackend
     /// <summary>Where buses log; none by default.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 
-    private string SharedUrl => _sharedUrl ??= Uri.TryCreate(Url, UriKind.Absolute, out var uri) && uri.Scheme == "memory" && uri.Host.Length == 0
-        ? $"memory://conformance-{Guid.NewGuid():N}{uri.Query}"
-        : Url;
+    // Cases run in parallel: the first name made wins, so that every bus of this backend gets the same one.
+    private string SharedUrl => _sharedUrl ?? Interlocked.CompareExchange(ref _sharedUrl, MakeSharedUrl(), null) ?? _sharedUrl!;
 
     private string? _sharedUrl;
+
+    private string MakeSharedUrl() => Uri.TryCreate(Url, UriKind.Absolute, out var uri) && uri.Scheme == "memory" && uri.Host.Length == 0
+        ? $"memory://conformance-{Guid.NewGuid():N}{uri.Query}"
+        : Url;
 
     /// <summary>The backend's declared capabilities, read from its transport factory.</summary>
     public BackendCapabilities Capabilities

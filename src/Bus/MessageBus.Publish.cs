@@ -30,9 +30,23 @@ public sealed partial class MessageBus
             return PublishSlowAsync(topic, sent, cancellationToken);
         }
 
-        var pending = StartPublish(topic, sent, cancellationToken);
+        // Counted before the transport is called: its synchronous part (Kafka's Produce, a channel opened on first use)
+        // can take a while, and disposing must not close the connection under it.
+        BeginPublish();
+        ValueTask pending;
+        try
+        {
+            pending = StartPublish(topic, sent, cancellationToken);
+        }
+        catch
+        {
+            EndPublish();
+            throw;
+        }
+
         if (pending.IsCompletedSuccessfully)
         {
+            EndPublish();
             pending.GetAwaiter().GetResult();
             if (BusTelemetry.Published.Enabled)
             {
@@ -42,10 +56,25 @@ public sealed partial class MessageBus
             return default;
         }
 
-        // Counted from here (a publish that completed at once needs no waiting for): disposing waits for it.
-        Interlocked.Increment(ref _publishing);
         return AwaitPublishAsync(pending, topic, 1, counted: true, cancellationToken);
     }
+
+    /// <summary>
+    /// Counts a publish under way, for disposing to wait for; throws when disposing has closed publishing. Both sides
+    /// write with a full fence and then read the other's field, so either the publish sees publishing closed or the
+    /// wait sees the publish.
+    /// </summary>
+    private void BeginPublish()
+    {
+        Interlocked.Increment(ref _publishing);
+        if (Volatile.Read(ref _publishingClosed) != 0)
+        {
+            Interlocked.Decrement(ref _publishing);
+            ThrowIfPublishingClosed();
+        }
+    }
+
+    private void EndPublish() => Interlocked.Decrement(ref _publishing);
 
     /// <inheritdoc />
     public async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken = default)
@@ -63,8 +92,8 @@ public sealed partial class MessageBus
             return;
         }
 
-        Interlocked.Increment(ref _publishing);
         using var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
+        BeginPublish();
         try
         {
             await PublishBatchCoreAsync(topic, CarryTraceContext(topic, messages, activity), cancellationToken).ConfigureAwait(false);
@@ -76,7 +105,7 @@ public sealed partial class MessageBus
         }
         finally
         {
-            Interlocked.Decrement(ref _publishing);
+            EndPublish();
         }
     }
 
@@ -116,8 +145,8 @@ public sealed partial class MessageBus
     /// </summary>
     private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _publishing);
         using var activity = TraceContext.StartSend(Backend, topic, message, 1);
+        BeginPublish();
         try
         {
             var sent = CarryTraceContext(topic, message, activity);
@@ -137,7 +166,7 @@ public sealed partial class MessageBus
         }
         finally
         {
-            Interlocked.Decrement(ref _publishing);
+            EndPublish();
         }
     }
 
@@ -172,7 +201,7 @@ public sealed partial class MessageBus
 
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref _publishing);
+        BeginPublish();
         try
         {
             await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
@@ -180,7 +209,7 @@ public sealed partial class MessageBus
         }
         finally
         {
-            Interlocked.Decrement(ref _publishing);
+            EndPublish();
         }
     }
 
@@ -220,7 +249,7 @@ public sealed partial class MessageBus
         {
             if (counted)
             {
-                Interlocked.Decrement(ref _publishing);
+                EndPublish();
             }
         }
 

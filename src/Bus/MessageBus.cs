@@ -146,7 +146,7 @@ public sealed partial class MessageBus : IMessageBus
             await DisposeQuietlyAsync(live).ConfigureAwait(false);
         }
 
-        Volatile.Write(ref _publishingClosed, 1);
+        Interlocked.Exchange(ref _publishingClosed, 1); // a full fence before reading the count: see BeginPublish
         await WaitForPublishesAsync().ConfigureAwait(false);
 
         foreach (var live in _live.Keys.ToArray())
