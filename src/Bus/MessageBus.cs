@@ -154,6 +154,12 @@ public sealed partial class MessageBus : IMessageBus
             await DisposeQuietlyAsync(live).ConfigureAwait(false);
         }
 
+        // The reply listener is closed: a request still waiting would otherwise wait out its whole timeout.
+        foreach (var waiting in _pendingReplies.Values)
+        {
+            waiting.TrySetException(new ObjectDisposedException(nameof(MessageBus), "The bus was disposed before the reply arrived."));
+        }
+
         await DeleteReplyTopicAsync().ConfigureAwait(false);
         await DisposeQuietlyAsync(Transport).ConfigureAwait(false);
         _connectLock.Dispose();

@@ -132,6 +132,18 @@ public class DisposeDrainTests
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(2), $"dispose took {watch.Elapsed.TotalSeconds:0.0} s with nothing under way");
     }
 
+    [Fact]
+    public async Task A_request_waiting_for_its_reply_fails_when_the_bus_is_disposed()
+    {
+        var bus = MessageBus.Create("memory://");
+        var request = bus.RequestAsync("nobody-answers", OutgoingMessage.FromText("?"), TimeSpan.FromSeconds(60)).AsTask();
+        await Task.Delay(100);
+        Assert.False(request.IsCompleted);
+
+        await bus.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => request.WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
     /// <summary>A publish that blocks in the transport's synchronous part until released.</summary>
     private sealed class Blocking(MessageTransport inner) : DelegatingTransport(inner)
     {
