@@ -12,9 +12,10 @@ internal static class DeliveryCases
         new("all_received", "delivery", BusFeatures.None, "1,000 published, 1,000 distinct ids consumed and acked", AllReceived),
         new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
         new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
-        new("nack_with_delay", "delivery", BusFeatures.DelayedNack, "a nack with a 1 s delay redelivers the message after 1 s, not before, while other messages flow", NackWithDelay),
+        new("nack_with_delay", "delivery", BusFeatures.DelayedNack, "a nack with a 3 s delay redelivers the message after 3 s, not before, while other messages flow", NackWithDelay),
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
         new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
+        new("cancelled_receives_lose_nothing", "delivery", BusFeatures.None, "receives cancelled at random moments while 200 messages arrive take none of them away", CancelledReceivesLoseNothing),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
         new("fan_out_groups", "delivery", BusFeatures.FanOutToGroups, "two groups each receive all 100", FanOutGroups),
         new("batch_publish", "delivery", BusFeatures.None, "a batch of 500 over 8 keys arrives whole (and in order per key where the backend keeps it)", BatchPublish),
@@ -160,7 +161,9 @@ internal static class DeliveryCases
     private static async Task NackWithDelay(CaseContext ctx)
     {
         var topic = ctx.Topic("nack-delay");
-        var delay = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        // Whole seconds (SQS's visibility timeout counts them), and long enough that a backend that polls (the Kafka mock
+        // answers an empty fetch only after 500 ms) still brings the other key's message well before the delay is due.
+        var delay = TimeSpan.FromSeconds(3);
         await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
         await ctx.Bus.PublishAsync(topic, OutgoingMessage.FromText("later", "key-later"));
         var first = await ctx.ReceiveAsync(consumer, "the first delivery");
@@ -251,6 +254,53 @@ internal static class DeliveryCases
         await first.AckAsync();
         await again.AckAsync();
         Check(await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod) is null, "the message was delivered a third time after both deliveries were acked");
+    }
+
+    private static async Task CancelledReceivesLoseNothing(CaseContext ctx)
+    {
+        var topic = ctx.Topic("cancelled");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), PerKeyOrdering = false });
+        var batch = Enumerable.Range(0, 200).Select(i => Numbered($"m{i}", null, i)).ToList();
+        foreach (var message in batch)
+        {
+            message.MessageId = Guid.NewGuid().ToString("N"); // known before the publishing starts
+        }
+
+        var ids = batch.Select(m => m.MessageId!).ToHashSet();
+        var received = new HashSet<string>();
+        var cancelled = 0;
+        var random = new Random(7);
+        var publishing = Task.Run(async () =>
+        {
+            foreach (var chunk in batch.Chunk(20))
+            {
+                await ctx.Bus.PublishBatchAsync(topic, chunk);
+                await Task.Delay(5);
+            }
+        });
+
+        // Each receive gives up after 0–3 ms, so that many end while a message is on its way to the consumer.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!ids.IsSubsetOf(received) && watch.Elapsed < ctx.WaitTimeout)
+        {
+            using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(random.Next(0, 4)));
+            try
+            {
+                var message = await consumer.ReceiveAsync(soon.Token);
+                received.Add(message.MessageId);
+                await message.AckAsync();
+            }
+            catch (OperationCanceledException) when (soon.IsCancellationRequested)
+            {
+                cancelled++;
+            }
+        }
+
+        await publishing;
+        ctx.Report("cancelled_receives", cancelled);
+        ctx.Report("received", received.Count);
+        Check(ids.IsSubsetOf(received), $"{ids.Count(id => !received.Contains(id))} of 200 messages never arrived within {ctx.WaitTimeout.TotalSeconds:0} s while receives were being cancelled ({cancelled} cancelled)");
+        Check(cancelled > 0, "no receive was cancelled: the case tested nothing");
     }
 
     private static async Task CompetingConsumers(CaseContext ctx)
