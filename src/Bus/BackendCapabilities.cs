@@ -12,7 +12,11 @@ public sealed record BackendCapabilities
     /// <summary>The features the backend provides (natively or through core emulation).</summary>
     public required BusFeatures Features { get; init; }
 
-    /// <summary>The largest body, in bytes, the backend accepts. Larger messages fail before sending.</summary>
+    /// <summary>
+    /// The largest message, in bytes, the backend accepts: the body together with the key, headers and ids as the
+    /// backend encodes them, so the largest body is somewhat smaller (by the metadata's share). Larger messages fail
+    /// before sending with <see cref="MessageTooLargeException"/>.
+    /// </summary>
     public required int MaxMessageSize { get; init; }
 
     /// <summary>The longest topic name the backend accepts.</summary>

@@ -63,9 +63,9 @@ public class CliTests
         var directory = Directory.CreateTempSubdirectory("bus-cli-conformance").FullName;
         var (exitCode, output) = await RunAsync("conformance", "--url", "memory://", "--case", "errors", "--output", directory);
         Assert.Equal(0, exitCode);
-        Assert.Contains("4 passed, 0 failed, 1 unsupported", output, StringComparison.Ordinal);
+        Assert.Contains("5 passed, 0 failed, 1 unsupported", output, StringComparison.Ordinal);
         var matrix = await File.ReadAllTextAsync(Path.Combine(directory, "matrix.md"));
-        Assert.Contains("| memory | embedded (in process) | 4 | 0 | 1 |", matrix, StringComparison.Ordinal);
+        Assert.Contains("| memory | embedded (in process) | 5 | 0 | 1 |", matrix, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(directory, "matrix.json")));
     }
 

@@ -11,6 +11,7 @@ internal static class ErrorCases
     public static IEnumerable<ConformanceCase> All =>
     [
         new("illegal_topic", "errors", BusFeatures.None, "empty, too long and illegal names fail before sending; the bus still works", IllegalTopic),
+        new("largest_message", "errors", BusFeatures.None, "a message within 1 KiB of the declared maximum size (body, key, header and id) arrives byte for byte", LargestMessage),
         new("message_too_large", "errors", BusFeatures.None, "one byte over the limit fails before sending, naming the limit", MessageTooLarge),
         new("unreachable_broker", "errors", BusFeatures.RemoteBroker, "a closed port fails within the connect timeout, without the password", UnreachableBroker),
         new("throwing_handler", "errors", BusFeatures.None, "a handler throwing for every 5th message does not end the subscription", ThrowingHandler),
@@ -58,6 +59,35 @@ internal static class ErrorCases
         }
 
         await ExpectWorkingAsync(ctx);
+    }
+
+    private static async Task LargestMessage(CaseContext ctx)
+    {
+        // The limit counts the whole message as the backend encodes it (body, key, headers, ids), and how much the
+        // metadata takes differs by backend: 1 KiB is left for it.
+        var limit = ctx.Capabilities.MaxMessageSize;
+        var topic = ctx.Topic("largest");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        var body = new byte[limit - 1024];
+        new Random(11).NextBytes(body);
+        var largest = new OutgoingMessage(body) { Key = "large-key" };
+        largest.Headers["h"] = "v";
+        try
+        {
+            await ctx.Bus.PublishAsync(topic, largest);
+        }
+        catch (BusException ex)
+        {
+            throw new CaseFailedException($"a body of {body.Length} bytes, 1 KiB under the declared maximum of {limit}, was refused: {ex.GetType().Name}: {ex.Message}");
+        }
+
+        var received = await ctx.ReceiveAsync(consumer, $"the message of {body.Length} bytes");
+        ctx.Report("body_bytes", body.Length);
+        CheckEqual(largest.MessageId, received.MessageId, "message id");
+        Check(received.Body.Span.SequenceEqual(body), $"the body of {body.Length} bytes arrived changed ({received.Body.Length} bytes)");
+        CheckEqual("large-key", received.Key, "key");
+        CheckEqual("v", received.Headers.GetValueOrDefault("h"), "header");
+        await received.AckAsync();
     }
 
     private static async Task MessageTooLarge(CaseContext ctx)
