@@ -149,15 +149,7 @@ public sealed partial class MessageBus
         BeginPublish();
         try
         {
-            var sent = CarryTraceContext(topic, message, activity);
-            if (ready)
-            {
-                await AwaitPublishAsync(StartPublish(topic, sent, cancellationToken), topic, 1, counted: false, cancellationToken).ConfigureAwait(false);
-            }
-            else
-            {
-                await PublishSlowAsync(topic, sent, cancellationToken).ConfigureAwait(false);
-            }
+            await SendOneAsync(topic, CarryTraceContext(topic, message, activity), ready, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -185,18 +177,27 @@ public sealed partial class MessageBus
         return sent;
     }
 
+    /// <summary>The messages of a batch to send, each as <see cref="CarryTraceContext(string, OutgoingMessage, Activity?)"/> makes it; the caller's list when none changed.</summary>
     private IReadOnlyList<OutgoingMessage> CarryTraceContext(string topic, IReadOnlyList<OutgoingMessage> messages, Activity? activity)
     {
-        var sent = TraceContext.Carry(messages, activity ?? Activity.Current);
-        for (var i = 0; !ReferenceEquals(sent, messages) && i < sent.Count; i++)
+        var context = activity ?? Activity.Current;
+        if (context is null)
         {
-            if (!ReferenceEquals(sent[i], messages[i]))
+            return messages;
+        }
+
+        OutgoingMessage[]? copies = null;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var sent = CarryTraceContext(topic, messages[i], context);
+            if (!ReferenceEquals(sent, messages[i]))
             {
-                CheckSize(topic, sent[i]);
+                copies ??= [.. messages];
+                copies[i] = sent;
             }
         }
 
-        return sent;
+        return copies ?? messages;
     }
 
     private async ValueTask PublishSlowAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
@@ -204,13 +205,23 @@ public sealed partial class MessageBus
         BeginPublish();
         try
         {
-            await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
-            await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, counted: false, cancellationToken).ConfigureAwait(false);
+            await SendOneAsync(topic, message, ready: false, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             EndPublish();
         }
+    }
+
+    /// <summary>Ensures the topic unless it is <paramref name="ready"/>, then publishes and awaits the confirmation. The caller counts the publish.</summary>
+    private async ValueTask SendOneAsync(string topic, OutgoingMessage message, bool ready, CancellationToken cancellationToken)
+    {
+        if (!ready)
+        {
+            await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
+        }
+
+        await AwaitPublishAsync(StartPublish(topic, message, cancellationToken), topic, 1, counted: false, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Hands the message to the transport; a synchronous failure is wrapped like an asynchronous one.</summary>

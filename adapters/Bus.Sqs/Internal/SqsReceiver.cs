@@ -379,19 +379,28 @@ internal sealed class SqsReceiver : TransportReceiver
             if (_held.TryGetValue(messageGroup, out var hold) && hold.HandedOutTag == deliveryTag)
             {
                 _held.Remove(messageGroup);
-                foreach (var held in hold.Behind)
-                {
-                    if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
-                    {
-                        receipts.Add(entry.Receipt);
-                        _transport.NoteUnseen(entry.SqsId);
-                        ReturnSettledCredit(1);
-                    }
-                }
+                ForgetHeld(hold, receipts);
             }
         }
 
         return receipts;
+    }
+
+    /// <summary>
+    /// Settles for good the deliveries held behind <paramref name="hold"/>'s one (never handed out, so not counted as
+    /// deliveries), adding their receipts to <paramref name="receipts"/> when given. Under the lock of <see cref="_held"/>.
+    /// </summary>
+    private void ForgetHeld(GroupHold hold, List<string>? receipts)
+    {
+        foreach (var held in hold.Behind)
+        {
+            if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
+            {
+                receipts?.Add(entry.Receipt);
+                _transport.NoteUnseen(entry.SqsId);
+                ReturnSettledCredit(1);
+            }
+        }
     }
 
     /// <summary>
@@ -421,14 +430,7 @@ internal sealed class SqsReceiver : TransportReceiver
                 }
 
                 _held.Remove(group);
-                foreach (var held in hold.Behind)
-                {
-                    if (_unsettled.TryRemove(held.DeliveryTag, out var entry))
-                    {
-                        _transport.NoteUnseen(entry.SqsId);
-                        ReturnSettledCredit(1);
-                    }
-                }
+                ForgetHeld(hold, receipts: null);
             }
         }
     }

@@ -80,28 +80,6 @@ internal static class TraceContext
         return headers.Count == before ? message : message.WithHeaders(headers);
     }
 
-    /// <summary>The messages of a batch to send, with the context carried as <see cref="Carry(OutgoingMessage, Activity?)"/> does.</summary>
-    public static IReadOnlyList<OutgoingMessage> Carry(IReadOnlyList<OutgoingMessage> messages, Activity? context)
-    {
-        if (context is null)
-        {
-            return messages;
-        }
-
-        OutgoingMessage[]? copies = null;
-        for (var i = 0; i < messages.Count; i++)
-        {
-            var carried = Carry(messages[i], context);
-            if (!ReferenceEquals(carried, messages[i]))
-            {
-                copies ??= [.. messages];
-                copies[i] = carried;
-            }
-        }
-
-        return copies ?? messages;
-    }
-
     /// <summary>
     /// Starts the consumer span of handling <paramref name="message"/>, a child of the context the message carries
     /// (or of the current activity when it carries none), or null when nobody listens.
