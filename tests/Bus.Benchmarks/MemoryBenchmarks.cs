@@ -20,6 +20,8 @@ public class MemoryBenchmarks
     private MessageConsumer _consumer = null!;
     private ISubscription? _subscription;
     private readonly HandledCounter _handled = new(Messages);
+    private readonly HandOffFloor _floor = new(Messages, lockFree: false);
+    private readonly HandOffFloor _lockFreeFloor = new(Messages, lockFree: true);
 
     /// <summary>Messages each topic retains for replay: 100,000 is the default, 1,000 a small log.</summary>
     [Params(1_000, 100_000)]
@@ -121,6 +123,48 @@ public class MemoryBenchmarks
         {
             await _bus.PublishAsync("unread", new OutgoingMessage(Payload));
         }
+    }
+
+    /// <summary>
+    /// Not Bus: <see cref="HandOffFloor"/>, the least a broker of memory://'s shape does per message (copy, clock,
+    /// entry, batch hand-off, delivery object, ack), on two threads like <see cref="PublishReceiveAck"/>. What the
+    /// memory:// rows can reach on this machine at best.
+    /// </summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: broker-shaped hand-off (copy, clock, entry → batch, delivery, ack), one lock")]
+    public async Task FloorHandOff()
+    {
+        var consumer = Task.Run(() => _floor.Consume(Messages));
+        for (var i = 0; i < Messages; i++)
+        {
+            _floor.Publish(new OutgoingMessage(Payload));
+        }
+
+        await consumer;
+    }
+
+    /// <summary>Not Bus: <see cref="FloorHandOff"/> with one publisher and one consumer that share no lock (see <see cref="HandOffFloor"/>).</summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: the same hand-off lock-free (one publisher, one consumer)")]
+    public async Task FloorHandOffLockFree()
+    {
+        var consumer = Task.Run(() => _lockFreeFloor.Consume(Messages));
+        for (var i = 0; i < Messages; i++)
+        {
+            _lockFreeFloor.Publish(new OutgoingMessage(Payload));
+        }
+
+        await consumer;
+    }
+
+    /// <summary>Not Bus: <see cref="HandOffFloor"/>'s publish alone on one thread (compare <see cref="OneThreadPublishOnly"/>).</summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: its publish alone (copy, clock, entry), one thread")]
+    public void FloorPublishOnly()
+    {
+        for (var i = 0; i < Messages; i++)
+        {
+            _floor.Publish(new OutgoingMessage(Payload));
+        }
+
+        _floor.Clear();
     }
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → handler → auto-ack (push)")]
