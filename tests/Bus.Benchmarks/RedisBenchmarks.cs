@@ -14,6 +14,10 @@ namespace Bus.Benchmarks;
 /// <c>XREADGROUP COUNT 256</c> (no BLOCK, as the adapter polls) then <c>XACK</c> of that batch, the XACK pipelined
 /// ahead of the next read; when empty it waits for the producer's signal or 1 ms. Bus: a subscription with
 /// MaxInFlight 256, PerKeyOrdering off, a handler that only counts, auto-ack.</item>
+/// <item>drain: the consumer side alone. Before each call Redis itself writes a backlog of 20,480 entries in the
+/// adapter's layout (a script, so this process spends nothing on it); raw creates its group and drains it as in end to
+/// end, reading each entry's body and id; Bus subscribes from the earliest entry (same options as end to end) and
+/// drains it. The subscription is disposed after the call, untimed.</item>
 /// </list>
 /// The bus is created with <c>poll-max-delay=2</c> (ms; default 20) so that an empty poll between windows costs at
 /// most 2 ms as the raw consumer's 1 ms wait does; while messages flow it makes no difference (the adapter does not
@@ -41,6 +45,8 @@ public class RedisBenchmarks
     private OutgoingMessage[][] _batches = null!;
     private readonly HandledCounter _handled = new(AdapterBench.Messages);
     private readonly SemaphoreSlim _produced = new(0);
+    private readonly HandledCounter _drained = new(AdapterBench.Messages);
+    private ISubscription? _drainSubscription;
 
     private static string BusUrl => AdapterBench.Url("BUS_BENCH_REDIS_URL", "redis://127.0.0.1:6379?poll-max-delay=2");
 
@@ -48,6 +54,8 @@ public class RedisBenchmarks
     private string RawE2EKey => $"bench-raw-e2e-{_run}";
     private string BusPublishKey => $"bench-bus-pub-{_run}";
     private string BusE2EKey => $"bench-bus-e2e-{_run}";
+    private string RawDrainKey => $"bench-raw-drain-{_run}";
+    private string BusDrainKey => $"bench-bus-drain-{_run}";
 
     [GlobalSetup]
     public async Task SetupAsync()
@@ -76,7 +84,29 @@ public class RedisBenchmarks
 
         _batches = AdapterBench.NewBatches(Window);
         _handled.Reset();
+
+        // The drain rows' backlogs, written by Redis itself (a script), so that filling them costs this process nothing.
+        _db.KeyDelete([RawDrainKey, BusDrainKey]);
+        foreach (var key in new[] { RawDrainKey, BusDrainKey })
+        {
+            for (var filled = 0; filled < AdapterBench.Messages; filled += Window)
+            {
+                _db.ScriptEvaluate(FillScript, [key], [AdapterBench.Payload, Window, AdapterBench.NewMessageId()[..24]]);
+            }
+        }
+
+        _drained.Reset();
     }
+
+    [IterationCleanup]
+    public void IterationCleanup()
+    {
+        _drainSubscription?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _drainSubscription = null;
+    }
+
+    /// <summary>XADDs ARGV[2] entries in the adapter's layout: field body (ARGV[1]) and field id (ARGV[3] and a counter, 32 characters).</summary>
+    private const string FillScript = "for i=1,tonumber(ARGV[2]) do redis.call('XADD', KEYS[1], '*', 'body', ARGV[1], 'id', ARGV[3] .. string.format('%08x', i)) end return 1";
 
     [GlobalCleanup]
     public async Task CleanupAsync()
@@ -87,7 +117,7 @@ public class RedisBenchmarks
         }
 
         await _bus.DisposeAsync();
-        await _db.KeyDeleteAsync([RawPublishKey, RawE2EKey, BusPublishKey, BusE2EKey, BusPublishKey + ".dlq", BusE2EKey + ".dlq"]);
+        await _db.KeyDeleteAsync([RawPublishKey, RawE2EKey, BusPublishKey, BusE2EKey, BusPublishKey + ".dlq", BusE2EKey + ".dlq", RawDrainKey, BusDrainKey, BusDrainKey + ".dlq"]);
         await _redis.DisposeAsync();
     }
 
@@ -142,6 +172,49 @@ public class RedisBenchmarks
 
         await _handled.AllHandled;
     }
+
+    // ---- the consumer side alone: a backlog of 20,480 entries in the adapter's layout, drained ----
+
+    /// <summary>
+    /// Raw consumer alone: the group is created at the start of the backlog, then <c>XREADGROUP COUNT 256</c> and
+    /// <c>XACK</c> as in <see cref="RawEndToEnd"/>, reading each entry's body and id as an application would.
+    /// </summary>
+    [Benchmark(Baseline = true, OperationsPerInvoke = AdapterBench.Messages, Description = "raw drain: XREADGROUP 256 + XACK of a backlog (adapter's layout)")]
+    [BenchmarkCategory("drain")]
+    public async Task RawDrain()
+    {
+        await _db.StreamCreateConsumerGroupAsync(RawDrainKey, Group, "0");
+        var received = 0;
+        Task ack = Task.CompletedTask;
+        while (received < AdapterBench.Messages)
+        {
+            var read = _db.StreamReadGroupAsync(RawDrainKey, Group, "raw", StreamPosition.NewMessages, ReadCount);
+            await ack;
+            var entries = await read;
+            var ids = new RedisValue[entries.Length];
+            for (var i = 0; i < entries.Length; i++)
+            {
+                ids[i] = entries[i].Id;
+                _sink += ((ReadOnlyMemory<byte>)entries[i].Values[0].Value).Length + ((string?)entries[i].Values[1].Value)!.Length;
+            }
+
+            received += entries.Length;
+            ack = _db.StreamAcknowledgeAsync(RawDrainKey, Group, ids);
+        }
+
+        await ack;
+    }
+
+    /// <summary>Bus consumer alone: a subscription (MaxInFlight 256, from the earliest entry) drains the same backlog.</summary>
+    [Benchmark(OperationsPerInvoke = AdapterBench.Messages, Description = "bus drain: subscription 256 + ack of a backlog")]
+    [BenchmarkCategory("drain")]
+    public async Task BusDrain()
+    {
+        _drainSubscription = await _bus.SubscribeAsync(BusDrainKey, _drained.HandleAsync, new SubscriptionOptions { Group = Group, MaxInFlight = ReadCount, PerKeyOrdering = false, StartPosition = StartPosition.Earliest });
+        await _drained.AllHandled;
+    }
+
+    private long _sink;
 
     private async Task RawProduceAsync(string key, bool signal, bool adapterLayout = false)
     {
