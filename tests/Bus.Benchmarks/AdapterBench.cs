@@ -11,7 +11,8 @@ namespace Bus.Benchmarks;
 /// environment, and a config that adds "msg/s" and "tput vs raw" (throughput adapter/raw, the inverse of BenchmarkDotNet's
 /// Ratio) columns. Each adapter class puts the raw client (Baseline = true) and the adapter in the same category, so
 /// Ratio and Alloc Ratio are adapter/raw per scenario. Only the messaging is timed: connect, declare, group creation
-/// and subscription start happen in GlobalSetup, stream/queue clean-up in IterationSetup.
+/// and subscription start happen in GlobalSetup, stream/queue clean-up in IterationSetup (except Redis's drain rows,
+/// which time their group creation and subscription start on both sides).
 /// </summary>
 public static class AdapterBench
 {

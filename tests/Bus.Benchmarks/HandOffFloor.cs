@@ -1,22 +1,30 @@
 namespace Bus.Benchmarks;
 
 /// <summary>
-/// A floor for the embedded backend: the least a broker of memory://'s shape does per message, written with none of
-/// Bus's code, so that memory:// can be compared with the best that shape allows on the same machine in the same run.
+/// A floor for the embedded backend: a subset of what a broker of memory://'s shape does per message, written with
+/// none of Bus's code, so that memory:// can be compared with what that shape allows on the same machine in the same
+/// run.
 /// </summary>
 /// <remarks>
 /// <para>
-/// What it keeps, because the contract asks it of any in-process broker: the publisher copies the body (the caller may
-/// reuse its buffer once the publish returns) into a shared buffer, reads the clock (the message's timestamp, which
-/// replay by time compares with the caller's clock), and fills an entry of a retained block (body, key, ids, offset,
-/// time, a count of holders) under the topic's lock, then queues the entry for the group. The consumer takes up to 128
-/// queued entries under the same lock, builds one delivery object per message (what the application holds and settles)
-/// and acks it with one compare-and-swap and one decrement of the entry's holders.
+/// What it keeps, because the contract asks it of any in-process broker:
+/// - The publisher copies the body into a shared buffer, because the caller may reuse its buffer once the publish returns.
+/// - It reads the clock. The message's timestamp is what replay by time compares with the caller's clock.
+/// - It takes an id from a shared counter with an interlocked increment, as memory://'s id generator does.
+/// - Under the publishers' lock, it fills an entry of a retained block (body, key, id, offset, time, a count of holders
+///   added atomically) and queues the entry for the group.
+/// - The consumer takes up to 128 queued entries at a time and builds one delivery object per message, which is what
+///   the application holds and settles.
+/// - It acks each delivery with one compare-and-swap and one decrement of the entry's holders.
 /// </para>
 /// <para>
-/// What it leaves out, so that it flatters the floor: validation, ids as text, delivery counts and slots, ack
-/// deadlines, redelivery, retention trimming, async plumbing, metrics and tracing; and the consumer spins on the queue
-/// instead of sleeping, so no publish ever wakes it.
+/// What it leaves out, so that the floor is flattered:
+/// - validation, ids as text, delivery counts and in-flight slots, ack deadlines, redelivery and retention trimming;
+/// - async plumbing, metrics and tracing;
+/// - most of the delivery object: it is about half the size of a <see cref="ReceivedMessage"/>;
+/// - contention on the ack: its compare-and-swap is on the delivery's own field, where memory:// swaps a slot's tag
+///   that expiry may also swap;
+/// - sleeping: the consumer spins on the queue, so no publish ever has to wake it.
 /// </para>
 /// </remarks>
 internal sealed class HandOffFloor
@@ -25,102 +33,109 @@ internal sealed class HandOffFloor
     private const int BufferSize = 64 * 1024;
     private const int MaxBatch = 128;
 
+    private static long _nextId;
+
     private readonly Lock _sync = new();
-    private readonly bool _lockFree;
+    private readonly bool _consumerTakesLock;
     private readonly (Block Block, int Index)[] _queue;
     private Block _block = new(BlockSize);
     private byte[] _buffer = GC.AllocateUninitializedArray<byte>(BufferSize);
     private int _bufferUsed;
-    private long _head; // the consumer's (under the lock unless lock-free)
-    private long _tail; // the publisher's (under the lock unless lock-free); read without it by a spinning consumer
+    // Each on a cache line of its own: the consumer writes the head while the publisher writes the tail, and on one line
+    // every write of either would take the line from the other CPU.
+    private PaddedLong _head; // the consumer's (and under the lock when the consumer takes it)
+    private PaddedLong _tail; // written under the lock, after the entry; read without it by a spinning consumer
     private long _nextOffset;
-    private long _nextId;
 
     /// <param name="capacity">Most messages queued at once (rounded up to a power of two).</param>
-    /// <param name="lockFree">
-    /// False: publish and take under one lock, as memory:// does (any thread may publish, and a topic's groups, nacks,
-    /// expiries and competing consumers change its queues). True: one publisher and one consumer meet only on the
-    /// queue's head and tail, which no general broker can assume.
+    /// <param name="consumerTakesLock">
+    /// True: the consumer takes its batches under the publishers' lock, as memory:// does. Its groups, nacks, expiries
+    /// and competing consumers change a topic's queues under that lock. False: only publishers take the lock, and the
+    /// group's one consumer reads the queue's head and tail without it. That is the fast path a broker could give a
+    /// group with a single consumer and nothing to redeliver.
     /// </param>
-    public HandOffFloor(int capacity, bool lockFree)
+    public HandOffFloor(int capacity, bool consumerTakesLock)
     {
         _queue = new (Block, int)[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity)];
-        _lockFree = lockFree;
+        _consumerTakesLock = consumerTakesLock;
     }
 
     /// <summary>Stores a copy of <paramref name="message"/> and queues it for the group.</summary>
     public void Publish(OutgoingMessage message)
     {
+        var body = message.Body.Span;
         var utcTicks = DateTime.UtcNow.Ticks;
-        if (_lockFree)
-        {
-            Store(message.Body.Span, message, utcTicks);
-            return;
-        }
-
+        var id = (UInt128)(ulong)Interlocked.Increment(ref _nextId);
         lock (_sync)
         {
-            Store(message.Body.Span, message, utcTicks);
+            if (_tail.Value - Volatile.Read(ref _head.Value) >= _queue.Length)
+            {
+                throw new InvalidOperationException("The floor's queue is full: a call published more than its capacity.");
+            }
+
+            if (_block.Count == BlockSize)
+            {
+                _block = new Block(BlockSize);
+            }
+
+            if (BufferSize - _bufferUsed < body.Length)
+            {
+                _buffer = GC.AllocateUninitializedArray<byte>(BufferSize);
+                _bufferUsed = 0;
+            }
+
+            var copy = new Memory<byte>(_buffer, _bufferUsed, body.Length);
+            body.CopyTo(copy.Span);
+            _bufferUsed += body.Length;
+
+            var index = _block.Count++;
+            ref var entry = ref _block.Entries[index];
+            entry.Body = copy;
+            entry.Key = message.Key;
+            entry.MessageId = message.MessageIdText;
+            entry.AssignedId = id;
+            entry.Offset = _nextOffset++;
+            entry.UtcTicks = utcTicks;
+            Interlocked.Add(ref entry.Holders, 2); // the retained log and the group
+            _queue[_tail.Value & (_queue.Length - 1)] = (_block, index);
+            Volatile.Write(ref _tail.Value, _tail.Value + 1); // after the entry: the consumer sees the entry once it sees the tail
         }
     }
 
-    private void Store(ReadOnlySpan<byte> body, OutgoingMessage message, long utcTicks)
+    /// <summary>Forgets what was queued (between calls of the publish-only row, which has no consumer).</summary>
+    public void Clear()
     {
-        if (_block.Count == BlockSize)
+        lock (_sync)
         {
-            _block = new Block(BlockSize);
+            Array.Clear(_queue);
+            Volatile.Write(ref _head.Value, _tail.Value);
         }
-
-        if (BufferSize - _bufferUsed < body.Length)
-        {
-            _buffer = GC.AllocateUninitializedArray<byte>(BufferSize);
-            _bufferUsed = 0;
-        }
-
-        var copy = new Memory<byte>(_buffer, _bufferUsed, body.Length);
-        body.CopyTo(copy.Span);
-        _bufferUsed += body.Length;
-
-        var index = _block.Count++;
-        ref var entry = ref _block.Entries[index];
-        entry.Body = copy;
-        entry.Key = message.Key;
-        entry.MessageId = message.MessageIdText;
-        entry.AssignedId = (UInt128)(++_nextId);
-        entry.Offset = _nextOffset++;
-        entry.UtcTicks = utcTicks;
-        entry.Holders = 2; // the retained log and the group
-        _queue[_tail & (_queue.Length - 1)] = (_block, index);
-        Volatile.Write(ref _tail, _tail + 1); // after the entry: the consumer sees the entry once it sees the tail
     }
 
-    /// <summary>Forgets what was queued (between rounds of the publish-only row, which has no consumer).</summary>
-    public void Clear() => Volatile.Write(ref _head, Volatile.Read(ref _tail));
-
-    /// <summary>Consumes <paramref name="count"/> messages: batches under the lock, a delivery object and an ack each.</summary>
+    /// <summary>Consumes <paramref name="count"/> messages: batches, a delivery object and an ack each.</summary>
     public void Consume(int count)
     {
         var batch = new (Block Block, int Index)[MaxBatch];
         long tag = 0;
         for (var received = 0; received < count;)
         {
-            if (Volatile.Read(ref _tail) == Volatile.Read(ref _head))
+            if (Volatile.Read(ref _tail.Value) == Volatile.Read(ref _head.Value))
             {
                 Thread.SpinWait(20);
                 continue;
             }
 
             int taken;
-            if (_lockFree)
-            {
-                taken = Take(batch);
-            }
-            else
+            if (_consumerTakesLock)
             {
                 lock (_sync)
                 {
                     taken = Take(batch);
                 }
+            }
+            else
+            {
+                taken = Take(batch);
             }
 
             for (var i = 0; i < taken; i++)
@@ -137,18 +152,29 @@ internal sealed class HandOffFloor
         }
     }
 
+    /// <summary>Takes up to a batch from the queue, clearing the places it read (as memory://'s buffers do).</summary>
     private int Take((Block Block, int Index)[] batch)
     {
         var taken = 0;
-        var tail = Volatile.Read(ref _tail);
-        while (taken < batch.Length && _head < tail)
+        var head = _head.Value;
+        var tail = Volatile.Read(ref _tail.Value);
+        while (taken < batch.Length && head < tail)
         {
-            batch[taken++] = _queue[_head & (_queue.Length - 1)];
-            _head++;
+            ref var place = ref _queue[head & (_queue.Length - 1)];
+            batch[taken++] = place;
+            place = default;
+            head++;
         }
 
-        Volatile.Write(ref _head, _head);
+        Volatile.Write(ref _head.Value, head);
         return taken;
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Explicit, Size = 128)]
+    private struct PaddedLong
+    {
+        [System.Runtime.InteropServices.FieldOffset(64)]
+        public long Value;
     }
 
     private struct Entry
