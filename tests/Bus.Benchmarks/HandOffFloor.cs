@@ -1,9 +1,10 @@
 namespace Bus.Benchmarks;
 
 /// <summary>
-/// A floor for the embedded backend: a subset of what a broker of memory://'s shape does per message, written with
-/// none of Bus's code, so that memory:// can be compared with what that shape allows on the same machine in the same
-/// run.
+/// A skeleton of the embedded backend's hot path: a subset of what a broker of memory://'s shape does per message,
+/// written with none of Bus's code, so that memory:// can be compared with what that shape costs on the same machine
+/// in the same run. Not a bound: it measures one design, and its figures move with details such as atomic operations
+/// and memory layout.
 /// </summary>
 /// <remarks>
 /// <para>

@@ -130,7 +130,7 @@ public class MemoryBenchmarks
     /// clock, id, entry, batch hand-off, delivery object, ack), on two threads like <see cref="PublishReceiveAck"/>,
     /// with one lock shared by publisher and consumer as in memory://.
     /// </summary>
-    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: broker-shaped hand-off (copy, clock, id, entry → batch, delivery, ack), one lock")]
+    [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: broker-shaped hand-off (copy, clock, id, entry → batch, delivery, ack), one lock")]
     public async Task FloorHandOff()
     {
         var consumer = Task.Run(() => _floor.Consume(Messages));
@@ -146,7 +146,7 @@ public class MemoryBenchmarks
     /// Not Bus: <see cref="FloorHandOff"/> with the lock taken by the publisher only; the group's one consumer reads
     /// the queue without it (see <see cref="HandOffFloor"/>).
     /// </summary>
-    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: the same, the one consumer reading without the publishers' lock")]
+    [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: the same, the one consumer reading without the publishers' lock")]
     public async Task FloorHandOffSingleConsumer()
     {
         var consumer = Task.Run(() => _singleConsumerFloor.Consume(Messages));
@@ -159,7 +159,7 @@ public class MemoryBenchmarks
     }
 
     /// <summary>Not Bus: <see cref="HandOffFloor"/>'s publish alone on one thread (compare <see cref="OneThreadPublishOnly"/>).</summary>
-    [Benchmark(OperationsPerInvoke = Messages, Description = "floor, not Bus: its publish alone (copy, clock, id, entry), one thread")]
+    [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: its publish alone (copy, clock, id, entry), one thread")]
     public void FloorPublishOnly()
     {
         for (var i = 0; i < Messages; i++)
