@@ -131,28 +131,21 @@ public class MemoryBenchmarks
     /// with one lock shared by publisher and consumer as in memory://.
     /// </summary>
     [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: broker-shaped hand-off (copy, clock, id, entry → batch, delivery, ack), one lock")]
-    public async Task FloorHandOff()
-    {
-        var consumer = Task.Run(() => _floor.Consume(Messages));
-        for (var i = 0; i < Messages; i++)
-        {
-            _floor.Publish(new OutgoingMessage(Payload));
-        }
-
-        await consumer;
-    }
+    public Task FloorHandOff() => HandOffAsync(_floor);
 
     /// <summary>
     /// Not Bus: <see cref="FloorHandOff"/> with the lock taken by the publisher only; the group's one consumer reads
     /// the queue without it (see <see cref="HandOffFloor"/>).
     /// </summary>
     [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: the same, the one consumer reading without the publishers' lock")]
-    public async Task FloorHandOffSingleConsumer()
+    public Task FloorHandOffSingleConsumer() => HandOffAsync(_singleConsumerFloor);
+
+    private static async Task HandOffAsync(HandOffFloor skeleton)
     {
-        var consumer = Task.Run(() => _singleConsumerFloor.Consume(Messages));
+        var consumer = Task.Run(() => skeleton.Consume(Messages));
         for (var i = 0; i < Messages; i++)
         {
-            _singleConsumerFloor.Publish(new OutgoingMessage(Payload));
+            skeleton.Publish(new OutgoingMessage(Payload));
         }
 
         await consumer;
