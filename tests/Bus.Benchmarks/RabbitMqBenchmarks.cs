@@ -162,6 +162,15 @@ public class RabbitMqBenchmarks
         await _allReceived.Task;
     }
 
+    /// <summary>Not a baseline: the raw end to end with the adapter's properties (see <see cref="RawPublishAdapterLayout"/>).</summary>
+    [Benchmark(OperationsPerInvoke = Messages, Description = "raw BasicPublish ×256 → consumer prefetch 256 + BasicAck, adapter's properties")]
+    [BenchmarkCategory("end-to-end")]
+    public async Task RawEndToEndAdapterLayout()
+    {
+        await RawProduceAsync(RawE2ETopic, adapterLayout: true);
+        await _allReceived.Task;
+    }
+
     [Benchmark(OperationsPerInvoke = Messages, Description = "bus PublishBatchAsync(256) → subscription 256 + ack")]
     [BenchmarkCategory("end-to-end")]
     public async Task BusEndToEnd()
