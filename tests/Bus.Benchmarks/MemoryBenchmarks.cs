@@ -20,8 +20,8 @@ public class MemoryBenchmarks
     private MessageConsumer _consumer = null!;
     private ISubscription? _subscription;
     private readonly HandledCounter _handled = new(Messages);
-    private readonly HandOffFloor _floor = new(Messages, consumerTakesLock: true);
-    private readonly HandOffFloor _singleConsumerFloor = new(Messages, consumerTakesLock: false);
+    private readonly HandOffSkeleton _skeleton = new(Messages, consumerTakesLock: true);
+    private readonly HandOffSkeleton _singleConsumerSkeleton = new(Messages, consumerTakesLock: false);
 
     /// <summary>Messages each topic retains for replay: 100,000 is the default, 1,000 a small log.</summary>
     [Params(1_000, 100_000)]
@@ -126,21 +126,21 @@ public class MemoryBenchmarks
     }
 
     /// <summary>
-    /// Not Bus: <see cref="HandOffFloor"/>, a subset of what a broker of memory://'s shape does per message (copy,
+    /// Not Bus: <see cref="HandOffSkeleton"/>, a subset of what a broker of memory://'s shape does per message (copy,
     /// clock, id, entry, batch hand-off, delivery object, ack), on two threads like <see cref="PublishReceiveAck"/>,
     /// with one lock shared by publisher and consumer as in memory://.
     /// </summary>
     [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: broker-shaped hand-off (copy, clock, id, entry → batch, delivery, ack), one lock")]
-    public Task FloorHandOff() => HandOffAsync(_floor);
+    public Task SkeletonHandOff() => HandOffAsync(_skeleton);
 
     /// <summary>
-    /// Not Bus: <see cref="FloorHandOff"/> with the lock taken by the publisher only; the group's one consumer reads
-    /// the queue without it (see <see cref="HandOffFloor"/>).
+    /// Not Bus: <see cref="SkeletonHandOff"/> with the lock taken by the publisher only; the group's one consumer reads
+    /// the queue without it (see <see cref="HandOffSkeleton"/>).
     /// </summary>
     [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: the same, the one consumer reading without the publishers' lock")]
-    public Task FloorHandOffSingleConsumer() => HandOffAsync(_singleConsumerFloor);
+    public Task SkeletonHandOffSingleConsumer() => HandOffAsync(_singleConsumerSkeleton);
 
-    private static async Task HandOffAsync(HandOffFloor skeleton)
+    private static async Task HandOffAsync(HandOffSkeleton skeleton)
     {
         var consumer = Task.Run(() => skeleton.Consume(Messages));
         for (var i = 0; i < Messages; i++)
@@ -151,16 +151,16 @@ public class MemoryBenchmarks
         await consumer;
     }
 
-    /// <summary>Not Bus: <see cref="HandOffFloor"/>'s publish alone on one thread (compare <see cref="OneThreadPublishOnly"/>).</summary>
+    /// <summary>Not Bus: <see cref="HandOffSkeleton"/>'s publish alone on one thread (compare <see cref="OneThreadPublishOnly"/>).</summary>
     [Benchmark(OperationsPerInvoke = Messages, Description = "skeleton, not Bus: its publish alone (copy, clock, id, entry), one thread")]
-    public void FloorPublishOnly()
+    public void SkeletonPublishOnly()
     {
         for (var i = 0; i < Messages; i++)
         {
-            _floor.Publish(new OutgoingMessage(Payload));
+            _skeleton.Publish(new OutgoingMessage(Payload));
         }
 
-        _floor.Clear();
+        _skeleton.Clear();
     }
 
     [Benchmark(OperationsPerInvoke = Messages, Description = "memory:// publish → handler → auto-ack (push)")]

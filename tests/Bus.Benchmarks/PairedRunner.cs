@@ -61,8 +61,6 @@ internal static class PairedRunner
         }
 
         await InvokeAsync(instance, Find<GlobalSetupAttribute>(type));
-        var iterationSetup = Find<IterationSetupAttribute>(type);
-        var iterationCleanup = Find<IterationCleanupAttribute>(type);
         var brokerPid = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_BROKER_PID"), out var pid) ? pid : (int?)null;
         try
         {
@@ -71,7 +69,7 @@ internal static class PairedRunner
                 var order = round % 2 == 0 ? methods : Enumerable.Reverse(methods);
                 foreach (var timed in order)
                 {
-                    await InvokeAsync(instance, iterationSetup);
+                    await InvokeAsync(instance, FindFor<IterationSetupAttribute>(type, timed.Method.Name));
                     GC.Collect();
                     GC.WaitForPendingFinalizers();
                     GC.Collect();
@@ -102,7 +100,7 @@ internal static class PairedRunner
                     }
                     var cpuAfter = Cpu(Environment.ProcessId);
                     var brokerCpu = brokerPid is { } brokerAfter ? Cpu(brokerAfter).Nanoseconds - brokerCpuBefore : double.NaN;
-                    await InvokeAsync(instance, iterationCleanup);
+                    await InvokeAsync(instance, FindFor<IterationCleanupAttribute>(type, timed.Method.Name));
                     if (round >= WarmupRounds)
                     {
                         timed.NanosecondsPerOperation.Add(elapsed.TotalNanoseconds / timed.Operations);
@@ -245,6 +243,21 @@ internal static class PairedRunner
 
     private static MethodInfo? Find<TAttribute>(Type type)
         where TAttribute : Attribute => type.GetMethods().SingleOrDefault(m => m.GetCustomAttribute<TAttribute>() is not null);
+
+    /// <summary>
+    /// The set-up or clean-up that BenchmarkDotNet runs around <paramref name="benchmark"/>: the one that names it in
+    /// its targets, else the one without targets.
+    /// </summary>
+    private static MethodInfo? FindFor<TAttribute>(Type type, string benchmark)
+        where TAttribute : TargetedAttribute
+    {
+        var candidates = type.GetMethods()
+            .Select(m => (Method: m, Attribute: m.GetCustomAttribute<TAttribute>()))
+            .Where(c => c.Attribute is not null)
+            .ToList();
+        return candidates.FirstOrDefault(c => c.Attribute!.Targets.Contains(benchmark)).Method
+            ?? candidates.SingleOrDefault(c => c.Attribute!.Targets.Length == 0).Method;
+    }
 
     private static async Task InvokeAsync(object instance, MethodInfo? method)
     {

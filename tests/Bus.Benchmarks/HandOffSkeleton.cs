@@ -19,7 +19,7 @@ namespace Bus.Benchmarks;
 /// - It acks each delivery with one compare-and-swap and one decrement of the entry's holders.
 /// </para>
 /// <para>
-/// What it leaves out, so that the floor is flattered:
+/// What it leaves out, so that the skeleton is flattered:
 /// - validation, ids as text, delivery counts and in-flight slots, ack deadlines, redelivery and retention trimming;
 /// - async plumbing, metrics and tracing;
 /// - most of the delivery object: it is about half the size of a <see cref="ReceivedMessage"/>;
@@ -28,7 +28,7 @@ namespace Bus.Benchmarks;
 /// - sleeping: the consumer spins on the queue, so no publish ever has to wake it.
 /// </para>
 /// </remarks>
-internal sealed class HandOffFloor
+internal sealed class HandOffSkeleton
 {
     private const int BlockSize = 512;
     private const int BufferSize = 64 * 1024;
@@ -55,7 +55,7 @@ internal sealed class HandOffFloor
     /// group's one consumer reads the queue's head and tail without it. That is the fast path a broker could give a
     /// group with a single consumer and nothing to redeliver.
     /// </param>
-    public HandOffFloor(int capacity, bool consumerTakesLock)
+    public HandOffSkeleton(int capacity, bool consumerTakesLock)
     {
         _queue = new (Block, int)[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)capacity)];
         _consumerTakesLock = consumerTakesLock;
@@ -71,7 +71,7 @@ internal sealed class HandOffFloor
         {
             if (_tail.Value - Volatile.Read(ref _head.Value) >= _queue.Length)
             {
-                throw new InvalidOperationException("The floor's queue is full: a call published more than its capacity.");
+                throw new InvalidOperationException("The skeleton's queue is full: a call published more than its capacity.");
             }
 
             if (_block.Count == BlockSize)
