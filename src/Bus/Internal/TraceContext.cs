@@ -25,7 +25,7 @@ internal static class TraceContext
     /// </summary>
     public static Activity? StartSend(string backend, string topic, OutgoingMessage? single, int count)
     {
-        if (!BusTelemetry.Source.HasListeners())
+        if (!IsListenedTo)
         {
             return null;
         }
@@ -86,7 +86,7 @@ internal static class TraceContext
     /// </summary>
     public static Activity? StartProcess(string backend, string topic, string group, ReceivedMessage message)
     {
-        if (!BusTelemetry.Source.HasListeners())
+        if (!IsListenedTo)
         {
             return null;
         }
