@@ -15,7 +15,7 @@ public class RedactionTests
     [InlineData("kafka://b1:9092?sasl.password=top#secret", "kafka://b1:9092/?sasl.password=***#***")]
     [InlineData("memory://", "memory://")]
     [InlineData("redis://:only-a-secret@cache:6380/1", "redis://:***@cache:6380/1")]
-    [InlineData("redis://only-a-user@cache:6380", "redis://only-a-user@cache:6380")]
+    [InlineData("redis://only-a-secret@cache:6380", "redis://***@cache:6380/")] // Redis reads user info without a colon as the password
     [InlineData("redis://cache:6379/2", "redis://cache:6379/2")]
     public void Passwords_and_secret_query_values_are_replaced(string url, string expected)
         => Assert.Equal(expected, UriRedaction.Redact(new Uri(url)));
@@ -28,6 +28,7 @@ public class RedactionTests
     [InlineData("redis//cache?password=abc#x", "redis//cache?password=***#***")] // '#' not escaped: a piece of it
     [InlineData("redis//cache?db=1#x", "redis//cache?db=1#x")]
     [InlineData("not a uri", "not a uri")]
+    [InlineData("redis://s3cret@bad host", "redis://***@bad host")]
     [InlineData("kafka://h:bad?sasl.password=p@ssw0rd", "kafka://h:bad?sasl.password=***")]
     [InlineData("?password=x@y", "?password=***")]
     [InlineData("", "")]
@@ -41,6 +42,7 @@ public class RedactionTests
     [InlineData("sqs://bad host?secretkey=s3cret-pw")]
     [InlineData("guest:s3cret-pw@localhost?endpoint=http://x")]
     [InlineData("kafka://h:bad?sasl.password=p@s3cret-pw")]
+    [InlineData("redis://s3cret-pw@bad host:6379")]
     public void A_bad_url_is_reported_without_its_secret(string url)
     {
         var error = Assert.ThrowsAny<BusException>(() => MessageBus.Create(url));

@@ -56,7 +56,10 @@ internal static class BusUri
         return schemeEnd <= 0 ? "" : url[..schemeEnd].ToLowerInvariant();
     }
 
-    /// <summary>The decoded password in a URI's user info, if any, so it can be scrubbed from client messages.</summary>
+    /// <summary>
+    /// The decoded password in a URI's user info, if any, so it can be scrubbed from client messages: what follows the
+    /// colon, or the whole user info when it has none (Redis reads <c>redis://secret@host</c> as a password).
+    /// </summary>
     public static string? PasswordOf(string url)
     {
         var schemeEnd = url.IndexOf("://", StringComparison.Ordinal);
@@ -66,12 +69,7 @@ internal static class BusUri
         }
 
         var colon = uri.UserInfo.IndexOf(':');
-        if (colon < 0)
-        {
-            return null;
-        }
-
-        var password = Uri.UnescapeDataString(uri.UserInfo[(colon + 1)..]);
+        var password = Uri.UnescapeDataString(colon < 0 ? uri.UserInfo : uri.UserInfo[(colon + 1)..]);
         return password.Length == 0 ? null : password;
     }
 }

@@ -5,23 +5,24 @@ public static class UriRedaction
 {
     private static readonly string[] SecretQueryNames = ["password", "secret", "token", "key", "secretkey", "secret_key", "sessiontoken", "sasl_password", "pass"];
 
-    /// <summary>The URI with the password in its user info and any secret-looking query value replaced by <c>***</c>.</summary>
+    /// <summary>
+    /// The URI with the password in its user info and any secret-looking query value replaced by <c>***</c>. User info
+    /// without a colon is replaced whole: Redis clients read <c>redis://secret@host</c> as a password, and a user name
+    /// is little to lose from a log line.
+    /// </summary>
     /// <param name="uri">The URI.</param>
     public static string Redact(Uri uri)
     {
         ArgumentNullException.ThrowIfNull(uri);
-        if (string.IsNullOrEmpty(uri.UserInfo) || !uri.UserInfo.Contains(':', StringComparison.Ordinal))
+        if (string.IsNullOrEmpty(uri.UserInfo) && !HasSecretQuery(uri.Query))
         {
-            if (!HasSecretQuery(uri.Query))
-            {
-                return uri.OriginalString;
-            }
+            return uri.OriginalString;
         }
 
         // Rebuild the user info by hand: UriBuilder rejects an empty user with a password (redis://:secret@host).
         var builder = new UriBuilder(uri) { UserName = "", Password = "" };
         var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
-        var userInfo = colon < 0 ? uri.UserInfo : uri.UserInfo[..colon] + ":***";
+        var userInfo = uri.UserInfo.Length == 0 ? "" : colon < 0 ? "***" : uri.UserInfo[..colon] + ":***";
 
         if (builder.Query.Length > 1)
         {
@@ -49,10 +50,10 @@ public static class UriRedaction
 
     /// <summary>
     /// The text of a possibly unparsable URI with the password of its user info (anything between the first colon and
-    /// the last "@" before the query) and every secret-looking query value replaced by <c>***</c>. Text without "://"
-    /// (a forgotten scheme: <c>guest:secret@host</c>) is redacted the same way. Best effort: in text that is not a URI,
-    /// a password with an unescaped '?' or '#' cannot be told from a query, so core's own errors about bad URIs do not
-    /// echo the text at all.
+    /// the last "@" before the query, or all of it without a colon) and every secret-looking query value replaced by
+    /// <c>***</c>. Text without "://" (a forgotten scheme: <c>guest:secret@host</c>) is redacted the same way. Best
+    /// effort: in text that is not a URI, a password with an unescaped '?' or '#' cannot be told from a query, so core's
+    /// own errors about bad URIs do not echo the text at all.
     /// </summary>
     /// <param name="url">The text as configured.</param>
     public static string RedactText(string url)
@@ -67,10 +68,7 @@ public static class UriRedaction
         if (at >= start)
         {
             var colon = url.IndexOf(':', start, at - start);
-            if (colon >= 0)
-            {
-                text = url[..(colon + 1)] + "***" + url[at..];
-            }
+            text = colon >= 0 ? url[..(colon + 1)] + "***" + url[at..] : url[..start] + "***" + url[at..];
         }
 
         var query = text.IndexOf('?', Math.Min(start, text.Length));
