@@ -1,4 +1,8 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
 using System.Text;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 using Xunit;
 
@@ -429,7 +433,7 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
 
         await using var bus = CreateBus();
         var topic = Unique("restart");
-        var received = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var received = new ConcurrentQueue<string>();
         await using var subscription = await bus.SubscribeAsync(topic, (m, _) => { received.Enqueue(m.GetText()); return default; }, SubscriptionOptions.ForGroup("g"));
         await bus.PublishAsync(topic, OutgoingMessage.FromText("before"));
         await WaitForAsync(() => received.Contains("before"));
@@ -458,7 +462,7 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     {
         await using var bus = CreateBus();
         var topic = Unique("deleted");
-        var received = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var received = new ConcurrentQueue<string>();
         await using var subscription = await bus.SubscribeAsync(topic, (m, _) => { received.Enqueue(m.GetText()); return default; }, SubscriptionOptions.ForGroup("g"));
         await bus.PublishAsync(topic, OutgoingMessage.FromText("before"));
         await WaitForAsync(() => received.Contains("before"));
@@ -563,6 +567,89 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         {
             await server.ExecuteAsync("CONFIG", "SET", "requirepass", "");
         }
+    }
+
+    /// <summary>
+    /// <c>redis://secret@host</c> is a password without a user name: it must not reach an exception or a log line (the
+    /// redaction once kept user info without a colon, and "connected to {Url}" is logged at Information).
+    /// </summary>
+    [Fact]
+    public async Task A_password_without_a_user_name_is_not_echoed_in_errors_or_logs()
+    {
+        const string Secret = "Pw0nly-s3cret-qq";
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var closedPort = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var logs = new LogLines();
+        await using (var bus = MessageBus.Create(new BusOptions { Url = $"redis://{Secret}@127.0.0.1:{closedPort}", ConnectTimeout = TimeSpan.FromSeconds(2) }, logs))
+        {
+            var error = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync(Unique("pw"), OutgoingMessage.FromText("x")));
+            Assert.DoesNotContain(Secret, error.ToString(), StringComparison.Ordinal);
+            Assert.Contains("redis://***@127.0.0.1", error.Message, StringComparison.Ordinal);
+        }
+
+        // And once connected (the fixture's server has no password, so the client's AUTH is refused and it carries on).
+        await using (var bus = MessageBus.Create(new BusOptions { Url = $"redis://{Secret}@{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}" }, logs))
+        {
+            await bus.PublishAsync(Unique("pw"), OutgoingMessage.FromText("x"));
+        }
+
+        Assert.NotEmpty(logs.Lines);
+        Assert.DoesNotContain(logs.Lines, line => line.Contains(Secret, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A consumer that kept an entry past the ack timeout has lost it to another consumer of the group; when its handler
+    /// then gives up, dead-lettering its stale delivery must leave the entry to the new owner, who is handling it.
+    /// </summary>
+    [Fact]
+    public async Task Dead_lettering_a_delivery_another_consumer_has_claimed_leaves_the_entry_to_that_consumer()
+    {
+        await using var slowBus = CreateBus();
+        await using var otherBus = CreateBus();
+        var topic = Unique("dlq-lost");
+        await slowBus.EnsureTopicAsync(topic);
+        var options = new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromSeconds(1), MaxInFlight = 1 };
+        await using var slow = await slowBus.CreateConsumerAsync(topic, options);
+        await slowBus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        var stale = await ReceiveAsync(slow);
+        await using var other = await otherBus.CreateConsumerAsync(topic, options);
+        var claimed = await ReceiveAsync(other); // after the ack timeout: the other consumer owns the entry now
+        Assert.Equal(stale.MessageId, claimed.MessageId);
+        Assert.Equal(2, claimed.DeliveryCount);
+
+        await stale.DeadLetterAsync("gave up late");
+
+        var db = Raw.GetDatabase();
+        Assert.Empty(await db.StreamRangeAsync(slowBus.GetDeadLetterTopic(topic)));
+        Assert.Equal(1, (await db.StreamPendingAsync(topic, "g")).PendingMessageCount);
+        await claimed.AckAsync();
+        Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
+    }
+
+    /// <summary>Log lines, formatted, from every logger.</summary>
+    private sealed class LogLines : ILoggerFactory, ILogger
+    {
+        public ConcurrentQueue<string> Lines { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(ILoggerProvider provider)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            => Lines.Enqueue($"{logLevel} {eventId.Id} {formatter(state, exception)} {exception}");
     }
 
     [Fact]

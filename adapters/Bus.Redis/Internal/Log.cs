@@ -38,6 +38,6 @@ internal static partial class Log
     [LoggerMessage(3018, LogLevel.Warning, "redis: XACK of {Count} entries (consumer {Consumer}, group {Group}, stream {Topic}) failed; they stay pending and are delivered again after the ack timeout")]
     public static partial void AckFailed(ILogger logger, string topic, string group, string consumer, int count, Exception exception);
 
-    [LoggerMessage(3020, LogLevel.Debug, "redis: dead-letter of entry {EntryId} (stream {Topic}, group {Group}) skipped: it was already acknowledged, expired or released")]
+    [LoggerMessage(3020, LogLevel.Debug, "redis: dead-letter of entry {EntryId} (stream {Topic}, group {Group}) skipped: it was already acknowledged, expired or released, or another consumer has claimed it")]
     public static partial void DeadLetterSkipped(ILogger logger, string topic, string group, string entryId);
 }

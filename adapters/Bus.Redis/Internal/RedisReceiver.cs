@@ -156,11 +156,12 @@ internal sealed class RedisReceiver : TransportReceiver
             var trim = _transport.Settings.TrimArguments();
             var fields = new List<object>(24);
             StreamCodec.AppendFields(copy, fields);
-            var arguments = new RedisValue[3 + trim.Count + fields.Count];
+            var arguments = new RedisValue[4 + trim.Count + fields.Count];
             arguments[0] = _group;
-            arguments[1] = id;
-            arguments[2] = trim.Count;
-            var i = 3;
+            arguments[1] = _consumer;
+            arguments[2] = id;
+            arguments[3] = trim.Count;
+            var i = 4;
             foreach (var value in trim)
             {
                 arguments[i++] = (RedisValue)value;

@@ -59,18 +59,22 @@ internal static class RedisScripts
 
     /// <summary>
     /// Dead-letters atomically: XACK on the source and XADD of the copy to the dead-letter stream, both or neither; a
-    /// copy is only written if the ack removed a pending entry, so a message is dead-lettered at most once per group.
-    /// KEYS[1] source stream, KEYS[2] dead-letter stream; ARGV[1] group, ARGV[2] id, ARGV[3] n trim arguments,
-    /// ARGV[4..3+n] the trim arguments, then the field/value pairs. Returns the new entry id, or false.
+    /// copy is only written if this consumer still owns the entry (another one may have claimed it after the ack
+    /// timeout and be handling it: its delivery decides) and the ack removed it, so a message is dead-lettered at most
+    /// once per group. KEYS[1] source stream, KEYS[2] dead-letter stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] id,
+    /// ARGV[4] n trim arguments, ARGV[5..4+n] the trim arguments, then the field/value pairs. Returns the new entry id,
+    /// or false.
     /// </summary>
     public const string DeadLetter = """
-        local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+        if #pending == 0 then return false end
+        local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
         if acked == 0 then return false end
-        local n = tonumber(ARGV[3])
+        local n = tonumber(ARGV[4])
         local args = { 'XADD', KEYS[2] }
-        for i = 4, 3 + n do args[#args + 1] = ARGV[i] end
+        for i = 5, 4 + n do args[#args + 1] = ARGV[i] end
         args[#args + 1] = '*'
-        for i = 4 + n, #ARGV do args[#args + 1] = ARGV[i] end
+        for i = 5 + n, #ARGV do args[#args + 1] = ARGV[i] end
         return redis.call(unpack(args))
         """;
 
