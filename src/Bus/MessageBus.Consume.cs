@@ -61,7 +61,11 @@ public sealed partial class MessageBus
         ValidateTopic(topic);
         options ??= new RedriveOptions();
         var deadLetterTopic = options.DeadLetterTopic ?? Transport.GetDeadLetterTopic(topic);
-        var consumer = await CreateConsumerAsync(deadLetterTopic, new SubscriptionOptions { Group = BusDefaults.DeadLetterGroup, MaxInFlight = 64, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
+        // No more prefetched than will be moved: closing the consumer returns what it took and did not move, and a
+        // backend that counts deliveries (quorum queues, SQS, memory://) counts one for each, so redriving one message
+        // at a time would count deliveries against the rest until they went to the dead-letter topic's own one.
+        var prefetch = Math.Clamp(options.MaxMessages ?? 64, 1, 64);
+        var consumer = await CreateConsumerAsync(deadLetterTopic, new SubscriptionOptions { Group = BusDefaults.DeadLetterGroup, MaxInFlight = prefetch, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
         var moved = 0;
         await using (consumer.ConfigureAwait(false))
         {

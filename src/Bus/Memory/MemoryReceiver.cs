@@ -250,6 +250,25 @@ internal sealed class MemoryReceiver : TransportReceiver
         }
     }
 
+    /// <summary>
+    /// Takes the next buffered delivery that still holds its slot. The reader's. A buffered delivery can expire before
+    /// anyone reads it (its ack timeout runs from the pull, as a prefetched message's visibility timeout does on SQS):
+    /// its message went back to the group, maybe to another consumer that has acked it since, so it is dropped here.
+    /// </summary>
+    private bool TryTakeCurrent([MaybeNullWhen(false)] out ReceivedMessage message)
+    {
+        while (_buffer.TryTake(out message))
+        {
+            var tag = message.DeliveryTag;
+            if (Volatile.Read(ref _slots[(int)(tag & SlotMask)].Tag) == tag)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Takes a batch from the group into the buffer. The reader's. False when there was nothing to take.</summary>
     private bool TryPull()
     {
@@ -345,7 +364,7 @@ internal sealed class MemoryReceiver : TransportReceiver
                 return false;
             }
 
-            return owner._buffer.TryTake(out item) || (owner.TryPull() && owner._buffer.TryTake(out item));
+            return owner.TryTakeCurrent(out item) || (owner.TryPull() && owner.TryTakeCurrent(out item));
         }
 
         public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default)
