@@ -24,6 +24,13 @@ public sealed class SubscriptionOptions
     /// Deliveries after which a failing message goes to the dead-letter topic instead of being retried.
     /// Default <see cref="DefaultMaxDeliveries"/>; at least 1.
     /// </summary>
+    /// <remarks>
+    /// A subscription retries a failing handler in place, counting each retry as a delivery
+    /// (<see cref="ReceivedMessage.DeliveryCount"/>), but the backend knows only of its own deliveries. A subscription
+    /// that stops while it is retrying leaves the message unsettled, and the next consumer starts from the backend's
+    /// count: a message can then run more often than this limit in all, though never more often than it within one
+    /// delivery.
+    /// </remarks>
     public int MaxDeliveries { get; set; } = DefaultMaxDeliveries;
 
     /// <summary>

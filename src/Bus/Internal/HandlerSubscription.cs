@@ -136,10 +136,22 @@ internal sealed class HandlerSubscription : ISubscription
 
     private void Dispatch(ReceivedMessage message)
     {
+        // Read as shutdown began: left unsettled, it goes back to the group when the consumer closes. Handled now, it
+        // could overtake an earlier message of its key that the stopping chain left queued (NextOfKey below).
+        if (_stopping)
+        {
+            return;
+        }
+
         if (_options.PerKeyOrdering && message.Key is { } key)
         {
             lock (_busyKeys)
             {
+                if (_stopping)
+                {
+                    return; // checked again under the lock that NextOfKey gives up keys under
+                }
+
                 if (_busyKeys.TryGetValue(key, out var waiting))
                 {
                     // An earlier message of this key is still in progress: this one waits behind it.
