@@ -366,6 +366,103 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         Assert.All(before, m => Assert.Contains(m.MessageId!, backlog));
     }
 
+    /// <summary>
+    /// A keyed message settled while the broker is down: the settlement is dropped (the channel is gone), the broker
+    /// requeues the message, and after recovery its key must flow again. The key was once held for good behind the
+    /// settlement that never came, and with it every later message of the key.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_key_whose_message_was_settled_during_an_outage_flows_again_after_recovery(bool ack)
+    {
+        if (!fixture.Broker.CanControlLifecycle)
+        {
+            return; // an endpoint run by someone else (BUS_TEST_RABBITMQ_URL) cannot be stopped by the test
+        }
+
+        await using var bus = CreateBus();
+        var topic = Unique("outage-key");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
+        var first = OutgoingMessage.FromText("m1", key: "k");
+        await bus.PublishAsync(topic, first);
+        var held = await ReceiveAsync(consumer);
+
+        await fixture.Broker.StopAsync();
+        try
+        {
+            await (ack ? held.AckAsync() : held.NackAsync());
+        }
+        finally
+        {
+            await fixture.Broker.StartAgainAsync();
+        }
+
+        var second = OutgoingMessage.FromText("m2", key: "k");
+        await PublishUntilRecoveredAsync(bus, topic, second);
+        var seen = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (!seen.Contains(second.MessageId!))
+        {
+            var message = await consumer.ReceiveAsync(timeout.Token);
+            seen.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        // m1 comes back first (the broker requeued it), then m2: the key's order holds across the outage.
+        Assert.Equal([first.MessageId!, second.MessageId!], seen.Distinct());
+    }
+
+    /// <summary>
+    /// A dead-letter whose copy cannot be published (here its exchange is gone) gives the delivery back: RabbitMQ never
+    /// takes back an unacknowledged delivery while its channel is open, so it once stayed with the consumer, holding a
+    /// prefetch slot and its key, until the broker's consumer timeout closed the channel.
+    /// </summary>
+    [Fact]
+    public async Task A_failed_dead_letter_gives_the_delivery_back_and_its_key_flows_on()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("dlq-fails");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
+        var first = OutgoingMessage.FromText("m1", key: "k");
+        await bus.PublishAsync(topic, first);
+        var poisoned = await ReceiveAsync(consumer);
+        await using (var raw = await RawConnectionAsync())
+        await using (var channel = await raw.CreateChannelAsync())
+        {
+            await channel.ExchangeDeleteAsync(bus.GetDeadLetterTopic(topic));
+        }
+
+        await Assert.ThrowsAnyAsync<Exception>(async () => await poisoned.DeadLetterAsync("poison"));
+        var second = OutgoingMessage.FromText("m2", key: "k");
+        await bus.PublishAsync(topic, second);
+
+        var again = await ReceiveAsync(consumer);
+        Assert.Equal(first.MessageId, again.MessageId);
+        Assert.Equal(2, again.DeliveryCount);
+        await again.AckAsync();
+        var next = await ReceiveAsync(consumer);
+        Assert.Equal(second.MessageId, next.MessageId);
+        await next.AckAsync();
+    }
+
+    private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            try
+            {
+                await bus.PublishAsync(topic, message);
+                return;
+            }
+            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+        }
+    }
+
     [Fact]
     public async Task DeleteTopicAsync_removes_the_exchanges_and_the_named_groups_queues_and_a_later_use_declares_them_again()
     {

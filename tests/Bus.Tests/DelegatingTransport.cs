@@ -31,7 +31,12 @@ internal abstract class DelegatingTransport(MessageTransport inner) : MessageTra
     public override ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken) => inner.OpenReceiverAsync(topic, options, cancellationToken);
 
     public override ValueTask DeadLetterAsync(TransportReceiver receiver, ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
-        => inner.DeadLetterAsync(receiver, message, deadLetterTopic, copy, cancellationToken);
+        => UsesDefaultDeadLetter
+            ? base.DeadLetterAsync(receiver, message, deadLetterTopic, copy, cancellationToken)
+            : inner.DeadLetterAsync(receiver, message, deadLetterTopic, copy, cancellationToken);
+
+    /// <summary>True: dead-letter with <see cref="MessageTransport"/>'s default (through this transport's publish), not the inner transport's.</summary>
+    protected virtual bool UsesDefaultDeadLetter => false;
 
     public override ValueTask DisposeAsync() => inner.DisposeAsync();
 }

@@ -5,7 +5,9 @@ namespace Bus.RabbitMq.Internal;
 /// key is handed out at a time; later deliveries of that key wait here (still unacknowledged on the broker, inside the
 /// prefetch) until it is settled. After a nack the key waits for the nacked message to come back (RabbitMQ returns a
 /// requeued message ahead of the queue), so nothing of the key overtakes it. If it went to another consumer of the
-/// group instead, the key is released after <see cref="RedeliveryWait"/>.
+/// group instead, the key is released after <see cref="RedeliveryWait"/>. Only the delivery a key has in flight
+/// moves it on: when the channel shuts down the gate is cleared (the broker requeues everything unacknowledged), and a
+/// settlement of a delivery from before that must not release the key its redelivered copy now holds.
 /// </summary>
 internal sealed class KeyGate(Action<ReceivedMessage> handOut)
 {
@@ -27,14 +29,14 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
         {
             if (!_keys.TryGetValue(key, out var state))
             {
-                _keys.Add(key, new State { InFlight = true });
+                _keys.Add(key, new State { InFlight = message });
                 handOut(message);
             }
-            else if (!state.InFlight && state.AwaitedId == message.MessageId)
+            else if (state.InFlight is null && state.AwaitedId == message.MessageId)
             {
                 // The nacked message is back: it goes before everything held behind it.
                 state.AwaitedId = null;
-                state.InFlight = true;
+                state.InFlight = message;
                 handOut(message);
             }
             else
@@ -54,9 +56,9 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
 
         lock (_keys)
         {
-            if (_keys.TryGetValue(key, out var state) && state.InFlight)
+            if (_keys.TryGetValue(key, out var state) && ReferenceEquals(state.InFlight, message))
             {
-                state.InFlight = false;
+                state.InFlight = null;
                 NextOrForget(key, state);
             }
         }
@@ -72,9 +74,9 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
 
         lock (_keys)
         {
-            if (_keys.TryGetValue(key, out var state) && state.InFlight)
+            if (_keys.TryGetValue(key, out var state) && ReferenceEquals(state.InFlight, message))
             {
-                state.InFlight = false;
+                state.InFlight = null;
                 state.AwaitedId = message.MessageId;
                 state.Generation++;
             }
@@ -103,7 +105,7 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
         await Task.Delay(RedeliveryWait, cancellationToken).ConfigureAwait(false);
         lock (_keys)
         {
-            if (_keys.TryGetValue(key, out var state) && state.AwaitedId == message.MessageId && state.Generation == generation && !state.InFlight)
+            if (_keys.TryGetValue(key, out var state) && state.AwaitedId == message.MessageId && state.Generation == generation && state.InFlight is null)
             {
                 state.AwaitedId = null;
                 NextOrForget(key, state);
@@ -111,7 +113,7 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
         }
     }
 
-    /// <summary>Forgets everything held (the channel is closing, so the broker requeues it).</summary>
+    /// <summary>Forgets everything held and in flight (the channel closed or is closing, so the broker requeues it).</summary>
     public void Clear()
     {
         lock (_keys)
@@ -129,7 +131,7 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
 
         if (state.Held.TryDequeue(out var next))
         {
-            state.InFlight = true;
+            state.InFlight = next;
             handOut(next);
         }
         else
@@ -142,7 +144,8 @@ internal sealed class KeyGate(Action<ReceivedMessage> handOut)
     {
         public Queue<ReceivedMessage> Held { get; } = new();
 
-        public bool InFlight { get; set; }
+        /// <summary>The delivery of this key handed out and not yet settled, if any.</summary>
+        public ReceivedMessage? InFlight { get; set; }
 
         public string? AwaitedId { get; set; }
 

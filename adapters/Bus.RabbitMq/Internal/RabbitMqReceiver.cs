@@ -219,6 +219,11 @@ internal sealed class RabbitMqReceiver : TransportReceiver
 
     private Task OnChannelShutdownAsync(object sender, ShutdownEventArgs reason)
     {
+        // The broker requeues every unacknowledged delivery, those held behind their keys included, and delivers them
+        // again once the channel recovers: their keys start afresh. (An ack or nack of a delivery from before, which
+        // the client drops, must not leave its key waiting for good.)
+        _gate?.Clear();
+
         // A closed connection recovers (and this channel and consumer with it); a channel the broker closed on its own does not.
         if (!Closed && reason.Initiator == ShutdownInitiator.Peer && _connection.IsOpen)
         {

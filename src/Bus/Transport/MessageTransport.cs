@@ -122,6 +122,8 @@ public abstract class MessageTransport : IAsyncDisposable
     /// Stores <paramref name="copy"/> on <paramref name="deadLetterTopic"/> and settles <paramref name="message"/>
     /// so that it is not delivered again. The default publishes, then acks (at-least-once: a crash between the two
     /// leaves a duplicate in the dead-letter topic, never a loss); override to do both atomically where the backend can.
+    /// When the copy cannot be stored, the default nacks the delivery with a delay of one second before it rethrows: core counts a failed settlement as the end of the delivery, and a backend that never takes a
+    /// delivery back by itself while its consumer lives (RabbitMQ) would otherwise keep it, and its key, for good.
     /// </summary>
     /// <param name="receiver">The receiver that delivered the message.</param>
     /// <param name="message">The delivery to give up on.</param>
@@ -130,9 +132,33 @@ public abstract class MessageTransport : IAsyncDisposable
     /// <param name="cancellationToken">Cancels waiting.</param>
     public virtual async ValueTask DeadLetterAsync(TransportReceiver receiver, ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
     {
-        await PublishAsync(deadLetterTopic, copy, cancellationToken).ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(receiver);
+        try
+        {
+            await PublishAsync(deadLetterTopic, copy, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            try
+            {
+                // Delivered again after a pause (not at once: a dead-letter topic that stays broken would make it a
+                // busy loop), counted, and dead-lettered again once the copy can be stored.
+                await receiver.NackAsync(message, DeadLetterFailureRedeliveryDelay, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The publish's failure is the one to report; a backend that cannot take the nack either redelivers on
+                // its own terms (ack timeout, closed channel).
+            }
+
+            throw;
+        }
+
         await receiver.AckAsync(message, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>How long a delivery whose dead-letter copy could not be stored waits before it is delivered again.</summary>
+    private static readonly TimeSpan DeadLetterFailureRedeliveryDelay = TimeSpan.FromSeconds(1);
 
     /// <summary>Closes connections. Receivers are disposed by core first.</summary>
     public virtual ValueTask DisposeAsync()
