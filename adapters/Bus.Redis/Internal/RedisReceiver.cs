@@ -387,6 +387,7 @@ internal sealed class RedisReceiver : TransportReceiver
     private async Task<bool> MoveDueAsync()
     {
         const int Batch = 100;
+        var scheduled = Volatile.Read(ref _moveAt);
         var trim = _transport.Settings.TrimArguments();
         var arguments = new RedisValue[2 + trim.Count];
         arguments[0] = Batch;
@@ -408,7 +409,8 @@ internal sealed class RedisReceiver : TransportReceiver
             wait = Math.Clamp((long)Math.Ceiling(nextDue) - (long)result[1], 0, _delayCheckMs);
         }
 
-        Volatile.Write(ref _moveAt, Environment.TickCount64 + wait);
+        // Unless a local delayed publish asked for an earlier look meanwhile (MoveWithin): that stays.
+        Interlocked.CompareExchange(ref _moveAt, Environment.TickCount64 + wait, scheduled);
         return moved > 0;
     }
 
@@ -451,6 +453,7 @@ internal sealed class RedisReceiver : TransportReceiver
             return 0;
         }
 
+        var scheduled = Volatile.Read(ref _claimAt);
         if (Interlocked.Exchange(ref _rescan, 0) == 1)
         {
             _claimCursor = "0-0";
@@ -460,7 +463,9 @@ internal sealed class RedisReceiver : TransportReceiver
         var claimed = await _database.StreamAutoClaimIdsOnlyAsync(_key, _group, _consumer, _ackTimeoutMs, _claimCursor, free).ConfigureAwait(false);
         _claimCursor = claimed.NextStartId.IsNullOrEmpty ? (RedisValue)"0-0" : claimed.NextStartId;
         var wrapped = _claimCursor == "0-0";
-        Volatile.Write(ref _claimAt, wrapped ? Environment.TickCount64 + _claimIntervalMs : 0);
+        // Unless a nack asked for an earlier claim meanwhile (ClaimWithin): that stays, or a nack without delay would wait
+        // for the next claim interval.
+        Interlocked.CompareExchange(ref _claimAt, wrapped ? Environment.TickCount64 + _claimIntervalMs : 0, scheduled);
         foreach (var deleted in claimed.DeletedIds ?? [])
         {
             Log.PendingEntryDeleted(_logger, _topic, _group, (string)deleted!);
@@ -590,7 +595,7 @@ internal sealed class RedisReceiver : TransportReceiver
                     return;
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(remaining - _ackTimeoutMs + 1, _ackTimeoutMs / 2)), _stop.Token).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, Math.Min(remaining - _ackTimeoutMs + 1, _ackTimeoutMs / 2))), _stop.Token).ConfigureAwait(false);
                 await SetIdleAsync(id, 0).ConfigureAwait(false);
             }
         }
