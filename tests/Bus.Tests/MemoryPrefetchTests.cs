@@ -77,6 +77,26 @@ public class MemoryPrefetchTests
     }
 
     [Fact]
+    public async Task Dead_lettering_a_delivery_that_expired_leaves_the_message_to_its_newer_delivery()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        await using var slow = await bus.CreateConsumerAsync("t", ShortAckTimeout);
+        await PublishAsync(bus, "t", "m0");
+        var stale = await TryReceiveAsync(slow, 5000);
+        await Task.Delay(400); // past the ack timeout: the message is back in the group
+        await using var other = await bus.CreateConsumerAsync("t", ShortAckTimeout);
+        var current = await TryReceiveAsync(other, 5000);
+        Assert.Equal("m0", current!.MessageId);
+        Assert.Equal(2, current.DeliveryCount);
+
+        await stale!.DeadLetterAsync("gave up late");
+
+        await using var deadLetters = await bus.CreateConsumerAsync(bus.GetDeadLetterTopic("t"), new SubscriptionOptions { Group = "inspect", StartPosition = StartPosition.Earliest });
+        Assert.Null(await TryReceiveAsync(deadLetters, 300));
+        await current.AckAsync();
+    }
+
+    [Fact]
     public async Task Redriving_one_message_at_a_time_moves_every_message_and_dead_letters_none()
     {
         await using var bus = MessageBus.Create("memory://");

@@ -136,6 +136,13 @@ internal sealed class MemoryReceiver : TransportReceiver
         return true;
     }
 
+    /// <summary>Whether the delivery of <paramref name="tag"/> still holds its slot (not settled, expired or released).</summary>
+    public bool Holds(long tag)
+    {
+        var index = tag & SlotMask;
+        return tag > 0 && index < _slots.Length && Volatile.Read(ref _slots[(int)index].Tag) == tag;
+    }
+
     /// <summary>Frees every slot whose deadline has passed and passes its message on. Under the topic's lock.</summary>
     public void FreeExpired(long now, Action<Pending> requeue) => Free(now, all: false, requeue);
 
@@ -259,8 +266,7 @@ internal sealed class MemoryReceiver : TransportReceiver
     {
         while (_buffer.TryTake(out message))
         {
-            var tag = message.DeliveryTag;
-            if (Volatile.Read(ref _slots[(int)(tag & SlotMask)].Tag) == tag)
+            if (Holds(message.DeliveryTag))
             {
                 return true;
             }

@@ -36,6 +36,16 @@ internal sealed class MemoryTransport(MemoryBroker broker, BackendCapabilities c
     public override ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken)
         => new(broker.Topic(topic).Join(options));
 
+    /// <summary>
+    /// Dead-letters only a delivery that still holds its message: one that expired (its ack timeout passed) or was
+    /// released belongs to a newer delivery, which decides the message's fate. Dead-lettered as well, the message would
+    /// be both in the dead-letter topic and delivered again, as the ack that follows the copy would be ignored.
+    /// </summary>
+    public override ValueTask DeadLetterAsync(TransportReceiver receiver, ReceivedMessage message, string deadLetterTopic, OutgoingMessage copy, CancellationToken cancellationToken)
+        => receiver is MemoryReceiver memory && !memory.Holds(message.DeliveryTag)
+            ? default
+            : base.DeadLetterAsync(receiver, message, deadLetterTopic, copy, cancellationToken);
+
     public override ValueTask DisposeAsync()
     {
         if (ownsBroker)
