@@ -40,6 +40,48 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
         return await consumer.ReceiveAsync(timeout.Token);
     }
 
+    /// <summary>
+    /// Another client's message whose String attribute happens to be named "bus" and holds headers that are not strings:
+    /// it is delivered (its headers as JSON text), and so are the messages received with it. Such a message once made
+    /// the decoder throw past its fallback, and the whole receive was dropped: back after the visibility timeout,
+    /// failing together, until SQS's redrive took all of them to the dead-letter queue unseen.
+    /// </summary>
+    [Fact]
+    public async Task A_foreign_bus_attribute_with_headers_that_are_not_strings_is_delivered_with_its_batch()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("foreign");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 10 });
+        using var raw = fixture.RawClient();
+        var url = (await raw.GetQueueUrlAsync(topic + "_g")).QueueUrl;
+        await raw.SendMessageBatchAsync(new SendMessageBatchRequest
+        {
+            QueueUrl = url,
+            Entries =
+            [
+                new() { Id = "a", MessageBody = "plain-a" },
+                new() { Id = "p", MessageBody = "foreign", MessageAttributes = new() { ["bus"] = new MessageAttributeValue { DataType = "String", StringValue = "{\"id\":\"x\",\"h\":{\"n\":1,\"flag\":true,\"o\":{\"a\":[1,2]},\"s\":\"text\"}}" } } },
+                new() { Id = "b", MessageBody = "plain-b" },
+            ],
+        });
+
+        var received = new Dictionary<string, ReceivedMessage>();
+        while (received.Count < 3)
+        {
+            var message = await ReceiveAsync(consumer);
+            received[message.GetText()] = message;
+            await message.AckAsync();
+        }
+
+        var foreign = received["foreign"];
+        Assert.Equal("1", foreign.Headers["n"]);
+        Assert.Equal("true", foreign.Headers["flag"]);
+        Assert.Equal("{\"a\":[1,2]}", foreign.Headers["o"]);
+        Assert.Equal("text", foreign.Headers["s"]);
+        Assert.Contains("plain-a", received.Keys);
+        Assert.Contains("plain-b", received.Keys);
+    }
+
     [Fact]
     public async Task A_topic_named_fifo_uses_fifo_queues_and_keeps_per_key_order()
     {

@@ -224,7 +224,8 @@ internal static class SqsEnvelope
     {
         string? id = null, key = null, correlation = null, contentType = null, replyTo = null, encoding = null;
         Dictionary<string, string>? headers = null;
-        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(json));
+        var bytes = Encoding.UTF8.GetBytes(json);
+        var reader = new Utf8JsonReader(bytes);
         reader.Read();
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
@@ -237,7 +238,7 @@ internal static class SqsEnvelope
                 {
                     var header = reader.GetString()!;
                     reader.Read();
-                    headers[header] = reader.GetString() ?? "";
+                    headers[header] = HeaderValue(ref reader, bytes);
                 }
 
                 continue;
@@ -263,5 +264,26 @@ internal static class SqsEnvelope
         }
 
         return new Fields(id, key, correlation, contentType, replyTo, encoding, headers);
+    }
+
+    /// <summary>
+    /// A header's value: a string as it is; anything else another client may have written (a number, true, an object)
+    /// as its JSON text, so that one such message cannot make its batch unreadable.
+    /// </summary>
+    private static string HeaderValue(ref Utf8JsonReader reader, byte[] json)
+    {
+        switch (reader.TokenType)
+        {
+            case JsonTokenType.String:
+                return reader.GetString() ?? "";
+            case JsonTokenType.Null:
+                return "";
+            case JsonTokenType.StartObject or JsonTokenType.StartArray:
+                var start = (int)reader.TokenStartIndex;
+                reader.Skip();
+                return Encoding.UTF8.GetString(json, start, (int)reader.BytesConsumed - start);
+            default:
+                return Encoding.UTF8.GetString(reader.ValueSpan);
+        }
     }
 }

@@ -32,7 +32,7 @@ internal sealed class SqsReceiver : TransportReceiver
     private readonly IAmazonSQS _client;
     private readonly ILogger _logger;
     private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = false });
-    private readonly ConcurrentDictionary<long, (string Receipt, string SqsId)> _unsettled = new();
+    private readonly ConcurrentDictionary<long, (string Receipt, string SqsId, long ReceivedAt)> _unsettled = new(); // ReceivedAt: Environment.TickCount64 of the receive request
     private readonly SemaphoreSlim _credit;
     private readonly SemaphoreSlim _gathering = new(1, 1);
     private readonly int _receiveBatch;
@@ -107,7 +107,11 @@ internal sealed class SqsReceiver : TransportReceiver
         var held = message.TransportState is string messageGroup ? TakeHeld(messageGroup, message.DeliveryTag) : null;
         try
         {
-            var seconds = (int)Math.Clamp(Math.Ceiling(delay.TotalSeconds), 0, MaxVisibilitySeconds);
+            // SQS caps a message's visibility at 12 hours from its receive, not from this change, and refuses a change
+            // beyond that (as InvalidParameterValue, which is also how it says a receipt is stale): the delay is cut to
+            // what is left of the 12 hours, counted from the receive request (no later than SQS's own start).
+            var left = MaxVisibilitySeconds - (long)Math.Ceiling((Environment.TickCount64 - entry.ReceivedAt) / 1000.0);
+            var seconds = (int)Math.Clamp(Math.Ceiling(delay.TotalSeconds), 0, Math.Max(0, left));
             await _client.ChangeMessageVisibilityAsync(new ChangeMessageVisibilityRequest { QueueUrl = _queueUrl, ReceiptHandle = receipt, VisibilityTimeout = seconds }, cancellationToken).ConfigureAwait(false);
         }
         catch (AmazonSQSException ex) when (SqsErrors.IsStaleReceipt(ex.ErrorCode))
@@ -205,9 +209,11 @@ internal sealed class SqsReceiver : TransportReceiver
                     {
                         deliveries[i] = SqsEnvelope.Decode(_topic, message, tag, _fifo ? GroupOf(message) : null, _transport.UnseenReleases(message.MessageId));
                     }
-                    catch (Exception ex) when (ex is FormatException or System.Text.Json.JsonException)
+                    catch (Exception)
                     {
-                        // Unreadable (not from Bus, or corrupted): deliver the raw text so it can be dead-lettered, not lost.
+                        // Unreadable (not from Bus, or corrupted), whatever the decoder threw: deliver the raw text so it
+                        // can be dead-lettered, not lost. An exception let through here dropped the whole batch, which
+                        // came back and failed together until SQS's redrive took every message of it, unseen.
                         deliveries[i] = new ReceivedMessage(_topic, System.Text.Encoding.UTF8.GetBytes(message.Body ?? ""), null, null, message.MessageId, null, null, null, 1, message.MessageId, DateTimeOffset.UtcNow, tag, _fifo ? GroupOf(message) : null);
                     }
                 }
@@ -219,7 +225,7 @@ internal sealed class SqsReceiver : TransportReceiver
                     for (var i = 0; i < deliveries.Length; i++)
                     {
                         var delivery = deliveries[i];
-                        _unsettled[delivery.DeliveryTag] = (messages[i].ReceiptHandle, messages[i].MessageId);
+                        _unsettled[delivery.DeliveryTag] = (messages[i].ReceiptHandle, messages[i].MessageId, requestedAt);
                         if (delivery.TransportState is string messageGroup)
                         {
                             if (_held.TryGetValue(messageGroup, out var hold))
