@@ -23,22 +23,68 @@ public sealed partial class MessageBus
         }
 
         Bus.Transport.TransportReceiver receiver;
+        Task<Bus.Transport.TransportReceiver>? opening = null;
         try
         {
-            receiver = await Transport.OpenReceiverAsync(topic, copy, cancellationToken).AsTask().WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
+            opening = Transport.OpenReceiverAsync(topic, copy, cancellationToken).AsTask();
+            receiver = await opening.WaitAsync(_options.OperationTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException ex)
         {
+            CloseIfOpenedLater(opening);
             throw new BusException($"{Backend}: joining group '{copy.Group}' on topic '{topic}' did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            CloseIfOpenedLater(opening);
             throw Wrap(ex, $"joining group '{copy.Group}'", topic);
+        }
+        catch (OperationCanceledException)
+        {
+            CloseIfOpenedLater(opening);
+            throw;
         }
 
         var consumer = new MessageConsumer(this, receiver, topic, deadLetterTopic, copy, _logger);
         _live.TryAdd(consumer, 0);
         return consumer;
+    }
+
+    /// <summary>
+    /// Joining was given up on (timeout, cancellation) while the transport may still be joining: a receiver it opens
+    /// after all belongs to nobody, and would hold its share of the group (Kafka partitions, a RabbitMQ consumer's
+    /// prefetch) for as long as the process lives. It is closed as soon as it is open.
+    /// </summary>
+    private void CloseIfOpenedLater(Task<Bus.Transport.TransportReceiver>? opening)
+    {
+        if (opening is null)
+        {
+            return;
+        }
+
+        _ = CloseWhenOpenedAsync(opening, _logger, Backend);
+
+        static async Task CloseWhenOpenedAsync(Task<Bus.Transport.TransportReceiver> opening, Microsoft.Extensions.Logging.ILogger logger, string backend)
+        {
+            Bus.Transport.TransportReceiver receiver;
+            try
+            {
+                receiver = await opening.ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                return; // it did not open: nothing to close (the caller has its error)
+            }
+
+            try
+            {
+                await receiver.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.AbandonedReceiverCloseFailed(logger, backend, ex);
+            }
+        }
     }
 
     /// <inheritdoc />

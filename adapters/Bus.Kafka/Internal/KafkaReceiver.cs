@@ -531,7 +531,15 @@ internal sealed class KafkaReceiver : TransportReceiver
             }
         }
 
-        // A new assignment starts unpaused (eager rebalancing replaces it whole); flow control pauses it again if needed.
+        // A new assignment starts unpaused; flow control pauses it again if needed. librdkafka keeps a partition's pause
+        // across unassign and assign, so the revoked ones were resumed on their way out (OnRevoked), and with an
+        // incremental strategy (cooperative-sticky) the partitions kept are resumed here: left paused while the flag
+        // said otherwise, they were never fetched again.
+        if (_paused)
+        {
+            ResumeQuietly(consumer, consumer.Assignment);
+        }
+
         _paused = false;
         _assignedOnce = true;
         _holdingAssignment = true;
@@ -611,6 +619,12 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
 
         _holdingAssignment = false;
+        if (_paused)
+        {
+            // While still assigned: librdkafka would keep the pause into the next assignment of these partitions.
+            ResumeQuietly(consumer, revoked.Select(p => p.TopicPartition));
+        }
+
         var names = string.Join(',', revoked.Select(p => p.Partition.Value));
         if (lost)
         {
@@ -720,6 +734,19 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
 
         return dropped;
+    }
+
+    /// <summary>Resumes fetching of <paramref name="partitions"/>; a partition librdkafka no longer knows is no matter.</summary>
+    private void ResumeQuietly(IConsumer<byte[]?, byte[]?> consumer, IEnumerable<TopicPartition> partitions)
+    {
+        try
+        {
+            consumer.Resume(partitions);
+        }
+        catch (KafkaException ex)
+        {
+            Log.ResumeFailed(_transport.Logger, Group, _topic, ex);
+        }
     }
 
     /// <summary>Pauses fetching while the local backlog is full, resumes at half. On the poll thread.</summary>

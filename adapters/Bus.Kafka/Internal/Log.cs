@@ -68,4 +68,7 @@ internal static partial class Log
 
     [LoggerMessage(4017, LogLevel.Information, "kafka: topic {Topic} is not deleted: the cluster does not answer admin requests (CreateTopics timed out earlier); it stays on the broker")]
     public static partial void TopicNotDeleted(ILogger logger, string topic);
+
+    [LoggerMessage(4018, LogLevel.Warning, "kafka: resuming fetching for group {Group} on topic {Topic} after a rebalance failed; partitions paused by flow control may stay paused")]
+    public static partial void ResumeFailed(ILogger logger, string group, string topic, Exception exception);
 }

@@ -46,4 +46,7 @@ internal static partial class Log
 
     [LoggerMessage(1030, LogLevel.Information, "Redrove {Count} messages from {DeadLetterTopic} to their topics")]
     public static partial void Redriven(ILogger logger, int count, string deadLetterTopic);
+
+    [LoggerMessage(1033, LogLevel.Warning, "Closing a {Backend} consumer whose join had been given up on (it opened late) failed; it may hold its share of the group until the process ends")]
+    public static partial void AbandonedReceiverCloseFailed(ILogger logger, string backend, Exception exception);
 }
