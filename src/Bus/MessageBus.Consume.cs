@@ -47,6 +47,13 @@ public sealed partial class MessageBus
 
         var consumer = new MessageConsumer(this, receiver, topic, deadLetterTopic, copy, _logger);
         _live.TryAdd(consumer, 0);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            // Disposing began while this consumer was joining and may have closed what it knew of without it.
+            await consumer.DisposeAsync().ConfigureAwait(false);
+            ThrowIfDisposed();
+        }
+
         return consumer;
     }
 
@@ -97,6 +104,13 @@ public sealed partial class MessageBus
         _live.TryAdd(subscription, 0);
         _ = subscription.Completion.ContinueWith(static (_, state) => { var (bus, sub) = ((MessageBus, ISubscription))state!; bus.Forget(sub); }, (this, (ISubscription)subscription), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         subscription.Start();
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            // Disposing began while this subscription was joining and may have closed what it knew of without it.
+            await subscription.DisposeAsync().ConfigureAwait(false);
+            ThrowIfDisposed();
+        }
+
         return subscription;
     }
 

@@ -275,7 +275,7 @@ public sealed partial class MessageBus : IMessageBus
     private void ThrowIfPublishingClosed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _publishingClosed) != 0, this);
 
     private BusException Wrap(Exception ex, string operation, string? topic)
-        => ex as BusException ?? new BusException(
+        => ex is BusException known ? (BusException)Scrub(known) : new BusException(
             $"{Backend}: {operation}{(topic is null ? "" : $" on topic '{topic}'")} failed: {UriRedaction.Scrub(ex.Message, Secrets)}",
             ex is TimeoutException ? BusFailureReason.Timeout : BusFailureReason.BrokerError,
             Backend, topic, isTransient: true, Scrub(ex));

@@ -29,6 +29,7 @@ internal sealed class HandlerSubscription : ISubscription
     private readonly string _backend;
     private Task _readLoop = Task.CompletedTask;
     private int _running = 1; // the read loop counts as one, so "drained" needs it to end too
+    private int _started; // 1 once the read loop started; -1 when disposed before it did (it never will)
     private volatile bool _stopping;
     private int _disposed;
 
@@ -71,6 +72,11 @@ internal sealed class HandlerSubscription : ISubscription
 
     public void Start()
     {
+        if (Interlocked.CompareExchange(ref _started, 1, 0) != 0)
+        {
+            return; // disposed already
+        }
+
         // Without the subscriber's execution context: its current activity (say the start-up's span) must not become
         // the parent of every handled message that carries no trace context of its own, long after it ended.
         using (ExecutionContext.SuppressFlow())
@@ -89,6 +95,11 @@ internal sealed class HandlerSubscription : ISubscription
 
         _stopping = true;
         _stopReading.Cancel();
+        if (Interlocked.CompareExchange(ref _started, -1, 0) == 0)
+        {
+            Finished(); // the read loop will not run: it cannot end by itself
+        }
+
         try
         {
             await _drained.Task.WaitAsync(_options.ShutdownTimeout).ConfigureAwait(false);
