@@ -93,7 +93,11 @@ public interface IMessageBus : IAsyncDisposable
     /// leaves them behind; on a Kafka cluster that does not answer admin requests they stay too).
     /// </summary>
     /// <param name="topic">The responder's topic.</param>
-    /// <param name="request">The request; its correlation id and reply topic are set.</param>
+    /// <param name="request">
+    /// The request. Its reply topic is set; it is sent with its correlation id, or with a new one when it has none (the
+    /// reply carries it), which is not written back: sent again, the message gets another, so that a late reply to
+    /// the first request cannot be taken for the reply to the second.
+    /// </param>
     /// <param name="timeout">How long to wait for the reply.</param>
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <exception cref="BusException">With <see cref="BusFailureReason.Timeout"/> when no reply came in time.</exception>

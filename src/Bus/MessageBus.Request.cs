@@ -15,7 +15,8 @@ public sealed partial class MessageBus
     /// <inheritdoc />
     public async ValueTask<ReceivedMessage> RequestAsync(string topic, OutgoingMessage request, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        ThrowIfDisposed();
+        // As publishing: a handler still finishing while the bus is disposed may make a request.
+        ThrowIfPublishingClosed();
         ArgumentNullException.ThrowIfNull(request);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
         if (!Capabilities.Supports(BusFeatures.RequestReply))
@@ -24,26 +25,32 @@ public sealed partial class MessageBus
         }
 
         var replyTopic = await EnsureReplyListenerAsync(cancellationToken).ConfigureAwait(false);
-        request.CorrelationId ??= MessageIds.New();
+
+        // Sent as a copy: the caller's message keeps no correlation id of ours, so that sending it again (a retry after
+        // a timeout) gets a new one, and a late reply to the first request cannot complete the second. The reply topic,
+        // the same for every request of this bus, is set on both.
         request.ReplyTo = replyTopic;
+        var sent = request.Copy();
+        sent.CorrelationId = request.CorrelationId ?? MessageIds.New();
+        var correlationId = sent.CorrelationId;
         var reply = new TaskCompletionSource<ReceivedMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_pendingReplies.TryAdd(request.CorrelationId, reply))
+        if (!_pendingReplies.TryAdd(correlationId, reply))
         {
-            throw new InvalidOperationException($"A request with correlation id '{request.CorrelationId}' is already waiting for its reply.");
+            throw new InvalidOperationException($"A request with correlation id '{correlationId}' is already waiting for its reply.");
         }
 
         try
         {
-            await PublishAsync(topic, request, cancellationToken).ConfigureAwait(false);
+            await PublishAsync(topic, sent, cancellationToken).ConfigureAwait(false);
             return await reply.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException ex)
         {
-            throw new BusException($"{Backend}: no reply to request {request.CorrelationId} on topic '{topic}' within {timeout.TotalSeconds:0.###} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
+            throw new BusException($"{Backend}: no reply to request {correlationId} on topic '{topic}' within {timeout.TotalSeconds:0.###} s", BusFailureReason.Timeout, Backend, topic, isTransient: true, ex);
         }
         finally
         {
-            _pendingReplies.TryRemove(request.CorrelationId, out _);
+            _pendingReplies.TryRemove(correlationId, out _);
         }
     }
 
@@ -77,7 +84,7 @@ public sealed partial class MessageBus
             }
 
             var consumer = await CreateConsumerAsync(replyTopic, new SubscriptionOptions { Group = replyTopic, MaxInFlight = 256, PerKeyOrdering = false }, cancellationToken).ConfigureAwait(false);
-            _ = Task.Run(() => ListenForRepliesAsync(consumer), CancellationToken.None);
+            _ = Task.Run(() => ListenForRepliesAsync(consumer, replyTopic), CancellationToken.None);
             _replyTopic = replyTopic;
             if (Volatile.Read(ref _disposed) != 0)
             {
@@ -136,7 +143,7 @@ public sealed partial class MessageBus
         }
     }
 
-    private async Task ListenForRepliesAsync(MessageConsumer consumer)
+    private async Task ListenForRepliesAsync(MessageConsumer consumer, string replyTopic)
     {
         try
         {
@@ -147,15 +154,39 @@ public sealed partial class MessageBus
                     waiting.TrySetResult(reply);
                 }
 
-                await reply.AckAsync().ConfigureAwait(false);
+                try
+                {
+                    await reply.AckAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not ObjectDisposedException)
+                {
+                    // Ending here over one failed ack once left every later request of this bus waiting out its timeout.
+                    Log.ReplyAckFailed(_logger, Backend, replyTopic, ex);
+                }
             }
         }
         catch (Exception ex) when (Volatile.Read(ref _disposed) == 0)
         {
+            Log.ReplyListenerFailed(_logger, Backend, replyTopic, ex);
+            await _replyListenerLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_replyTopic == replyTopic)
+                {
+                    _replyTopic = null; // the next request sets the listener up again (same topic and group)
+                }
+            }
+            finally
+            {
+                _replyListenerLock.Release();
+            }
+
             foreach (var waiting in _pendingReplies.Values)
             {
                 waiting.TrySetException(ex);
             }
+
+            await DisposeQuietlyAsync(consumer).ConfigureAwait(false);
         }
     }
 }

@@ -81,8 +81,11 @@ public sealed class OutgoingMessage
     /// <summary>The id's length in characters (an assigned one is 32 hex digits) without formatting it.</summary>
     internal int MessageIdLength => _messageId?.Length ?? (_assignedId == default ? 0 : 32);
 
+    /// <summary>A copy of its own (the same body memory; its headers copied), for the bus to send with properties of its own.</summary>
+    internal OutgoingMessage Copy() => WithHeaders(_headers is null ? null : new Dictionary<string, string>(_headers, StringComparer.Ordinal));
+
     /// <summary>A copy with other headers (the same body memory, id and properties), for the bus to send instead.</summary>
-    internal OutgoingMessage WithHeaders(Dictionary<string, string> headers) => new(Body)
+    internal OutgoingMessage WithHeaders(Dictionary<string, string>? headers) => new(Body)
     {
         _headers = headers,
         _messageId = _messageId,

@@ -503,6 +503,7 @@ internal static class DeliveryCases
         await using var responder = await ctx.Bus.SubscribeAsync(topic, async (m, token) =>
             await ctx.Bus.ReplyAsync(m, OutgoingMessage.FromText("re:" + m.GetText()), token), SubscriptionOptions.ForGroup(ctx.Group()));
         var request = OutgoingMessage.FromText("ping");
+        request.CorrelationId = "corr-" + Guid.NewGuid().ToString("N");
         var reply = await ctx.Bus.RequestAsync(topic, request, ctx.WaitTimeout);
         CheckEqual(request.CorrelationId, reply.CorrelationId, "reply correlation id");
         CheckEqual("re:ping", reply.GetText(), "reply body");

@@ -49,4 +49,10 @@ internal static partial class Log
 
     [LoggerMessage(1033, LogLevel.Warning, "Closing a {Backend} consumer whose join had been given up on (it opened late) failed; it may hold its share of the group until the process ends")]
     public static partial void AbandonedReceiverCloseFailed(ILogger logger, string backend, Exception exception);
+
+    [LoggerMessage(1034, LogLevel.Warning, "Acknowledging a reply on {Topic} ({Backend}) failed; the reply reached its request, and if it is delivered again it finds nobody waiting")]
+    public static partial void ReplyAckFailed(ILogger logger, string backend, string topic, Exception exception);
+
+    [LoggerMessage(1035, LogLevel.Warning, "The reply listener on {Topic} ({Backend}) stopped; requests waiting for a reply fail, and the next request starts it again")]
+    public static partial void ReplyListenerFailed(ILogger logger, string backend, string topic, Exception exception);
 }
