@@ -153,4 +153,19 @@ public class CliTests
         Assert.DoesNotContain("published", output, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", errors, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// <c>--from</c> reads a time only in ISO 8601 form: a lenient parse once read "0:5" (Kafka's position form,
+    /// partition:offset) as 00:05 today, and a new group silently started from there.
+    /// </summary>
+    [Fact]
+    public async Task Consume_from_reads_a_position_with_a_colon_as_a_position_and_an_iso_time_as_a_time()
+    {
+        var (position, _, positionErrors) = await RunSplitAsync("consume", "t", "--url", "memory://", "--from", "0:5", "--idle-seconds", "0.3");
+        Assert.NotEqual(0, position); // memory:// positions are offsets: "0:5" is refused as one, not taken for a time
+        Assert.Contains("0:5", positionErrors, StringComparison.Ordinal);
+
+        var (time, _, timeErrors) = await RunSplitAsync("consume", "t", "--url", "memory://", "--from", "2026-01-01T00:00:00Z", "--idle-seconds", "0.3");
+        Assert.True(time == 0, timeErrors);
+    }
 }
