@@ -7,6 +7,7 @@ namespace Bus.Tests;
 /// Disposing a bus waits for its publishes under way (at most the operation timeout) before it closes the connection,
 /// and lets handlers that finish during the shutdown publish.
 /// </summary>
+[Collection(ActivityListeners.Name)] // one test adds a process-wide activity listener
 public class DisposeDrainTests
 {
     static DisposeDrainTests()

@@ -5,9 +5,21 @@ using Xunit;
 namespace Bus.Tests;
 
 /// <summary>
+/// Tests that add an <see cref="ActivityListener"/> for the source "Bus" run alone: the listener is process-wide, and
+/// while it listens every bus of every test records spans (a publish then formats its message id, which a test of the
+/// in-memory backend checks is not done).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ActivityListeners
+{
+    public const string Name = "activity listeners";
+}
+
+/// <summary>
 /// Traces: a "send" span per publish, a "process" span per handled message, and the W3C trace context carried between
 /// them in the message's headers. The listener is process-wide, so each test picks out its own spans by topic.
 /// </summary>
+[Collection(ActivityListeners.Name)]
 public sealed class TracingTests : IDisposable
 {
     private static readonly ActivitySource Application = new("Bus.Tests.Application");
