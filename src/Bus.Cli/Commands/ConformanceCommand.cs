@@ -44,7 +44,7 @@ internal static class ConformanceCommand
 
             var backend = new ConformanceBackend
             {
-                Name = factory.Backend,
+                Name = factory.Schemes[0], // the row's name: sqs-fifo's factory reports its backend as "sqs"
                 Target = parse.GetValue(target) ?? (scheme == "memory" ? "embedded (in process)" : $"endpoint {redacted}"),
                 Url = options.Url,
                 UnreachableUrl = parse.GetValue(unreachable),
