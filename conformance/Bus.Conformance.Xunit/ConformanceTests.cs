@@ -14,13 +14,15 @@ public abstract class ConformanceTests(ConformanceFixture fixture)
     /// <summary>The backend's fixture.</summary>
     protected ConformanceFixture Fixture { get; } = fixture;
 
-    /// <summary>The names of the cases that apply to a backend with these capabilities.</summary>
+    /// <summary>The names of the cases that apply to a backend with these capabilities, and that the target can show.</summary>
     /// <param name="capabilities">The backend's declaration.</param>
-    public static TheoryData<string> ApplicableCases(BackendCapabilities capabilities)
+    /// <param name="notVerifiable">What the target cannot show (see <see cref="ConformanceBackend.NotVerifiable"/>); none by default.</param>
+    public static TheoryData<string> ApplicableCases(BackendCapabilities capabilities, IReadOnlyDictionary<BusFeatures, string>? notVerifiable = null)
     {
         ArgumentNullException.ThrowIfNull(capabilities);
         var data = new TheoryData<string>();
-        foreach (var conformanceCase in ConformanceCatalogue.All.Where(c => c.ExplainUnsupported(capabilities) is null))
+        foreach (var conformanceCase in ConformanceCatalogue.All.Where(c => c.ExplainUnsupported(capabilities) is null
+            && c.ExplainNotVerifiable(capabilities, notVerifiable ?? new Dictionary<BusFeatures, string>(), "") is null))
         {
             data.Add(conformanceCase.ToString());
         }
@@ -41,14 +43,17 @@ public abstract class ConformanceTests(ConformanceFixture fixture)
         Assert.True(result.Outcome == CaseOutcome.Passed, $"{Fixture.Backend.Name} ({Fixture.Backend.Target}) {name}: {result.Reason}");
     }
 
-    /// <summary>Every case the backend does not run is excluded by a declared capability with a reason.</summary>
+    /// <summary>
+    /// Every case the backend does not run is excluded by a declared capability, or by what its target cannot show,
+    /// with a reason.
+    /// </summary>
     [Fact]
     public void Unsupported_cases_are_declared_with_reasons()
     {
         var capabilities = Fixture.Backend.Capabilities;
         foreach (var conformanceCase in ConformanceCatalogue.All)
         {
-            if (conformanceCase.ExplainUnsupported(capabilities) is { } why)
+            if ((conformanceCase.ExplainUnsupported(capabilities) ?? conformanceCase.ExplainNotVerifiable(capabilities, Fixture.Backend.NotVerifiable, Fixture.Backend.Target)) is { } why)
             {
                 Assert.False(string.IsNullOrWhiteSpace(why));
                 Fixture.Record(new CaseResult(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Unsupported, why, 0, new Dictionary<string, long>()));

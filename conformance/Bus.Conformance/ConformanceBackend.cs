@@ -30,6 +30,13 @@ public sealed class ConformanceBackend
     /// <summary>Multiplies every wait and case timeout (slow brokers, emulators). Default 1.</summary>
     public double TimeoutScale { get; init; } = 1.0;
 
+    /// <summary>
+    /// Features the backend declares that this target cannot show, each with the reason (an emulator's gap, such as
+    /// the librdkafka mock cluster not answering OffsetsForTimes). A case that needs one reports unsupported, naming
+    /// the target and the reason: it is not run, and not passed either. Empty by default.
+    /// </summary>
+    public IReadOnlyDictionary<BusFeatures, string> NotVerifiable { get; init; } = new Dictionary<BusFeatures, string>();
+
     /// <summary>Where buses log; none by default.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 

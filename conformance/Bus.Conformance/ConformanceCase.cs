@@ -56,4 +56,29 @@ public sealed class ConformanceCase
 
     /// <inheritdoc />
     public override string ToString() => $"{Category}/{Name}";
+
+    /// <summary>
+    /// Why the case cannot be shown against this target although the backend declares what it needs (see
+    /// <see cref="ConformanceBackend.NotVerifiable"/>), or <see langword="null"/>.
+    /// </summary>
+    /// <param name="capabilities">The backend's declaration.</param>
+    /// <param name="notVerifiable">What the target cannot show, with the reasons.</param>
+    /// <param name="target">What the run is against.</param>
+    public string? ExplainNotVerifiable(BackendCapabilities capabilities, IReadOnlyDictionary<BusFeatures, string> notVerifiable, string target)
+    {
+        ArgumentNullException.ThrowIfNull(capabilities);
+        ArgumentNullException.ThrowIfNull(notVerifiable);
+        foreach (var (feature, why) in notVerifiable)
+        {
+            // Needed: required, or the only declared one of the alternatives.
+            var needed = (Requires & feature) != BusFeatures.None
+                || ((RequiresAny & feature) != BusFeatures.None && (RequiresAny & capabilities.Features & ~feature) == BusFeatures.None);
+            if (needed)
+            {
+                return $"{feature} is declared, but cannot be verified against {target}: {why}";
+            }
+        }
+
+        return null;
+    }
 }

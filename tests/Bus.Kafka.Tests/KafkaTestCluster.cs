@@ -23,6 +23,9 @@ public sealed class KafkaTestCluster : IAsyncDisposable
     /// <summary>What the tests run against, truthfully.</summary>
     public string Target { get; }
 
+    /// <summary>Whether this is librdkafka's mock cluster (started by the tests), not a broker named by BUS_TEST_KAFKA_URL.</summary>
+    public bool IsMock => _owner is not null;
+
     /// <summary>The bus URI: one server (System.Uri holds one host); the rest go in the <c>bootstrap.servers</c> setting.</summary>
     public string Url => "kafka://" + BootstrapServers.Split(',')[0];
 

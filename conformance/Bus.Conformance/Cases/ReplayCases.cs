@@ -12,6 +12,7 @@ internal static class ReplayCases
         {
             RequiresAny = BusFeatures.ReplayFromPosition | BusFeatures.ReplayFromTime,
         },
+        new("from_time", "replay", BusFeatures.ReplayFromTime, "a new group from the time just before message 21 receives 21..50", FromTime),
     ];
 
     private static async Task<List<OutgoingMessage>> PublishFiftyAsync(CaseContext ctx, string topic, Func<int, Task>? before = null)
@@ -83,21 +84,40 @@ internal static class ReplayCases
         }
         else
         {
-            var at = DateTimeOffset.MinValue;
-            await PublishFiftyAsync(ctx, topic, async i =>
-            {
-                if (i == 21)
-                {
-                    await Task.Delay(50);
-                    at = DateTimeOffset.UtcNow;
-                    await Task.Delay(50);
-                }
-            });
-            start = StartPosition.AtTime(at);
+            start = StartPosition.AtTime(await PublishFiftyRecordingTimeAsync(ctx, topic));
             ctx.Note("by time: " + ctx.Capabilities.ExplainMissing(BusFeatures.ReplayFromPosition));
         }
 
         var sequences = await ReadAsync(ctx, topic, start, 30);
         Check(sequences.SequenceEqual(Enumerable.Range(21, 30)), $"replayed {string.Join(",", sequences)}, expected 21..50");
+    }
+
+    /// <summary>
+    /// By time, also where positions exist (from_position_or_time then replays by position, and the time was never
+    /// shown on a backend that declares both).
+    /// </summary>
+    private static async Task FromTime(CaseContext ctx)
+    {
+        var topic = ctx.Topic("time");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var at = await PublishFiftyRecordingTimeAsync(ctx, topic);
+        var sequences = await ReadAsync(ctx, topic, StartPosition.AtTime(at), 30);
+        Check(sequences.SequenceEqual(Enumerable.Range(21, 30)), $"replayed {string.Join(",", sequences)}, expected 21..50");
+    }
+
+    /// <summary>Publishes the fifty, with a pause of 50 ms on each side of the time it returns, just before message 21.</summary>
+    private static async Task<DateTimeOffset> PublishFiftyRecordingTimeAsync(CaseContext ctx, string topic)
+    {
+        var at = DateTimeOffset.MinValue;
+        await PublishFiftyAsync(ctx, topic, async i =>
+        {
+            if (i == 21)
+            {
+                await Task.Delay(50);
+                at = DateTimeOffset.UtcNow;
+                await Task.Delay(50);
+            }
+        });
+        return at;
     }
 }
