@@ -367,6 +367,30 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
     }
 
     /// <summary>
+    /// Headers the broker writes (x-delivery-count, x-death, x-first-death-*…) are not taken from the application: an
+    /// application's x-first-death-reason once made an ordinary message arrive as one the broker had dead-lettered.
+    /// </summary>
+    [Fact]
+    public async Task Application_headers_named_like_the_brokers_are_not_read_as_the_brokers()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("spoof");
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxDeliveries = 3 });
+        var sent = OutgoingMessage.FromText("first");
+        sent.Headers["x-delivery-count"] = "7";
+        sent.Headers["x-first-death-reason"] = "rejected";
+        sent.Headers["kept"] = "yes";
+        await bus.PublishAsync(topic, sent);
+
+        var received = await ReceiveAsync(consumer);
+        Assert.Equal(sent.MessageId, received.MessageId);
+        Assert.Equal(1, received.DeliveryCount);
+        Assert.Equal("yes", received.Headers["kept"]);
+        Assert.False(received.Headers.ContainsKey(DeadLetterHeaders.Reason), "an ordinary message arrived with dead-letter headers");
+        await received.AckAsync();
+    }
+
+    /// <summary>
     /// A keyed message settled while the broker is down: the settlement is dropped (the channel is gone), the broker
     /// requeues the message, and after recovery its key must flow again. The key was once held for good behind the
     /// settlement that never came, and with it every later message of the key.

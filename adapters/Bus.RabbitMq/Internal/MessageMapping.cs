@@ -39,6 +39,13 @@ internal static class MessageMapping
             headers = new Dictionary<string, object?>(StringComparer.Ordinal);
             foreach (var (name, value) in message.Headers)
             {
+                if (BrokerHeaders.Contains(name))
+                {
+                    // Never shown on receipt, and read there as the broker's: an application's x-first-death-reason
+                    // made an ordinary message arrive as one the broker had dead-lettered.
+                    continue;
+                }
+
                 headers[name] = Encoding.UTF8.GetBytes(value);
             }
         }
