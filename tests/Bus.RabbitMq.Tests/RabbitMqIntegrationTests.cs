@@ -328,19 +328,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
 
         // Publishing fails while the client reconnects (transiently), then works again.
         var after = OutgoingMessage.FromText("after");
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            try
-            {
-                await bus.PublishAsync(topic, after);
-                break;
-            }
-            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(250);
-            }
-        }
+        await PublishUntilRecoveredAsync(bus, topic, after);
 
         // The live consumer was recovered with its connection; deliveries buffered before the restart are stale
         // (their acks are ignored) and come again, so duplicates are allowed, losses are not.
@@ -470,6 +458,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         await next.AckAsync();
     }
 
+    /// <summary>Publishes, retrying the transient failures of a client that is reconnecting, for up to a minute.</summary>
     private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
