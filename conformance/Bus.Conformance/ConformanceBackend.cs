@@ -49,10 +49,28 @@ public sealed class ConformanceBackend
         ? $"memory://conformance-{Guid.NewGuid():N}{uri.Query}"
         : Url;
 
-    /// <summary>The backend's declared capabilities, read from its transport factory.</summary>
-    public BackendCapabilities Capabilities
-        => BusTransports.FindForUrl(Url)?.Capabilities
-            ?? throw new BusConfigurationException($"No backend is available for '{Url.Split("://")[0]}://'.");
+    /// <summary>
+    /// What a bus of this backend's URL and settings declares: the same as its cases read (<c>Bus.Capabilities</c>).
+    /// Settings can change it (<c>sqs://…?fifo=true</c> is a FIFO backend), which the factory's static declaration
+    /// does not know: a case was once reported unsupported by the one while its body read the other.
+    /// </summary>
+    public BackendCapabilities Capabilities => _capabilities ??= Declared();
+
+    private BackendCapabilities? _capabilities;
+
+    private BackendCapabilities Declared()
+    {
+        if (BusTransports.FindForUrl(Url) is null)
+        {
+            throw new BusConfigurationException($"No backend is available for '{Url.Split("://")[0]}://'.");
+        }
+
+        // Creating a bus does not connect; nothing is sent.
+        var bus = MessageBus.Create(CreateOptions(), LoggerFactory);
+        var capabilities = bus.Capabilities;
+        _ = bus.DisposeAsync().AsTask();
+        return capabilities;
+    }
 
     /// <summary>Options for a new bus on this backend.</summary>
     /// <remarks>
