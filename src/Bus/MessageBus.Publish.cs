@@ -436,12 +436,18 @@ public sealed partial class MessageBus
         }
 
         CheckSize(topic, message);
+        if (Transport.ValidateMessage(message) is { } problem)
+        {
+            throw new BusException($"{Backend}: a message for topic '{topic}' cannot be sent: {problem}.", BusFailureReason.InvalidMessage, Backend, topic);
+        }
     }
 
     private void CheckSize(string topic, OutgoingMessage message)
     {
-        // Measuring walks every string; skip it when even three bytes per character could not reach the limit.
-        if (message.Body.Length + (MessageSize.CharactersOutsideBody(message) * 3L) <= Capabilities.MaxMessageSize)
+        // Measuring walks every string; skip it when even three bytes per character could not reach the limit (and the
+        // transport's encoding grows no more than that).
+        if (!Transport.EncodingCanExceedQuickBound
+            && message.Body.Length + (MessageSize.CharactersOutsideBody(message) * 3L) <= Capabilities.MaxMessageSize)
         {
             return;
         }

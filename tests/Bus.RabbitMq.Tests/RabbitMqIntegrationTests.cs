@@ -355,6 +355,46 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
     }
 
     /// <summary>
+    /// AMQP sends a message's header table in one frame (frame_max, 131,072 bytes by default) and header names as short
+    /// strings: a message over either limit is refused before it is sent. A 200,000-character header once reached the
+    /// broker, which closed the whole connection (501 FRAME_ERROR): later publishes failed, and a consumer's acks were
+    /// lost, so it received its message again.
+    /// </summary>
+    [Fact]
+    public async Task Headers_amqp_cannot_carry_are_refused_before_sending_and_the_connection_stays_up()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("frame");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        var before = OutgoingMessage.FromText("before");
+        await bus.PublishAsync(topic, before);
+        var first = await ReceiveAsync(consumer);
+
+        var huge = OutgoingMessage.FromText("x");
+        huge.Headers["h"] = new string('a', 200_000);
+        var refused = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync(topic, huge));
+        Assert.Equal(BusFailureReason.InvalidMessage, refused.Reason);
+        Assert.Contains("frame", refused.Message, StringComparison.Ordinal);
+
+        var longName = OutgoingMessage.FromText("y");
+        longName.Headers[new string('n', 300)] = "v";
+        var batch = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("first of the batch"), longName]));
+        Assert.Equal(BusFailureReason.InvalidMessage, batch.Reason);
+        Assert.Contains("255", batch.Message, StringComparison.Ordinal);
+
+        // The connection is up: the held message is acked, a new one arrives, and nothing else does (neither the
+        // refused ones, nor the batch's first, nor the held one again).
+        await first.AckAsync();
+        var after = OutgoingMessage.FromText("after");
+        await bus.PublishAsync(topic, after);
+        var next = await ReceiveAsync(consumer);
+        Assert.Equal(after.MessageId, next.MessageId);
+        await next.AckAsync();
+        using var quiet = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await consumer.ReceiveAsync(quiet.Token));
+    }
+
+    /// <summary>
     /// Headers the broker writes (x-delivery-count, x-death, x-first-death-*…) are not taken from the application: an
     /// application's x-first-death-reason once made an ordinary message arrive as one the broker had dead-lettered.
     /// </summary>

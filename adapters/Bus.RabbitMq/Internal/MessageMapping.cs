@@ -189,4 +189,60 @@ internal static class MessageMapping
             default: result = 0; return false;
         }
     }
+
+    /// <summary>
+    /// Why AMQP 0-9-1 cannot carry <paramref name="message"/>'s properties, or null: header names are short strings (at
+    /// most 255 bytes), and the content header (properties and header table) travels in one frame of at most
+    /// <paramref name="frameMax"/> bytes. The broker closes the whole connection over a larger frame (501 FRAME_ERROR),
+    /// with every channel on it.
+    /// </summary>
+    public static string? ExplainUnsendable(OutgoingMessage message, uint frameMax)
+    {
+        // The fixed properties (ids, content type, reply-to, timestamp…) take at most about 1.3 KiB; the rest of the
+        // frame is the header table's. A quick bound first: most messages are far from either limit.
+        const int FrameOverhead = 8 + 1400;
+        var budget = (long)frameMax - FrameOverhead;
+        long quick = 0;
+        if (message.HasHeaders)
+        {
+            foreach (var (name, value) in message.Headers)
+            {
+                if (name.Length * 3 > ShortStringLimit && Encoding.UTF8.GetByteCount(name) > ShortStringLimit)
+                {
+                    return $"header name '{name[..Math.Min(name.Length, 40)]}…' is {Encoding.UTF8.GetByteCount(name)} bytes in UTF-8; AMQP allows at most {ShortStringLimit}";
+                }
+
+                quick += 6 + (3L * (name.Length + value.Length));
+            }
+        }
+
+        quick += LongProperty(message.Key) + LongProperty(message.MessageId) + LongProperty(message.CorrelationId) + LongProperty(message.ContentType) + LongProperty(message.ReplyTo);
+        if (quick <= budget)
+        {
+            return null;
+        }
+
+        var table = message.Key is null ? 0 : 6 + KeyHeader.Length + (long)Encoding.UTF8.GetByteCount(message.Key);
+        if (message.HasHeaders)
+        {
+            foreach (var (name, value) in message.Headers)
+            {
+                table += 6 + Encoding.UTF8.GetByteCount(name) + (long)Encoding.UTF8.GetByteCount(value);
+            }
+        }
+
+        foreach (var value in new[] { message.MessageId, message.CorrelationId, message.ContentType, message.ReplyTo })
+        {
+            if (value is not null && Encoding.UTF8.GetByteCount(value) > ShortStringLimit)
+            {
+                table += 6 + 20 + Encoding.UTF8.GetByteCount(value); // goes in a bus-* header
+            }
+        }
+
+        return table <= budget
+            ? null
+            : $"its key, headers and over-long properties take {table} bytes, and AMQP sends them in one frame of at most {frameMax} bytes (the connection's frame_max; the broker would close the connection)";
+
+        static long LongProperty(string? value) => value is null ? 0 : 26 + (3L * value.Length);
+    }
 }

@@ -44,6 +44,13 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         return topic.StartsWith("amq.", StringComparison.OrdinalIgnoreCase) ? "names starting with 'amq.' are reserved by RabbitMQ" : null;
     }
 
+    /// <summary>AMQP's limits on properties: see <see cref="MessageMapping.ExplainUnsendable"/>.</summary>
+    public override string? ValidateMessage(OutgoingMessage message)
+        => MessageMapping.ExplainUnsendable(message, _connection is { FrameMax: > 0 } connection ? connection.FrameMax : DefaultFrameMax);
+
+    /// <summary>RabbitMQ's default frame_max, used before the connection has negotiated one.</summary>
+    private const uint DefaultFrameMax = 131_072;
+
     public override async ValueTask ConnectAsync(CancellationToken cancellationToken)
         => await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
 

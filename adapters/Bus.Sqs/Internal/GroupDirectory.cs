@@ -78,9 +78,22 @@ internal sealed class GroupDirectory(IAmazonSQS client, TimeSpan cacheTime, bool
             var listed = await ListAsync(topic).ConfigureAwait(false);
             lock (entry)
             {
+                if (started < entry.AppliedStarted)
+                {
+                    // A listing that started later has been applied meanwhile (this one outlived the cache time): it may
+                    // know of a group established since this one started, which this list would drop until it expired.
+                    if (entry.PendingStarted == started)
+                    {
+                        entry.Pending = null;
+                    }
+
+                    return entry.Urls;
+                }
+
                 var names = listed.Select(SqsNames.NameFromUrl).ToHashSet(StringComparer.Ordinal);
                 var merged = listed.Concat(entry.Known.Where(url => !names.Contains(SqsNames.NameFromUrl(url)))).ToArray();
                 entry.Urls = merged;
+                entry.AppliedStarted = started;
                 entry.ValidUntil = Math.Max(entry.ValidUntil, started + _cacheTicks);
                 if (entry.PendingStarted == started)
                 {
@@ -132,6 +145,7 @@ internal sealed class GroupDirectory(IAmazonSQS client, TimeSpan cacheTime, bool
         public string[] Urls = [];
         public long ValidUntil;
         public long PendingStarted;
+        public long AppliedStarted; // when the listing now in Urls started
         public Task<string[]>? Pending;
         public readonly HashSet<string> Known = new(StringComparer.Ordinal);
     }

@@ -100,6 +100,9 @@ internal sealed partial class SqsTransport : MessageTransport
     public override long MeasureMessage(OutgoingMessage message)
         => SqsEnvelope.WireSize(message) - SqsEnvelope.WireLimit + SqsEnvelope.MaxBodySize;
 
+    /// <summary>The body travels as base64 and non-ASCII text in the attribute as \uXXXX: core's quick bound does not hold.</summary>
+    public override bool EncodingCanExceedQuickBound => true;
+
     public override async ValueTask EnsureTopicAsync(TopicDefinition topic, CancellationToken cancellationToken)
     {
         var fifo = IsFifo(topic.Name);

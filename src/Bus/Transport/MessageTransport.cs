@@ -59,6 +59,21 @@ public abstract class MessageTransport : IAsyncDisposable
     /// <param name="message">The message to measure.</param>
     public virtual long MeasureMessage(OutgoingMessage message) => MessageSize.Estimate(message);
 
+    /// <summary>
+    /// Whether <see cref="MeasureMessage"/> can exceed the body's bytes plus three bytes per character of the rest (a
+    /// body sent as base64, text escaped on the wire). Core skips measuring a message whose quick bound of that kind is
+    /// under the limit; a transport whose encoding grows more says so here, and every message is measured.
+    /// </summary>
+    public virtual bool EncodingCanExceedQuickBound => false;
+
+    /// <summary>
+    /// Why this backend cannot send <paramref name="message"/> as it is, beyond its size (for example AMQP 0-9-1 sends
+    /// a message's header table in one frame, and header names are at most 255 bytes), or <see langword="null"/>.
+    /// Core throws <see cref="BusFailureReason.InvalidMessage"/> with the reason before anything is sent.
+    /// </summary>
+    /// <param name="message">The message, validated by core otherwise.</param>
+    public virtual string? ValidateMessage(OutgoingMessage message) => null;
+
     /// <summary>Creates the topic (and the durable groups it names) if missing. Idempotent.</summary>
     /// <param name="topic">What to create.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
