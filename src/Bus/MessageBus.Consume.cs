@@ -99,8 +99,18 @@ public sealed partial class MessageBus
     {
         ArgumentNullException.ThrowIfNull(handler);
         var consumer = await CreateConsumerAsync(topic, options, cancellationToken).ConfigureAwait(false);
+        HandlerSubscription subscription;
+        try
+        {
+            subscription = new HandlerSubscription(consumer, handler, _logger, Backend);
+        }
+        catch
+        {
+            await consumer.DisposeAsync().ConfigureAwait(false); // it joined the group: leave it again
+            throw;
+        }
+
         _live.TryRemove(consumer, out _);
-        var subscription = new HandlerSubscription(consumer, handler, _logger, Backend);
         _live.TryAdd(subscription, 0);
         _ = subscription.Completion.ContinueWith(static (_, state) => { var (bus, sub) = ((MessageBus, ISubscription))state!; bus.Forget(sub); }, (this, (ISubscription)subscription), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         subscription.Start();

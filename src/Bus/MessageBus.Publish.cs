@@ -92,7 +92,7 @@ public sealed partial class MessageBus
             return;
         }
 
-        using var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
+        var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
         BeginPublish();
         try
         {
@@ -106,6 +106,7 @@ public sealed partial class MessageBus
         finally
         {
             EndPublish();
+            TraceContext.End(activity);
         }
     }
 
@@ -145,7 +146,7 @@ public sealed partial class MessageBus
     /// </summary>
     private async ValueTask PublishTracedAsync(string topic, OutgoingMessage message, bool ready, CancellationToken cancellationToken)
     {
-        using var activity = TraceContext.StartSend(Backend, topic, message, 1);
+        var activity = TraceContext.StartSend(Backend, topic, message, 1);
         BeginPublish();
         try
         {
@@ -159,6 +160,7 @@ public sealed partial class MessageBus
         finally
         {
             EndPublish();
+            TraceContext.End(activity);
         }
     }
 

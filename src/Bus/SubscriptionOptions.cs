@@ -114,11 +114,22 @@ public sealed class SubscriptionOptions
             throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(RetryDelay)} must be between zero and {nameof(MaxRetryDelay)}.", backend, topic);
         }
 
-        if (ShutdownTimeout < TimeSpan.Zero)
+        // Polly's retry takes delays of at most a day; a longer one was refused only after the consumer had joined.
+        if (MaxRetryDelay > MaxDelay)
         {
-            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(ShutdownTimeout)} must not be negative.", backend, topic);
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(MaxRetryDelay)} must be at most one day; it is {MaxRetryDelay}.", backend, topic);
+        }
+
+        if (ShutdownTimeout < TimeSpan.Zero || ShutdownTimeout > MaxShutdownTimeout)
+        {
+            throw Invalid($"{nameof(SubscriptionOptions)}.{nameof(ShutdownTimeout)} must be between zero and {MaxShutdownTimeout.TotalDays:0} days; it is {ShutdownTimeout}.", backend, topic);
         }
     }
+
+    private static readonly TimeSpan MaxDelay = TimeSpan.FromDays(1);
+
+    // Waits take at most int.MaxValue milliseconds (about 24.8 days); a longer one made disposing throw.
+    private static readonly TimeSpan MaxShutdownTimeout = TimeSpan.FromDays(24);
 
     private static BusConfigurationException Invalid(string problem, string? backend, string? topic)
         => backend is null

@@ -226,8 +226,20 @@ internal sealed class HandlerSubscription : ISubscription
     private async ValueTask ProcessAsync(ReceivedMessage message)
     {
         var started = BusTelemetry.HandlerDuration.Enabled ? Stopwatch.GetTimestamp() : 0;
-        // The current activity while the handler runs, so that what it publishes continues the message's trace.
-        using var activity = TraceContext.StartProcess(_backend, Topic, Group, message);
+        // The current activity while the handler runs, so that what it publishes continues the message's trace. A
+        // listener that throws (an exporter's bug) costs the span, not the message: left unhandled, it held its key,
+        // and every later message of the key, for good.
+        Activity? activity;
+        try
+        {
+            activity = TraceContext.StartProcess(_backend, Topic, Group, message);
+        }
+        catch (Exception ex)
+        {
+            Log.TracingFailed(_logger, Topic, Group, ex);
+            activity = null;
+        }
+
         try
         {
             await _handler(message, _abortHandlers.Token).ConfigureAwait(false);
@@ -257,6 +269,8 @@ internal sealed class HandlerSubscription : ISubscription
             {
                 BusTelemetry.HandlerDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, _tags);
             }
+
+            TraceContext.End(activity);
         }
     }
 
@@ -307,6 +321,12 @@ internal sealed class HandlerSubscription : ISubscription
             if (outcome.Exception is null)
             {
                 await message.AckAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            else if (outcome.Exception is OperationCanceledException && _abortHandlers.IsCancellationRequested)
+            {
+                // The shutdown timeout cancelled the handler (or the pause before its retry): that is no failure of the
+                // message, whatever its count. Left unsettled, it goes back to the group when the consumer closes.
+                Log.RetryInterruptedByShutdown(_logger, Topic, Group, message.MessageId);
             }
             else if (message.DeliveryCount >= _options.MaxDeliveries)
             {

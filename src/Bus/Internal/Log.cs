@@ -55,4 +55,7 @@ internal static partial class Log
 
     [LoggerMessage(1035, LogLevel.Warning, "The reply listener on {Topic} ({Backend}) stopped; requests waiting for a reply fail, and the next request starts it again")]
     public static partial void ReplyListenerFailed(ILogger logger, string backend, string topic, Exception exception);
+
+    [LoggerMessage(1036, LogLevel.Warning, "A trace listener threw when the process span of a message on {Topic} (group {Group}) started; the message is handled without a span")]
+    public static partial void TracingFailed(ILogger logger, string topic, string group, Exception exception);
 }

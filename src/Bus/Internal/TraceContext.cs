@@ -123,6 +123,23 @@ internal static class TraceContext
         return activity;
     }
 
+    /// <summary>
+    /// Ends a span. A listener that throws as the span stops (an exporter's bug) does not fail what the span was about:
+    /// the message was sent or handled already, and a publish reported failed after the broker took it would be sent
+    /// again by a caller that retries; that span is lost instead.
+    /// </summary>
+    public static void End(Activity? activity)
+    {
+        try
+        {
+            activity?.Dispose();
+        }
+        catch (Exception)
+        {
+            // The listener's failure, not the message's: see above.
+        }
+    }
+
     /// <summary>Marks a span failed with <paramref name="error"/> (recorded as an event unless <paramref name="recorded"/> already is).</summary>
     public static void Failed(Activity? activity, Exception error, bool recorded = false)
     {
