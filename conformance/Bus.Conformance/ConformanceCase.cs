@@ -81,4 +81,15 @@ public sealed class ConformanceCase
 
         return null;
     }
+
+    /// <summary>
+    /// Why the case is not run against this target: a capability its backend does not declare
+    /// (<see cref="ExplainUnsupported"/>), or one the target cannot show (<see cref="ExplainNotVerifiable"/>); or
+    /// <see langword="null"/>.
+    /// </summary>
+    /// <param name="capabilities">The backend's declaration.</param>
+    /// <param name="notVerifiable">What the target cannot show, with the reasons.</param>
+    /// <param name="target">What the run is against.</param>
+    public string? ExplainNotRun(BackendCapabilities capabilities, IReadOnlyDictionary<BusFeatures, string> notVerifiable, string target)
+        => ExplainUnsupported(capabilities) ?? ExplainNotVerifiable(capabilities, notVerifiable, target);
 }

@@ -15,7 +15,7 @@ public static class ConformanceRunner
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(conformanceCase);
         var empty = new Dictionary<string, long>();
-        if ((conformanceCase.ExplainUnsupported(backend.Capabilities) ?? conformanceCase.ExplainNotVerifiable(backend.Capabilities, backend.NotVerifiable, backend.Target)) is { } why)
+        if (conformanceCase.ExplainNotRun(backend.Capabilities, backend.NotVerifiable, backend.Target) is { } why)
         {
             return new CaseResult(conformanceCase.Name, conformanceCase.Category, CaseOutcome.Unsupported, why, 0, empty);
         }

@@ -47,14 +47,21 @@ public sealed partial class MessageBus
 
         var consumer = new MessageConsumer(this, receiver, topic, deadLetterTopic, copy, _logger);
         _live.TryAdd(consumer, 0);
+        await CloseIfDisposingAsync(consumer).ConfigureAwait(false);
+        return consumer;
+    }
+
+    /// <summary>
+    /// After something opened while joining was added to what disposing closes: when disposing began meanwhile, it may
+    /// have closed what it knew of without it, so it is closed here and the call fails as on a disposed bus.
+    /// </summary>
+    private async ValueTask CloseIfDisposingAsync(IAsyncDisposable opened)
+    {
         if (Volatile.Read(ref _disposed) != 0)
         {
-            // Disposing began while this consumer was joining and may have closed what it knew of without it.
-            await consumer.DisposeAsync().ConfigureAwait(false);
+            await opened.DisposeAsync().ConfigureAwait(false);
             ThrowIfDisposed();
         }
-
-        return consumer;
     }
 
     /// <summary>
@@ -114,13 +121,7 @@ public sealed partial class MessageBus
         _live.TryAdd(subscription, 0);
         _ = subscription.Completion.ContinueWith(static (_, state) => { var (bus, sub) = ((MessageBus, ISubscription))state!; bus.Forget(sub); }, (this, (ISubscription)subscription), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         subscription.Start();
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            // Disposing began while this subscription was joining and may have closed what it knew of without it.
-            await subscription.DisposeAsync().ConfigureAwait(false);
-            ThrowIfDisposed();
-        }
-
+        await CloseIfDisposingAsync(subscription).ConfigureAwait(false);
         return subscription;
     }
 

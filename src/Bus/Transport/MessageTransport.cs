@@ -137,8 +137,9 @@ public abstract class MessageTransport : IAsyncDisposable
     /// Stores <paramref name="copy"/> on <paramref name="deadLetterTopic"/> and settles <paramref name="message"/>
     /// so that it is not delivered again. The default publishes, then acks (at-least-once: a crash between the two
     /// leaves a duplicate in the dead-letter topic, never a loss); override to do both atomically where the backend can.
-    /// When the copy cannot be stored, the default nacks the delivery with a delay of one second before it rethrows: core counts a failed settlement as the end of the delivery, and a backend that never takes a
-    /// delivery back by itself while its consumer lives (RabbitMQ) would otherwise keep it, and its key, for good.
+    /// When the copy cannot be stored, the default nacks the delivery with a delay of one second before it rethrows:
+    /// core counts a failed settlement as the end of the delivery, and a backend that never takes a delivery back by
+    /// itself while its consumer lives (RabbitMQ) would otherwise keep it, and its key, for good.
     /// </summary>
     /// <param name="receiver">The receiver that delivered the message.</param>
     /// <param name="message">The delivery to give up on.</param>
