@@ -13,6 +13,7 @@ internal sealed class RedisTransport : MessageTransport
     private readonly TransportContext _context;
     private readonly RedisSettings _settings;
     private readonly ILogger _logger;
+    private readonly ILogger _clientLogger;
     private ConnectionMultiplexer? _connection;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RedisReceiver[]> _local = new(StringComparer.Ordinal);
     private IDatabase? _database;
@@ -23,6 +24,7 @@ internal sealed class RedisTransport : MessageTransport
         _settings = settings;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Redis");
+        _clientLogger = context.LoggerFactory.CreateLogger("Bus.Redis.Client");
     }
 
     public override BackendCapabilities Capabilities { get; }
@@ -33,15 +35,39 @@ internal sealed class RedisTransport : MessageTransport
 
     public override async ValueTask ConnectAsync(CancellationToken cancellationToken)
     {
-        var connecting = ConnectionMultiplexer.ConnectAsync(_settings.Configuration);
+        var watch = new ConnectFailureWatch(_clientLogger);
+        var configuration = _settings.Configuration.Clone();
+        configuration.LoggerFactory = watch;
+        var connecting = ConnectionMultiplexer.ConnectAsync(configuration);
         try
         {
-            _connection = await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+            var first = await Task.WhenAny(connecting, watch.Refused).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (first != connecting)
+            {
+                // The client would report this refusal only when its ConnectTimeout runs out (see ConnectFailureWatch).
+                throw await watch.Refused.ConfigureAwait(false);
+            }
+
+            _connection = await connecting.ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            // A connect that finishes after we gave up must not leak its sockets.
-            _ = connecting.ContinueWith(static t => t.Result.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+            // A connect that finishes after we gave up must not leak its sockets (nor leave its failure unobserved).
+            _ = connecting.ContinueWith(
+                static t =>
+                {
+                    if (t.IsCompletedSuccessfully)
+                    {
+                        t.Result.Dispose();
+                    }
+                    else
+                    {
+                        _ = t.Exception;
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.None,
+                TaskScheduler.Default);
             Log.ConnectFailed(_logger, _context.RedactedUrl, ex);
             if (ex is OperationCanceledException)
             {
@@ -53,7 +79,12 @@ internal sealed class RedisTransport : MessageTransport
             // only the first is Unauthorized. Neither is worth retrying until someone changes a setting.
             var authentication = ex is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure };
             var refused = authentication && ex.InnerException is not System.Security.Authentication.AuthenticationException;
-            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {WithoutClientAdvice(ex.Message)}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !authentication);
+            // A refusal seen by the watch is the failed connection's own exception, whose message is the client's state
+            // dump: its cause (the server's error, or why the certificate was not accepted) says more.
+            var detail = ReferenceEquals(ex, watch.Refused.IsCompletedSuccessfully ? watch.Refused.Result : null) && ex.InnerException is { } cause
+                ? $"the handshake was refused: {cause.Message}"
+                : WithoutClientAdvice(ex.Message);
+            throw new BusException($"redis: cannot connect to {_context.RedactedUrl}: {detail}", refused ? BusFailureReason.Unauthorized : BusFailureReason.Connection, RedisTransportFactory.BackendName, null, isTransient: !authentication);
         }
 
         _database = _connection.GetDatabase(_settings.Database);
