@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(2003, LogLevel.Information, "rabbitmq: connection to {Url} recovered")]
     public static partial void ConnectionRecovered(ILogger logger, string url);
 
+    [LoggerMessage(2005, LogLevel.Warning, "rabbitmq: closing the connection to {Url} took longer than {Budget}; it goes on in the background")]
+    public static partial void ConnectionCloseLeftRunning(ILogger logger, string url, TimeSpan budget);
+
     [LoggerMessage(2004, LogLevel.Warning, "rabbitmq: connection to {Url} failed to recover")]
     public static partial void RecoveryFailed(ILogger logger, string url, Exception exception);
 
@@ -41,8 +44,11 @@ internal static partial class Log
     [LoggerMessage(2024, LogLevel.Warning, "rabbitmq: delayed nack of delivery {DeliveryTag} on queue {Queue} failed; the broker requeues it when the channel closes")]
     public static partial void DelayedNackFailed(ILogger logger, ulong deliveryTag, string queue, Exception exception);
 
-    [LoggerMessage(2025, LogLevel.Warning, "rabbitmq: closing the consumer on queue {Queue} failed")]
-    public static partial void ConsumerCloseFailed(ILogger logger, string queue, Exception exception);
+    [LoggerMessage(2026, LogLevel.Warning, "rabbitmq: the broker did not answer the close of {What} within {Budget}; later closes on this connection do not wait for it until it recovers")]
+    public static partial void BrokerSilentOnClose(ILogger logger, string what, TimeSpan budget);
+
+    [LoggerMessage(2027, LogLevel.Warning, "rabbitmq: closing {What} failed")]
+    public static partial void ChannelCloseFailed(ILogger logger, string what, Exception exception);
 
     [LoggerMessage(2030, LogLevel.Debug, "rabbitmq: publish channel closed ({Reason}); a new one is opened for the next publish")]
     public static partial void PublishChannelClosed(ILogger logger, string reason);

@@ -18,13 +18,15 @@ internal sealed class RabbitMqReceiver : TransportReceiver
     private readonly string _topic;
     private readonly string _queue;
     private readonly ILogger _logger;
+    private readonly ChannelCloser _closer;
     private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = true });
     private readonly CancellationTokenSource _closing = new();
     private readonly KeyGate? _gate;
     private int _closed;
 
-    public RabbitMqReceiver(IChannel channel, IConnection connection, string topic, string queue, bool perKeyOrdering, ILogger logger)
+    public RabbitMqReceiver(IChannel channel, IConnection connection, string topic, string queue, bool perKeyOrdering, ChannelCloser closer, ILogger logger)
     {
+        _closer = closer;
         _gate = perKeyOrdering ? new KeyGate(m => _deliveries.Writer.TryWrite(m)) : null;
         _channel = channel;
         _connection = connection;
@@ -129,29 +131,8 @@ internal sealed class RabbitMqReceiver : TransportReceiver
 
         await _closing.CancelAsync().ConfigureAwait(false);
         _channel.ChannelShutdownAsync -= OnChannelShutdownAsync;
-        try
-        {
-            if (_channel.IsOpen && ConsumerTag.Length > 0)
-            {
-                await _channel.BasicCancelAsync(ConsumerTag, noWait: false).ConfigureAwait(false);
-            }
-
-            if (_channel.IsOpen)
-            {
-                await _channel.CloseAsync().ConfigureAwait(false);
-            }
-        }
-        catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException)
-        {
-            // The channel is gone already, so the broker has requeued what it held.
-        }
-        catch (Exception ex)
-        {
-            Log.ConsumerCloseFailed(_logger, _queue, ex);
-        }
-
+        await _closer.CloseAsync(_channel, ConsumerTag, $"the consumer on queue {_queue}").ConfigureAwait(false);
         _gate?.Clear();
-        _channel.Dispose();
         _closing.Dispose();
         Log.ConsumerClosed(_logger, ConsumerTag, _queue);
         _deliveries.Writer.TryComplete();

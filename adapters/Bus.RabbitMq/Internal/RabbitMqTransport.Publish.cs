@@ -208,7 +208,7 @@ internal sealed partial class RabbitMqTransport
         if (_publishChannel is { } channel)
         {
             _publishChannel = null;
-            await CloseQuietlyAsync(channel).ConfigureAwait(false);
+            await _closer.CloseAsync(channel, null, "the publish channel").ConfigureAwait(false);
         }
     }
 }

@@ -198,7 +198,7 @@ internal sealed partial class RabbitMqTransport
         {
             if (channel is not null)
             {
-                await CloseQuietlyAsync(channel).ConfigureAwait(false);
+                await _closer.CloseAsync(channel, null, "a topology channel").ConfigureAwait(false);
             }
         }
     }
@@ -288,25 +288,8 @@ internal sealed partial class RabbitMqTransport
         {
             if (channel is not null)
             {
-                await CloseQuietlyAsync(channel).ConfigureAwait(false);
+                await _closer.CloseAsync(channel, null, "a topology channel").ConfigureAwait(false);
             }
         }
-    }
-
-    private static async Task CloseQuietlyAsync(IChannel channel)
-    {
-        try
-        {
-            if (channel.IsOpen)
-            {
-                await channel.CloseAsync().ConfigureAwait(false);
-            }
-        }
-        catch (Exception)
-        {
-            // Closing a channel the broker already closed.
-        }
-
-        channel.Dispose();
     }
 }

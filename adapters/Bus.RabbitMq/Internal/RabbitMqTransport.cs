@@ -30,7 +30,16 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         _context = context;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.RabbitMq");
+        _closer = new ChannelCloser(TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks)), _logger);
     }
+
+    /// <summary>
+    /// The longest a close waits for the broker: the operation timeout, but no more than this, since a shutdown that
+    /// takes the full operation timeout (30 s by default) per channel outlasts most hosts' shutdown grace period.
+    /// </summary>
+    private static readonly TimeSpan MaxCloseWait = TimeSpan.FromSeconds(5);
+
+    private readonly ChannelCloser _closer;
 
     public override BackendCapabilities Capabilities { get; }
 
@@ -65,21 +74,52 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         var connection = _connection;
         if (connection is not null)
         {
+            await DisposePublishChannelAsync().ConfigureAwait(false);
+            var closing = CloseConnectionAsync(connection);
             try
             {
-                await DisposePublishChannelAsync().ConfigureAwait(false);
-                await connection.CloseAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                await closing.WaitAsync(_closer.Budget).ConfigureAwait(false);
             }
-            catch (Exception)
+            catch (TimeoutException)
             {
-                // Closing a connection that is already gone: nothing to release.
+                // RabbitMQ.Client waits for the broker in places no timeout of its own reaches (disposing the
+                // connection waits its continuation timeout, 20 s, on a silent broker): the close goes on in the
+                // background and ends when the client gives up on the socket.
+                Log.ConnectionCloseLeftRunning(_logger, _endpoint.RedactedUrl, _closer.Budget);
             }
-
-            connection.Dispose();
         }
 
         _connectLock.Dispose();
         await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Closes the connection (without waiting for a broker that did not answer a channel close) and disposes it; never throws.</summary>
+    private async Task CloseConnectionAsync(IConnection connection)
+    {
+        try
+        {
+            if (_closer.BrokerSilent)
+            {
+                await connection.AbortAsync(_closer.Budget).ConfigureAwait(false);
+            }
+            else
+            {
+                await connection.CloseAsync(_closer.Budget).ConfigureAwait(false);
+            }
+        }
+        catch (Exception)
+        {
+            // Closing a connection that is already gone: nothing to release.
+        }
+
+        try
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // As above.
+        }
     }
 
     /// <summary>The queue of <paramref name="group"/> on <paramref name="topic"/>.</summary>
@@ -175,6 +215,7 @@ internal sealed partial class RabbitMqTransport : MessageTransport
 
     private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs args)
     {
+        _closer.BrokerAnswers();
         Log.ConnectionRecovered(_logger, _endpoint.RedactedUrl);
         return Task.CompletedTask;
     }

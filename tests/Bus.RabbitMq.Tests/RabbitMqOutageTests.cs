@@ -1,0 +1,302 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Bus.RabbitMq.Tests;
+
+/// <summary>A broker of its own that the outage tests freeze (docker pause) and restart.</summary>
+public sealed class RabbitMqOutageFixture : RabbitMqFixture
+{
+}
+
+/// <summary>
+/// Behaviour across outages: a frozen broker (docker pause: the TCP connection stays up, nothing answers) and a
+/// restarted one.
+/// </summary>
+public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutputHelper output) : IClassFixture<RabbitMqOutageFixture>
+{
+    private static string Unique(string hint) => $"out-{hint}-{Guid.NewGuid():N}"[..24];
+
+    private MessageBus CreateBus(TimeSpan operationTimeout, string query = "")
+    {
+        var url = fixture.Backend.Url.TrimEnd('/') + query;
+        return MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = operationTimeout }, new TimedLogs(output));
+    }
+
+    /// <summary>The bus's log lines in the test's output, with milliseconds since the bus was created.</summary>
+    private sealed class TimedLogs(ITestOutputHelper output) : ILoggerFactory, ILogger
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(ILoggerProvider provider)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            try
+            {
+                output.WriteLine($"{_clock.ElapsedMilliseconds,7} ms {logLevel}: {formatter(state, exception)}");
+            }
+            catch (InvalidOperationException)
+            {
+                // Logged after the test ended (a close left running in the background).
+            }
+        }
+    }
+
+    private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (true)
+        {
+            try
+            {
+                await bus.PublishAsync(topic, message);
+                return;
+            }
+            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_publish_to_a_frozen_broker_fails_within_the_operation_timeout()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        var topic = Unique("pub");
+        await bus.EnsureTopicAsync(topic);
+        await bus.PublishAsync(topic, "warm");
+
+        await fixture.Broker.PauseAsync();
+        BusException? error;
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishAsync(topic, "frozen").AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            output.WriteLine($"publish failed after {watch.ElapsedMilliseconds} ms");
+            await fixture.Broker.UnpauseAsync();
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        Assert.True(error.IsTransient);
+        Assert.Equal("rabbitmq", error.Backend);
+        Assert.Equal(topic, error.Topic);
+        output.WriteLine(error.Message);
+        await PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task A_batch_publish_to_a_frozen_broker_fails_within_the_operation_timeout()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        var topic = Unique("batch");
+        await bus.EnsureTopicAsync(topic);
+        await bus.PublishAsync(topic, "warm");
+
+        await fixture.Broker.PauseAsync();
+        BusException? error;
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("a"), OutgoingMessage.FromText("b")]).AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            output.WriteLine($"batch failed after {watch.ElapsedMilliseconds} ms");
+            await fixture.Broker.UnpauseAsync();
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        Assert.True(error.IsTransient);
+        Assert.Equal(topic, error.Topic);
+    }
+
+    [Fact]
+    public async Task A_publish_to_a_new_topic_on_a_frozen_broker_fails_within_the_operation_timeout()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        await bus.PublishAsync(Unique("warm"), "warm");
+
+        await fixture.Broker.PauseAsync();
+        BusException? error;
+        var watch = Stopwatch.StartNew();
+        var topic = Unique("new");
+        try
+        {
+            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishAsync(topic, "frozen").AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            output.WriteLine($"publish failed after {watch.ElapsedMilliseconds} ms");
+            await fixture.Broker.UnpauseAsync();
+        }
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        Assert.True(error.IsTransient);
+        Assert.Equal(topic, error.Topic);
+    }
+
+    [Fact]
+    public async Task Disposing_a_bus_while_the_broker_is_frozen_completes_in_bounded_time()
+    {
+        var bus = CreateBus(TimeSpan.FromSeconds(3));
+        var topic = Unique("dispose");
+        var subscription = await bus.SubscribeAsync(topic, (m, _) => ValueTask.CompletedTask, new SubscriptionOptions { Group = "g", ShutdownTimeout = TimeSpan.FromSeconds(2) });
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("pull"));
+        await bus.PublishAsync(topic, "warm");
+        var held = await consumer.ReceiveAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
+
+        await fixture.Broker.PauseAsync();
+        var watch = Stopwatch.StartNew();
+        Exception? thrown = null;
+        try
+        {
+            await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(45));
+        }
+        catch (Exception ex)
+        {
+            thrown = ex;
+        }
+        finally
+        {
+            output.WriteLine($"dispose took {watch.ElapsedMilliseconds} ms");
+            await fixture.Broker.UnpauseAsync();
+        }
+
+        Assert.Null(thrown);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"dispose took {watch.Elapsed}");
+        GC.KeepAlive(subscription);
+        GC.KeepAlive(held);
+    }
+
+    /// <summary>A subscription and a pull consumer live through a short freeze and a restart: everything published arrives.</summary>
+    [Theory]
+    [InlineData("pause")]
+    [InlineData("restart")]
+    public async Task Subscriptions_resume_after_an_outage_with_nothing_lost(string kind)
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3), "?heartbeat=2");
+        var topic = Unique("resume");
+        var handled = new ConcurrentDictionary<string, int>();
+        await using var subscription = await bus.SubscribeAsync(
+            topic,
+            (m, _) =>
+            {
+                handled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
+                return ValueTask.CompletedTask;
+            },
+            new SubscriptionOptions { Group = "sub", MaxInFlight = 8 });
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "pull", MaxInFlight = 8 });
+        var pulled = new ConcurrentDictionary<string, int>();
+        using var stop = new CancellationTokenSource();
+        var pulling = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    var m = await consumer.ReceiveAsync(stop.Token);
+                    pulled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
+                    try
+                    {
+                        await m.AckAsync();
+                    }
+                    catch (BusException)
+                    {
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+
+        var sent = new List<string>();
+        async Task PublishSomeAsync(string prefix, int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var message = OutgoingMessage.FromText($"{prefix} {i}", key: $"k{i % 3}");
+                await PublishUntilRecoveredAsync(bus, topic, message, TimeSpan.FromSeconds(45));
+                sent.Add(message.MessageId!);
+            }
+        }
+
+        await PublishSomeAsync("before", 20);
+        if (kind == "pause")
+        {
+            await fixture.Broker.PauseAsync();
+            await Task.Delay(TimeSpan.FromSeconds(8)); // beyond two heartbeats: the client gives the connection up
+            await fixture.Broker.UnpauseAsync();
+        }
+        else
+        {
+            await fixture.Broker.RestartAsync();
+        }
+
+        await PublishSomeAsync("after", 20);
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !(sent.All(handled.ContainsKey) && sent.All(pulled.ContainsKey)))
+        {
+            await Task.Delay(100);
+        }
+
+        await stop.CancelAsync();
+        await pulling;
+        output.WriteLine($"handled {handled.Count}, pulled {pulled.Count} of {sent.Count}");
+        Assert.Equal(0, sent.Count(id => !handled.ContainsKey(id)));
+        Assert.Equal(0, sent.Count(id => !pulled.ContainsKey(id)));
+    }
+
+    [Fact]
+    public async Task Request_reply_works_after_a_restart()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        var topic = Unique("rpc");
+        await using var server = await bus.SubscribeAsync(
+            topic,
+            async (m, token) => await bus.ReplyAsync(m, OutgoingMessage.FromText(m.GetText()), token),
+            SubscriptionOptions.ForGroup("server"));
+        var first = await bus.RequestAsync(topic, OutgoingMessage.FromText("one"), TimeSpan.FromSeconds(10));
+        Assert.Equal("one", first.GetText());
+
+        await fixture.Broker.RestartAsync();
+
+        var deadline = Stopwatch.StartNew();
+        ReceivedMessage? reply = null;
+        while (reply is null)
+        {
+            try
+            {
+                reply = await bus.RequestAsync(topic, OutgoingMessage.FromText("two"), TimeSpan.FromSeconds(5));
+            }
+            catch (Exception ex) when ((ex is BusException { IsTransient: true } || ex is TimeoutException) && deadline.Elapsed < TimeSpan.FromSeconds(40))
+            {
+                output.WriteLine($"{deadline.ElapsedMilliseconds} ms: {ex.GetType().Name}: {ex.Message}");
+                await Task.Delay(250);
+            }
+        }
+
+        Assert.Equal("two", reply.GetText());
+    }
+}
