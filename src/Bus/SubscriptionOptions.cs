@@ -66,7 +66,10 @@ public sealed class SubscriptionOptions
 
     /// <summary>
     /// Handler subscriptions: how long disposing waits for running handlers before their cancellation token
-    /// fires. Default 30 seconds.
+    /// fires. Default 30 seconds. Handlers still running after their token fired get this long again, at most 5
+    /// seconds; then disposing gives up on them, and their messages go back to the group unsettled (whatever such a
+    /// handler does with its message when it ends is ignored). Pauses before in-place retries end when disposing
+    /// starts; no retry begins after that.
     /// </summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

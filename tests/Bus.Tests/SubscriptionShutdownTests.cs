@@ -78,6 +78,99 @@ public class SubscriptionShutdownTests
     }
 
     /// <summary>
+    /// Disposing ends the pause before an in-place retry at once: it used to wait it out (up to the shutdown timeout),
+    /// though no retry may begin once the subscription stops. The message goes back to the group, not to the DLQ.
+    /// </summary>
+    [Fact]
+    public async Task Disposing_ends_the_pause_before_a_retry_at_once()
+    {
+        await using var bus = MessageBus.Create("memory://");
+        var topic = NewTopic("retry-stop");
+        var runs = 0;
+        var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var sub = await bus.SubscribeAsync(topic, (m, _) =>
+        {
+            Interlocked.Increment(ref runs);
+            first.TrySetResult();
+            throw new InvalidOperationException("fail");
+        }, new SubscriptionOptions
+        {
+            Group = "g",
+            MaxDeliveries = 5,
+            RetryDelay = TimeSpan.FromMinutes(10),
+            MaxRetryDelay = TimeSpan.FromMinutes(10),
+            ShutdownTimeout = TimeSpan.FromMinutes(10),
+        });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        await first.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Without the fix this waits out the ten-minute pause.
+        await sub.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(1, Volatile.Read(ref runs));
+        await using var again = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var redelivered = await again.ReceiveAsync(timeout.Token);
+        Assert.Equal("x", redelivered.GetText());
+        await redelivered.AckAsync();
+        Assert.Null(await DeadLetterOf(bus, topic));
+    }
+
+    /// <summary>
+    /// A handler that ignores its cancellation token no longer holds disposal for good: once the shutdown timeout has
+    /// fired the token and the grace after it has passed, disposing gives up on the handler and its message goes back
+    /// to the group. When the handler ends later, what it did is ignored: the message is not settled, retried or
+    /// dead-lettered from the abandoned subscription.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Disposing_gives_up_on_a_handler_that_ignores_its_token(bool handlerThrowsWhenItEnds)
+    {
+        await using var bus = MessageBus.Create("memory://");
+        var topic = NewTopic("stuck");
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var sub = await bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            started.TrySetResult();
+            try
+            {
+                await release.Task; // ignores the token
+            }
+            finally
+            {
+                ended.TrySetResult();
+            }
+
+            if (handlerThrowsWhenItEnds)
+            {
+                throw new InvalidOperationException("ended late");
+            }
+        }, new SubscriptionOptions { Group = "g", MaxDeliveries = 1, ShutdownTimeout = TimeSpan.FromMilliseconds(100) });
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Without the fix this never ends.
+        await sub.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+
+        await using var again = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var redelivered = await again.ReceiveAsync(timeout.Token);
+        Assert.Equal("x", redelivered.GetText());
+        Assert.Equal(2, redelivered.DeliveryCount);
+
+        release.SetResult();
+        await ended.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await Task.Delay(200); // let the abandoned handler's ending run its course
+
+        Assert.False(redelivered.IsSettled);
+        await redelivered.AckAsync();
+        Assert.Null(await DeadLetterOf(bus, topic));
+    }
+
+    /// <summary>
     /// Values the retry policy or the shutdown wait cannot take are refused when subscribing, before the consumer joins:
     /// a retry delay over a day was refused by Polly only after joining (the member stayed in the group, holding
     /// messages), and a shutdown timeout of 60 days made disposing throw.

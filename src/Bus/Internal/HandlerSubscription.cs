@@ -31,6 +31,9 @@ internal sealed class HandlerSubscription : ISubscription
     private int _running = 1; // the read loop counts as one, so "drained" needs it to end too
     private int _started; // 1 once the read loop started; -1 when disposed before it did (it never will)
     private volatile bool _stopping;
+
+    /// <summary>Set when disposing gave up on handlers that did not end after their token fired.</summary>
+    private volatile bool _abandoned;
     private int _disposed;
 
     public HandlerSubscription(MessageConsumer consumer, Func<ReceivedMessage, CancellationToken, ValueTask> handler, ILogger logger, string backend)
@@ -108,7 +111,23 @@ internal sealed class HandlerSubscription : ISubscription
         {
             Log.ShutdownTimedOut(_logger, Topic, Group, _options.ShutdownTimeout);
             _abortHandlers.Cancel();
-            await _drained.Task.ConfigureAwait(false);
+            var grace = _options.ShutdownTimeout < MaxAbortGrace ? _options.ShutdownTimeout : MaxAbortGrace;
+            try
+            {
+                await _drained.Task.WaitAsync(grace).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // A handler that ignores its token would hold disposal (and the host's shutdown) for good. Give up on
+                // it: closing the consumer releases its message to the group, and whatever the handler does with the
+                // message when it ends is ignored (see ProcessAsync). Its tokens stay undisposed, as it may still read
+                // them.
+                _abandoned = true;
+                Log.HandlersAbandoned(_logger, Topic, Group, Volatile.Read(ref _running), grace);
+                await _consumer.DisposeAsync().ConfigureAwait(false);
+                _completion.TrySetResult();
+                return;
+            }
         }
 
         await _consumer.DisposeAsync().ConfigureAwait(false);
@@ -116,6 +135,12 @@ internal sealed class HandlerSubscription : ISubscription
         _stopReading.Dispose();
         _abortHandlers.Dispose();
     }
+
+    /// <summary>
+    /// The longest disposing waits, once the shutdown timeout has cancelled the handlers' token, for them to end
+    /// before it gives up on them (no longer than the shutdown timeout itself).
+    /// </summary>
+    private static readonly TimeSpan MaxAbortGrace = TimeSpan.FromSeconds(5);
 
     private async Task ReadLoopAsync()
     {
@@ -243,10 +268,22 @@ internal sealed class HandlerSubscription : ISubscription
         try
         {
             await _handler(message, _abortHandlers.Token).ConfigureAwait(false);
+            if (_abandoned)
+            {
+                Log.AbandonedHandlerEnded(_logger, Topic, Group, message.MessageId);
+                return;
+            }
+
             if (!message.IsSettled)
             {
                 await message.AckAsync(CancellationToken.None).ConfigureAwait(false);
             }
+        }
+        catch (Exception ex) when (_abandoned)
+        {
+            // Disposing gave up on this handler and released its message to the group: nothing to settle or retry.
+            TraceContext.Failed(activity, ex);
+            Log.AbandonedHandlerEnded(_logger, Topic, Group, message.MessageId);
         }
         catch (Exception ex) when (!message.IsSettled)
         {
@@ -277,7 +314,10 @@ internal sealed class HandlerSubscription : ISubscription
     /// <summary>Retries in place; returns the last error when the message was not handled in the end (dead-lettered or left to the group), else null.</summary>
     private async ValueTask<Exception?> RetryOrDeadLetterAsync(ReceivedMessage message, Exception first)
     {
-        var context = ResilienceContextPool.Shared.Get(_abortHandlers.Token);
+        // The pauses between attempts end when the subscription starts stopping: no retry begins after that (see
+        // ShouldRetry), so waiting out a pause only delayed disposal, up to the shutdown timeout. The handler itself
+        // still gets the token that only the shutdown timeout fires.
+        var context = ResilienceContextPool.Shared.Get(_stopReading.Token);
         context.Properties.Set(MessageKey, message);
         Outcome<bool> outcome;
         try
@@ -293,9 +333,15 @@ internal sealed class HandlerSubscription : ISubscription
                         return Outcome.FromException<bool>(pending);
                     }
 
+                    if (s.Owner._stopping)
+                    {
+                        // Stopping began as the pause ended.
+                        return Outcome.FromException<bool>(new OperationCanceledException(ctx.CancellationToken));
+                    }
+
                     try
                     {
-                        await s.Owner._handler(s.Message, ctx.CancellationToken).ConfigureAwait(false);
+                        await s.Owner._handler(s.Message, s.Owner._abortHandlers.Token).ConfigureAwait(false);
                         return Outcome.FromResult(true);
                     }
                     catch (Exception ex)
@@ -313,7 +359,7 @@ internal sealed class HandlerSubscription : ISubscription
 
         try
         {
-            if (message.IsSettled)
+            if (message.IsSettled || _abandoned)
             {
                 return outcome.Exception;
             }
@@ -322,10 +368,11 @@ internal sealed class HandlerSubscription : ISubscription
             {
                 await message.AckAsync(CancellationToken.None).ConfigureAwait(false);
             }
-            else if (outcome.Exception is OperationCanceledException && _abortHandlers.IsCancellationRequested)
+            else if (outcome.Exception is OperationCanceledException && _stopping)
             {
-                // The shutdown timeout cancelled the handler (or the pause before its retry): that is no failure of the
-                // message, whatever its count. Left unsettled, it goes back to the group when the consumer closes.
+                // Stopping ended the pause before a retry, or the shutdown timeout cancelled the handler: that is no
+                // failure of the message, whatever its count. Left unsettled, it goes back to the group when the
+                // consumer closes.
                 Log.RetryInterruptedByShutdown(_logger, Topic, Group, message.MessageId);
             }
             else if (message.DeliveryCount >= _options.MaxDeliveries)

@@ -38,6 +38,12 @@ internal static partial class Log
     [LoggerMessage(1024, LogLevel.Warning, "Handlers for topic {Topic} (group {Group}) still running after {Timeout}; cancelling them")]
     public static partial void ShutdownTimedOut(ILogger logger, string topic, string group, TimeSpan timeout);
 
+    [LoggerMessage(1040, LogLevel.Error, "Subscription to topic {Topic} (group {Group}): {Count} handler(s) did not end within {Grace} after their cancellation token fired; disposal gave up on them and their messages go back to the group")]
+    public static partial void HandlersAbandoned(ILogger logger, string topic, string group, int count, TimeSpan grace);
+
+    [LoggerMessage(1041, LogLevel.Warning, "Subscription to topic {Topic} (group {Group}): a handler that disposal gave up on ended; message {MessageId} was not settled by it (it went back to the group)")]
+    public static partial void AbandonedHandlerEnded(ILogger logger, string topic, string group, string messageId);
+
     [LoggerMessage(1031, LogLevel.Warning, "Deleting the reply topic {Topic} of the {Backend} bus failed; it stays on the broker")]
     public static partial void ReplyTopicNotDeleted(ILogger logger, string topic, string backend, Exception exception);
 
