@@ -247,7 +247,6 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
             return Ignored(message);
         }
 
-        BusTelemetry.Nacked.Add(1, _tags);
         ValueTask pending;
         try
         {
@@ -269,8 +268,6 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
         }
 
         var copy = DeadLetterCopy.Create(message, Group, reason, description);
-        BusTelemetry.DeadLettered.Add(1, _tags);
-        Log.DeadLettered(_logger, _bus.Backend, Topic, Group, message.MessageId, message.DeliveryCount, DeadLetterTopic, reason);
         ValueTask pending;
         try
         {
@@ -281,10 +278,14 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
             return SettlementFailed(message, "dead-letter", ex);
         }
 
-        return AwaitSettlementAsync(pending, message, "dead-letter");
+        return AwaitSettlementAsync(pending, message, "dead-letter", reason);
     }
 
-    private async ValueTask AwaitSettlementAsync(ValueTask pending, ReceivedMessage message, string operation)
+    /// <summary>
+    /// Awaits a settlement and counts it (metrics, and the dead-letter log line) only once the backend has done it: a
+    /// failed nack or dead-letter used to be counted as done.
+    /// </summary>
+    private async ValueTask AwaitSettlementAsync(ValueTask pending, ReceivedMessage message, string operation, string? deadLetterReason = null)
     {
         try
         {
@@ -296,10 +297,20 @@ public sealed partial class MessageConsumer : IAsyncDisposable, IMessageSettler
             return;
         }
 
+        var deliveryCount = message.DeliveryCount;
         Settled(message);
-        if (operation == "ack")
+        switch (operation)
         {
-            BusTelemetry.Acked.Add(1, _tags);
+            case "ack":
+                BusTelemetry.Acked.Add(1, _tags);
+                break;
+            case "nack":
+                BusTelemetry.Nacked.Add(1, _tags);
+                break;
+            default:
+                BusTelemetry.DeadLettered.Add(1, _tags);
+                Log.DeadLettered(_logger, _bus.Backend, Topic, Group, message.MessageId, deliveryCount, DeadLetterTopic, deadLetterReason ?? "");
+                break;
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Bus.Transport;
 using Xunit;
 
@@ -6,7 +7,7 @@ namespace Bus.Tests;
 /// <summary>
 /// When the dead-letter copy cannot be stored, the default dead-letter gives the delivery back (after a pause) instead
 /// of leaving it unsettled on the backend with nobody to settle it: it is delivered again, counted, and dead-lettered
-/// once the dead-letter topic works.
+/// once the dead-letter topic works. The metric bus.messages.dead_lettered counts only the dead-letter that was stored.
 /// </summary>
 public class DeadLetterFailureTests
 {
@@ -15,17 +16,39 @@ public class DeadLetterFailureTests
     [Fact]
     public async Task A_delivery_whose_dead_letter_copy_cannot_be_stored_is_delivered_again()
     {
+        var topic = $"t-{Guid.NewGuid():N}";
+        long deadLettered = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "Bus" && instrument.Name == "bus.messages.dead_lettered")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "messaging.destination.name" && (string?)tag.Value == topic)
+                {
+                    Interlocked.Add(ref deadLettered, value);
+                }
+            }
+        });
+        listener.Start();
         await using var bus = MessageBus.Create("test-broken-dlq://");
         var transport = (BrokenDeadLetterTopic)bus.Transport;
-        await using var consumer = await bus.CreateConsumerAsync("t", new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromMinutes(5) });
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", AckTimeout = TimeSpan.FromMinutes(5) });
         var sent = OutgoingMessage.FromText("poison", key: "k");
-        await bus.PublishAsync("t", sent);
+        await bus.PublishAsync(topic, sent);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var first = await consumer.ReceiveAsync(timeout.Token);
 
         var error = await Assert.ThrowsAnyAsync<Exception>(async () => await first.DeadLetterAsync("poison"));
         Assert.Contains("dead-letter topic is down", error.ToString(), StringComparison.Ordinal);
         Assert.True(first.IsSettled);
+        Assert.Equal(0, Interlocked.Read(ref deadLettered)); // counted before the backend call until now
 
         // Back after the pause, well before the ack timeout, counted; this time the copy is stored.
         transport.Broken = false;
@@ -33,8 +56,9 @@ public class DeadLetterFailureTests
         Assert.Equal(sent.MessageId, again.MessageId);
         Assert.Equal(2, again.DeliveryCount);
         await again.DeadLetterAsync("poison");
+        Assert.Equal(1, Interlocked.Read(ref deadLettered));
 
-        await using var dlq = await bus.CreateConsumerAsync(bus.GetDeadLetterTopic("t"), new SubscriptionOptions { Group = "inspect", StartPosition = StartPosition.Earliest });
+        await using var dlq = await bus.CreateConsumerAsync(bus.GetDeadLetterTopic(topic), new SubscriptionOptions { Group = "inspect", StartPosition = StartPosition.Earliest });
         var copy = await dlq.ReceiveAsync(timeout.Token);
         Assert.Equal(sent.MessageId, copy.MessageId);
     }
