@@ -328,7 +328,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
 
         // Publishing fails while the client reconnects (transiently), then works again.
         var after = OutgoingMessage.FromText("after");
-        await PublishUntilRecoveredAsync(bus, topic, after);
+        await Recovery.PublishUntilRecoveredAsync(bus, topic, after);
 
         // The live consumer was recovered with its connection; deliveries buffered before the restart are stale
         // (their acks are ignored) and come again, so duplicates are allowed, losses are not.
@@ -451,7 +451,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         }
 
         var second = OutgoingMessage.FromText("m2", key: "k");
-        await PublishUntilRecoveredAsync(bus, topic, second);
+        await Recovery.PublishUntilRecoveredAsync(bus, topic, second);
         var seen = new List<string>();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         while (!seen.Contains(second.MessageId!))
@@ -496,24 +496,6 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         var next = await ReceiveAsync(consumer);
         Assert.Equal(second.MessageId, next.MessageId);
         await next.AckAsync();
-    }
-
-    /// <summary>Publishes, retrying the transient failures of a client that is reconnecting, for up to a minute.</summary>
-    private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (true)
-        {
-            try
-            {
-                await bus.PublishAsync(topic, message);
-                return;
-            }
-            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(250);
-            }
-        }
     }
 
     [Fact]

@@ -58,20 +58,24 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
         }
     }
 
-    private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message, TimeSpan within)
+    /// <summary>
+    /// Freezes the broker, runs <paramref name="call"/>, which must fail with a <see cref="BusException"/> (within 20 s
+    /// at most), and thaws the broker; returns the error and how long the call took to fail.
+    /// </summary>
+    private async Task<(BusException Error, TimeSpan Took)> FailWhileFrozenAsync(Func<Task> call)
     {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
+        await fixture.Broker.PauseAsync();
+        var watch = Stopwatch.StartNew();
+        try
         {
-            try
-            {
-                await bus.PublishAsync(topic, message);
-                return;
-            }
-            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(250);
-            }
+            var error = await Assert.ThrowsAnyAsync<BusException>(() => call().WaitAsync(TimeSpan.FromSeconds(20)));
+            var took = watch.Elapsed;
+            output.WriteLine($"failed after {took.TotalMilliseconds:0} ms: {error.Message}");
+            return (error, took);
+        }
+        finally
+        {
+            await fixture.Broker.UnpauseAsync();
         }
     }
 
@@ -83,25 +87,13 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
         await bus.EnsureTopicAsync(topic);
         await bus.PublishAsync(topic, "warm");
 
-        await fixture.Broker.PauseAsync();
-        BusException? error;
-        var watch = Stopwatch.StartNew();
-        try
-        {
-            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishAsync(topic, "frozen").AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
-        }
-        finally
-        {
-            output.WriteLine($"publish failed after {watch.ElapsedMilliseconds} ms");
-            await fixture.Broker.UnpauseAsync();
-        }
+        var (error, took) = await FailWhileFrozenAsync(() => bus.PublishAsync(topic, "frozen").AsTask());
 
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        Assert.True(took < TimeSpan.FromSeconds(6), $"took {took}");
         Assert.True(error.IsTransient);
         Assert.Equal("rabbitmq", error.Backend);
         Assert.Equal(topic, error.Topic);
-        output.WriteLine(error.Message);
-        await PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(30));
+        await Recovery.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(30));
     }
 
     [Fact]
@@ -112,20 +104,9 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
         await bus.EnsureTopicAsync(topic);
         await bus.PublishAsync(topic, "warm");
 
-        await fixture.Broker.PauseAsync();
-        BusException? error;
-        var watch = Stopwatch.StartNew();
-        try
-        {
-            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("a"), OutgoingMessage.FromText("b")]).AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
-        }
-        finally
-        {
-            output.WriteLine($"batch failed after {watch.ElapsedMilliseconds} ms");
-            await fixture.Broker.UnpauseAsync();
-        }
+        var (error, took) = await FailWhileFrozenAsync(() => bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("a"), OutgoingMessage.FromText("b")]).AsTask());
 
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        Assert.True(took < TimeSpan.FromSeconds(6), $"took {took}");
         Assert.True(error.IsTransient);
         Assert.Equal(topic, error.Topic);
     }
@@ -135,22 +116,11 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
     {
         await using var bus = CreateBus(TimeSpan.FromSeconds(3));
         await bus.PublishAsync(Unique("warm"), "warm");
-
-        await fixture.Broker.PauseAsync();
-        BusException? error;
-        var watch = Stopwatch.StartNew();
         var topic = Unique("new");
-        try
-        {
-            error = await Assert.ThrowsAnyAsync<BusException>(async () => await bus.PublishAsync(topic, "frozen").AsTask().WaitAsync(TimeSpan.FromSeconds(20)));
-        }
-        finally
-        {
-            output.WriteLine($"publish failed after {watch.ElapsedMilliseconds} ms");
-            await fixture.Broker.UnpauseAsync();
-        }
 
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
+        var (error, took) = await FailWhileFrozenAsync(() => bus.PublishAsync(topic, "frozen").AsTask());
+
+        Assert.True(took < TimeSpan.FromSeconds(6), $"took {took}");
         Assert.True(error.IsTransient);
         Assert.Equal(topic, error.Topic);
     }
@@ -237,7 +207,7 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
             for (var i = 0; i < count; i++)
             {
                 var message = OutgoingMessage.FromText($"{prefix} {i}", key: $"k{i % 3}");
-                await PublishUntilRecoveredAsync(bus, topic, message, TimeSpan.FromSeconds(45));
+                await Recovery.PublishUntilRecoveredAsync(bus, topic, message, TimeSpan.FromSeconds(45));
                 sent.Add(message.MessageId!);
             }
         }

@@ -21,6 +21,38 @@ public class SubscriptionShutdownTests
         }
     }
 
+    /// <summary>A subscription whose handler always throws, with one message published to it and handled once.</summary>
+    private sealed class FailingHandler
+    {
+        private int _runs;
+
+        public ISubscription Subscription { get; private set; } = null!;
+
+        public int Runs => Volatile.Read(ref _runs);
+
+        public static async Task<FailingHandler> SubscribeAsync(MessageBus bus, string topic, int maxDeliveries, TimeSpan retryDelay, TimeSpan shutdownTimeout)
+        {
+            var failing = new FailingHandler();
+            var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            failing.Subscription = await bus.SubscribeAsync(topic, (m, _) =>
+            {
+                Interlocked.Increment(ref failing._runs);
+                first.TrySetResult();
+                throw new InvalidOperationException("fail");
+            }, new SubscriptionOptions
+            {
+                Group = "g",
+                MaxDeliveries = maxDeliveries,
+                RetryDelay = retryDelay,
+                MaxRetryDelay = retryDelay,
+                ShutdownTimeout = shutdownTimeout,
+            });
+            await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
+            await first.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            return failing;
+        }
+    }
+
     private static string Describe(ReceivedMessage? copy)
         => copy is null ? "none" : $"reason '{copy.Headers[DeadLetterHeaders.Reason]}', count {copy.Headers[DeadLetterHeaders.DeliveryCount]}";
 
@@ -33,28 +65,12 @@ public class SubscriptionShutdownTests
     {
         await using var bus = MessageBus.Create("memory://");
         var topic = NewTopic("retry-abort");
-        var runs = 0;
-        var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var sub = await bus.SubscribeAsync(topic, (m, _) =>
-        {
-            Interlocked.Increment(ref runs);
-            first.TrySetResult();
-            throw new InvalidOperationException("fail");
-        }, new SubscriptionOptions
-        {
-            Group = "g",
-            MaxDeliveries = 2,
-            RetryDelay = TimeSpan.FromMinutes(1),
-            MaxRetryDelay = TimeSpan.FromMinutes(1),
-            ShutdownTimeout = TimeSpan.FromMilliseconds(200),
-        });
-        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
-        await first.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var failing = await FailingHandler.SubscribeAsync(bus, topic, maxDeliveries: 2, retryDelay: TimeSpan.FromMinutes(1), shutdownTimeout: TimeSpan.FromMilliseconds(200));
         await Task.Delay(100); // now waiting out the retry delay
-        await sub.DisposeAsync();
+        await failing.Subscription.DisposeAsync();
 
         var copy = await DeadLetterOf(bus, topic);
-        Assert.True(copy is null, $"handler ran {runs} time(s) of MaxDeliveries 2, yet dead-lettered: {Describe(copy)}");
+        Assert.True(copy is null, $"handler ran {failing.Runs} time(s) of MaxDeliveries 2, yet dead-lettered: {Describe(copy)}");
     }
 
     /// <summary>The shutdown timeout cancelling a handler is no failure of its message, even on its last allowed delivery.</summary>
@@ -86,28 +102,12 @@ public class SubscriptionShutdownTests
     {
         await using var bus = MessageBus.Create("memory://");
         var topic = NewTopic("retry-stop");
-        var runs = 0;
-        var first = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var sub = await bus.SubscribeAsync(topic, (m, _) =>
-        {
-            Interlocked.Increment(ref runs);
-            first.TrySetResult();
-            throw new InvalidOperationException("fail");
-        }, new SubscriptionOptions
-        {
-            Group = "g",
-            MaxDeliveries = 5,
-            RetryDelay = TimeSpan.FromMinutes(10),
-            MaxRetryDelay = TimeSpan.FromMinutes(10),
-            ShutdownTimeout = TimeSpan.FromMinutes(10),
-        });
-        await bus.PublishAsync(topic, OutgoingMessage.FromText("x"));
-        await first.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var failing = await FailingHandler.SubscribeAsync(bus, topic, maxDeliveries: 5, retryDelay: TimeSpan.FromMinutes(10), shutdownTimeout: TimeSpan.FromMinutes(10));
 
         // Without the fix this waits out the ten-minute pause.
-        await sub.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        await failing.Subscription.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.Equal(1, Volatile.Read(ref runs));
+        Assert.Equal(1, failing.Runs);
         await using var again = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var redelivered = await again.ReceiveAsync(timeout.Token);
