@@ -19,7 +19,7 @@ public sealed partial class MessageBus
         if (copy.DeadLetterTopic is not null)
         {
             ValidateTopic(deadLetterTopic);
-            await EnsureDeadLetterTopicAsync(deadLetterTopic, cancellationToken).ConfigureAwait(false);
+            await EnsureDeadLetterTopicAsync(deadLetterTopic, topic, cancellationToken).ConfigureAwait(false);
         }
 
         Bus.Transport.TransportReceiver receiver;

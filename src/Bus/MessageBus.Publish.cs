@@ -277,7 +277,7 @@ public sealed partial class MessageBus
         await ConnectAsync(cancellationToken).ConfigureAwait(false);
         await ProvisionAsync(new TopicDefinition(topic, options?.Clone() ?? new TopicOptions(), [], false), cancellationToken).ConfigureAwait(false);
         _ensuredTopics.TryAdd(topic, Task.CompletedTask);
-        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), cancellationToken).ConfigureAwait(false);
+        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), topic, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -343,17 +343,31 @@ public sealed partial class MessageBus
     private async Task EnsureDefaultAsync(string topic)
     {
         await ProvisionAsync(new TopicDefinition(topic, new TopicOptions(), [], false), CancellationToken.None).ConfigureAwait(false);
-        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), CancellationToken.None).ConfigureAwait(false);
+        await EnsureDeadLetterTopicAsync(Transport.GetDeadLetterTopic(topic), topic, CancellationToken.None).ConfigureAwait(false);
     }
 
-    private async ValueTask EnsureDeadLetterTopicAsync(string deadLetterTopic, CancellationToken cancellationToken)
+    /// <summary>Ensures <paramref name="deadLetterTopic"/>, the dead-letter topic of <paramref name="topic"/>, once per bus.</summary>
+    private async ValueTask EnsureDeadLetterTopicAsync(string deadLetterTopic, string topic, CancellationToken cancellationToken)
     {
         if (_ensuredTopics.TryGetValue(deadLetterTopic, out var done) && done.IsCompletedSuccessfully)
         {
             return;
         }
 
-        await ProvisionAsync(new TopicDefinition(deadLetterTopic, new TopicOptions(), [BusDefaults.DeadLetterGroup], true), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ProvisionAsync(new TopicDefinition(deadLetterTopic, new TopicOptions(), [BusDefaults.DeadLetterGroup], true), cancellationToken).ConfigureAwait(false);
+        }
+        catch (BusException ex) when (ex.GetType() == typeof(BusException) && ex.Topic == deadLetterTopic && topic != deadLetterTopic)
+        {
+            // The caller published to, ensured or joined 'topic', so the failure names it (as it would had ensuring
+            // 'topic' itself failed): where ensuring a topic costs nothing (Redis: a stream without durable groups),
+            // its dead-letter topic's group is the first thing to ask the backend, and a caller that matches failures
+            // by topic would not recognise the dead-letter topic's name. Subclasses (a configuration error) are left
+            // as they are, so that callers catching them by type still do.
+            throw new BusException($"{ex.Message} (the dead-letter topic of '{topic}')", ex.Reason, ex.Backend, topic, ex.IsTransient, ex);
+        }
+
         _ensuredTopics.TryAdd(deadLetterTopic, Task.CompletedTask);
     }
 
