@@ -38,6 +38,12 @@ internal static partial class Log
     [LoggerMessage(3018, LogLevel.Warning, "redis: XACK of {Count} entries (consumer {Consumer}, group {Group}, stream {Topic}) failed; they stay pending and are delivered again after the ack timeout")]
     public static partial void AckFailed(ILogger logger, string topic, string group, string consumer, int count, Exception exception);
 
+    [LoggerMessage(3019, LogLevel.Warning, "redis: the server did not answer the close of {What} within {Budget}; later closes do not wait for it until it answers again")]
+    public static partial void ServerSilentOnClose(ILogger logger, string what, TimeSpan budget);
+
+    [LoggerMessage(3021, LogLevel.Warning, "redis: consumer {Consumer} (group {Group}, stream {Topic}) closed while waiting for the server; its unsettled entries are not released and become claimable after the ack timeout")]
+    public static partial void CloseAbandoned(ILogger logger, string topic, string group, string consumer);
+
     [LoggerMessage(3020, LogLevel.Debug, "redis: dead-letter of entry {EntryId} (stream {Topic}, group {Group}) skipped: it was already acknowledged, expired or released, or another consumer has claimed it")]
     public static partial void DeadLetterSkipped(ILogger logger, string topic, string group, string entryId);
 }

@@ -194,22 +194,28 @@ internal sealed class RedisReceiver : TransportReceiver
 
         _transport.Unregister(_topic, this);
         await _stop.CancelAsync().ConfigureAwait(false);
-        try
-        {
-            await _loop.ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // The loop reports its own failures through the channel.
-        }
+        var what = $"consumer {_consumer} (group {_group}, stream {_topic})";
+
+        // The loop stops once the command it waits for returns: against a frozen server, after the operation timeout.
+        // Its failures are its own to report (through the channel).
+        var loopEnded = await _transport.WaitOnCloseAsync(_loop, what).ConfigureAwait(false);
 
         // Acks already given are sent before the hand is released, so that they are not delivered again.
-        await _acks.DisposeAsync().ConfigureAwait(false);
+        await _transport.WaitOnCloseAsync(_acks.DisposeAsync().AsTask(), what).ConfigureAwait(false);
 
         // Buffered deliveries were in this consumer's hands too: all of them go back to the group.
         _channel.Writer.TryComplete();
         while (_channel.Reader.TryRead(out _))
         {
+        }
+
+        if (!loopEnded)
+        {
+            // The loop still waits for the server, and the map of the hand is still its own: nothing is released. The
+            // entries stay pending and become claimable after the ack timeout, as when a release fails.
+            Log.CloseAbandoned(_logger, _topic, _group, _consumer);
+            _ = _loop.ContinueWith(_ => _stop.Dispose(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            return;
         }
 
         // The loop has ended: the map is close's now. Acks racing this are settled by whichever ends a lease first.
@@ -223,7 +229,15 @@ internal sealed class RedisReceiver : TransportReceiver
         }
 
         _inHand.Clear();
+        _stop.Dispose();
 
+        // Sent even when the server is silent (a server that wakes up carries it out), but waited for only so long.
+        await _transport.WaitOnCloseAsync(ReleaseAsync(ids), what).ConfigureAwait(false);
+    }
+
+    /// <summary>Hands <paramref name="ids"/> back to the group (claimable at once by any consumer); never throws.</summary>
+    private async Task ReleaseAsync(List<string> ids)
+    {
         try
         {
             long released = 0;
@@ -249,8 +263,6 @@ internal sealed class RedisReceiver : TransportReceiver
         {
             Log.ReleaseFailed(_logger, _topic, _group, _consumer, ex);
         }
-
-        _stop.Dispose();
     }
 
     /// <summary>
@@ -312,6 +324,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 }
 
                 failures = 0;
+                _transport.ServerAnswers();
                 if (delivered > 0 || moved)
                 {
                     idle = TimeSpan.Zero;
@@ -359,6 +372,13 @@ internal sealed class RedisReceiver : TransportReceiver
             }
             catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
             {
+                if (token.IsCancellationRequested)
+                {
+                    // Stopped while waiting for a server that did not answer, and closing went on without this loop
+                    // (the connection may be gone by now): nothing to report.
+                    break;
+                }
+
                 // The multiplexer reconnects by itself; keep polling with a growing pause.
                 var pause = TimeSpan.FromMilliseconds(Math.Min(5000, 100 << Math.Min(failures++, 6)));
                 Log.ReadFailed(_logger, _topic, _group, pause, ex);
