@@ -12,7 +12,7 @@ namespace Bus.Redis.Tests;
 /// local/redis:bookworm built by scripts/provision.sh. If none of them can start, every case fails with the reason
 /// and the broker's log tail (never skipped).
 /// </summary>
-public sealed class RedisFixture : ConformanceFixture
+public class RedisFixture : ConformanceFixture
 {
     public const string Password = "s3cr3t-Pa55word-zq";
 
