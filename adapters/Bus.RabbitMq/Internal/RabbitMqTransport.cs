@@ -30,14 +30,8 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         _context = context;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.RabbitMq");
-        _closer = new ChannelCloser(TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks)), _logger);
+        _closer = new ChannelCloser(context.CloseTimeout, _logger);
     }
-
-    /// <summary>
-    /// The longest a close waits for the broker: the operation timeout, but no more than this, since a shutdown that
-    /// takes the full operation timeout (30 s by default) per channel outlasts most hosts' shutdown grace period.
-    /// </summary>
-    private static readonly TimeSpan MaxCloseWait = TimeSpan.FromSeconds(5);
 
     private readonly ChannelCloser _closer;
 

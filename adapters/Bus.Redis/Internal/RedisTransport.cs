@@ -26,14 +26,8 @@ internal sealed class RedisTransport : MessageTransport
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Redis");
         _clientLogger = context.LoggerFactory.CreateLogger("Bus.Redis.Client");
-        CloseBudget = TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks));
+        CloseBudget = context.CloseTimeout;
     }
-
-    /// <summary>
-    /// The longest a close waits for the server: the operation timeout, but no more than this, since a shutdown that
-    /// takes the full operation timeout (30 s by default) per consumer outlasts most hosts' shutdown grace period.
-    /// </summary>
-    private static readonly TimeSpan MaxCloseWait = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// How long an abandoned close still waits once the server is known to be silent: enough for a consumer's loop that

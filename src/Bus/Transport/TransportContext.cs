@@ -42,6 +42,16 @@ public sealed class TransportContext
     public ILoggerFactory LoggerFactory { get; }
 
     /// <summary>
+    /// How long one step of closing (a consumer's channel or connection, the connection to the broker) may wait for the
+    /// broker: <see cref="BusOptions.OperationTimeout"/>, but at most 5 seconds. A broker that is frozen or cut off
+    /// answers nothing, and a shutdown that waited the full operation timeout (30 s by default) per consumer would outlast
+    /// most hosts' shutdown grace period. Past it, a transport gives the step up (what it sent stays sent).
+    /// </summary>
+    public TimeSpan CloseTimeout => Options.OperationTimeout < MaxCloseTimeout ? Options.OperationTimeout : MaxCloseTimeout;
+
+    private static readonly TimeSpan MaxCloseTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
     /// Backend settings: <see cref="BusOptions.Settings"/> overlaid with the URI's query parameters. A transport that
     /// reads this dictionary (rather than <see cref="GetSetting(string, string?)"/>) checks the names itself: core then
     /// no longer rejects settings that were not asked for.
