@@ -1,4 +1,5 @@
 using Bus.Conformance.Brokers;
+using Xunit;
 using Xunit.Abstractions;
 
 namespace Bus.Brokers.Tests;
@@ -15,25 +16,19 @@ public abstract class BrokerSmokeTests(BrokerCollectionFixture broker, ITestOutp
     /// <summary>Sends one message with the broker's own client and receives and settles it again.</summary>
     protected abstract Task RoundTripAsync(BrokerFixture fixture, string payload, CancellationToken cancellationToken);
 
-    [Fact]
+    [SkippableFact]
     public async Task Round_trips_a_message()
     {
-        if (!TryGetBroker(out var fixture))
-        {
-            return;
-        }
+        var fixture = GetBroker();
 
         using var timeout = new CancellationTokenSource(ClientTimeout);
         await RoundTripAsync(fixture, $"hello {Guid.NewGuid():N}", timeout.Token);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Comes_back_on_the_same_uri_after_stop_and_start()
     {
-        if (!TryGetControllableBroker(out var fixture))
-        {
-            return;
-        }
+        var fixture = GetControllableBroker();
 
         var before = fixture.ConnectionUri;
         await fixture.StopAsync();
@@ -56,13 +51,10 @@ public abstract class BrokerSmokeTests(BrokerCollectionFixture broker, ITestOutp
         output.WriteLine($"{fixture} came back on {fixture.ConnectionUri}");
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Answers_again_on_the_same_uri_after_pause_and_unpause()
     {
-        if (!TryGetControllableBroker(out var fixture))
-        {
-            return;
-        }
+        var fixture = GetControllableBroker();
 
         var before = fixture.ConnectionUri;
         await fixture.PauseAsync();
@@ -85,45 +77,36 @@ public abstract class BrokerSmokeTests(BrokerCollectionFixture broker, ITestOutp
         await RoundTripAsync(fixture, "after unpause", again.Token);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Log_tail_is_readable()
     {
-        if (!TryGetBroker(out var fixture))
-        {
-            return;
-        }
+        var fixture = GetBroker();
 
         var tail = await fixture.GetLogTailAsync(10);
         Assert.False(string.IsNullOrWhiteSpace(tail));
         output.WriteLine(tail);
     }
 
-    private bool TryGetControllableBroker([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out BrokerFixture? fixture)
+    /// <summary>The broker, if it can be stopped and paused by the tests; else the test is skipped, saying why.</summary>
+    private BrokerFixture GetControllableBroker()
     {
-        if (!TryGetBroker(out fixture))
-        {
-            return false;
-        }
-
-        if (!fixture.CanControlLifecycle)
-        {
-            output.WriteLine($"{fixture.Kind}: not run here: {fixture.Target} cannot be stopped or paused by the tests");
-            return false;
-        }
-
-        return true;
+        var fixture = GetBroker();
+        Skip.IfNot(fixture.CanControlLifecycle, $"{fixture.Kind}: not run here: {fixture.Target} cannot be stopped or paused by the tests");
+        return fixture;
     }
 
-    private bool TryGetBroker([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out BrokerFixture? fixture)
+    /// <summary>
+    /// The broker. Throws (so the test fails with the reason and log tail) when the broker is expected here and did not
+    /// start; skips the test, saying why, when it is not expected here.
+    /// </summary>
+    private BrokerFixture GetBroker()
     {
-        // Throws (so the test fails with the reason and log tail) when the broker is expected here.
-        if (broker.Availability.TryGetFixture(out fixture, out var notRunReason))
+        if (broker.Availability.TryGetFixture(out var fixture, out var notRunReason))
         {
             output.WriteLine(fixture.ToString());
-            return true;
+            return fixture;
         }
 
-        output.WriteLine(notRunReason);
-        return false;
+        throw new SkipException(notRunReason);
     }
 }
