@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text;
+using Bus.Tests.Shared;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 using Xunit;
@@ -325,7 +326,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
 
         // Publishing fails while the client reconnects (transiently), then works again.
         var after = OutgoingMessage.FromText("after");
-        await Recovery.PublishUntilRecoveredAsync(bus, topic, after);
+        await Outages.PublishUntilRecoveredAsync(bus, topic, after);
 
         // The live consumer was recovered with its connection; deliveries buffered before the restart are stale
         // (their acks are ignored) and come again, so duplicates are allowed, losses are not.
@@ -446,7 +447,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         }
 
         var second = OutgoingMessage.FromText("m2", key: "k");
-        await Recovery.PublishUntilRecoveredAsync(bus, topic, second);
+        await Outages.PublishUntilRecoveredAsync(bus, topic, second);
         var seen = new List<string>();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         while (!seen.Contains(second.MessageId!))

@@ -1,6 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
+using Bus.Tests.Shared;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -23,39 +22,6 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
     {
         var url = fixture.Backend.Url.TrimEnd('/') + query;
         return MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = operationTimeout }, new TimedLogs(output));
-    }
-
-    /// <summary>The bus's log lines in the test's output, with milliseconds since the bus was created.</summary>
-    private sealed class TimedLogs(ITestOutputHelper output) : ILoggerFactory, ILogger
-    {
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public void Dispose()
-        {
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            try
-            {
-                output.WriteLine($"{_clock.ElapsedMilliseconds,7} ms {logLevel}: {formatter(state, exception)}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Logged after the test ended (a close left running in the background).
-            }
-        }
     }
 
     /// <summary>An endpoint from BUS_TEST_RABBITMQ_URL cannot be frozen or restarted by the tests: they are skipped there, saying so.</summary>
@@ -98,7 +64,7 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
         Assert.True(error.IsTransient);
         Assert.Equal("rabbitmq", error.Backend);
         Assert.Equal(topic, error.Topic);
-        await Recovery.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(30));
+        await Outages.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(30));
     }
 
     [SkippableFact]
@@ -174,77 +140,24 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
     {
         RequireLifecycleControl();
         await using var bus = CreateBus(TimeSpan.FromSeconds(3), "?heartbeat=2");
-        var topic = Unique("resume");
-        var handled = new ConcurrentDictionary<string, int>();
-        await using var subscription = await bus.SubscribeAsync(
-            topic,
-            (m, _) =>
+        await Outages.NothingLostAcrossAsync(
+            bus,
+            Unique("resume"),
+            async _ =>
             {
-                handled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
-                return ValueTask.CompletedTask;
+                if (kind == "pause")
+                {
+                    await fixture.Broker.PauseAsync();
+                    await Task.Delay(TimeSpan.FromSeconds(8)); // beyond two heartbeats: the client gives the connection up
+                    await fixture.Broker.UnpauseAsync();
+                }
+                else
+                {
+                    await fixture.Broker.RestartAsync();
+                }
             },
-            new SubscriptionOptions { Group = "sub", MaxInFlight = 8 });
-        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "pull", MaxInFlight = 8 });
-        var pulled = new ConcurrentDictionary<string, int>();
-        using var stop = new CancellationTokenSource();
-        var pulling = Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                try
-                {
-                    var m = await consumer.ReceiveAsync(stop.Token);
-                    pulled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
-                    try
-                    {
-                        await m.AckAsync();
-                    }
-                    catch (BusException)
-                    {
-                    }
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
-        });
-
-        var sent = new List<string>();
-        async Task PublishSomeAsync(string prefix, int count)
-        {
-            for (var i = 0; i < count; i++)
-            {
-                var message = OutgoingMessage.FromText($"{prefix} {i}", key: $"k{i % 3}");
-                await Recovery.PublishUntilRecoveredAsync(bus, topic, message, TimeSpan.FromSeconds(45));
-                sent.Add(message.MessageId!);
-            }
-        }
-
-        await PublishSomeAsync("before", 20);
-        if (kind == "pause")
-        {
-            await fixture.Broker.PauseAsync();
-            await Task.Delay(TimeSpan.FromSeconds(8)); // beyond two heartbeats: the client gives the connection up
-            await fixture.Broker.UnpauseAsync();
-        }
-        else
-        {
-            await fixture.Broker.RestartAsync();
-        }
-
-        await PublishSomeAsync("after", 20);
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(30) && !(sent.All(handled.ContainsKey) && sent.All(pulled.ContainsKey)))
-        {
-            await Task.Delay(100);
-        }
-
-        await stop.CancelAsync();
-        await pulling;
-        output.WriteLine($"handled {handled.Count}, pulled {pulled.Count} of {sent.Count}");
-        Assert.Equal(0, sent.Count(id => !handled.ContainsKey(id)));
-        Assert.Equal(0, sent.Count(id => !pulled.ContainsKey(id)));
+            publishWithin: TimeSpan.FromSeconds(45),
+            output);
     }
 
     [SkippableFact]

@@ -1,6 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
+using Bus.Tests.Shared;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -24,76 +23,12 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
     private MessageBus CreateBus(string query = "")
     {
         var url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}{query}";
-        return MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = OperationTimeout }, new TimedLogs(output));
+        return MessageBus.Create(new BusOptions { Url = url, ConnectTimeout = TimeSpan.FromSeconds(5), OperationTimeout = OperationTimeout }, new TimedLogs(output, "Bus.Redis.Client"));
     }
 
     /// <summary>An endpoint from BUS_TEST_REDIS_URL cannot be frozen or restarted by the tests: they are skipped there, saying so.</summary>
     private void RequireLifecycleControl()
         => Skip.IfNot(fixture.Broker.CanControlLifecycle, $"{fixture.Broker} cannot be paused or restarted by the tests");
-
-    /// <summary>
-    /// The bus's log lines in the test's output, with milliseconds since the bus was created; the client's own
-    /// connection log (Bus.Redis.Client) at Debug, the rest from Information.
-    /// </summary>
-    private sealed class TimedLogs(ITestOutputHelper output) : ILoggerFactory
-    {
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-
-        public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName == "Bus.Redis.Client" ? LogLevel.Debug : LogLevel.Information);
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Logger(TimedLogs owner, LogLevel minimum) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                if (!IsEnabled(logLevel))
-                {
-                    return;
-                }
-
-                try
-                {
-                    var error = exception is null ? string.Empty : $" [{exception.GetType().Name}: {exception.Message.Split('\n')[0]}]";
-                    owner.Write($"{owner._clock.ElapsedMilliseconds,7} ms {logLevel}: {formatter(state, exception)}{error}");
-                }
-                catch (InvalidOperationException)
-                {
-                    // Logged after the test ended (the client goes on reconnecting in the background).
-                }
-            }
-        }
-
-        private void Write(string line) => output.WriteLine(line);
-    }
-
-    private static async Task PublishUntilRecoveredAsync(MessageBus bus, string topic, OutgoingMessage message, TimeSpan within)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
-        {
-            try
-            {
-                await bus.PublishAsync(topic, message);
-                return;
-            }
-            catch (BusException ex) when (ex.IsTransient && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(250);
-            }
-        }
-    }
 
     /// <summary>Runs <paramref name="publish"/> against the frozen server; returns its failure and how long it took.</summary>
     private async Task<(BusException Error, TimeSpan Took)> FailWhileFrozenAsync(string what, Func<Task> publish)
@@ -136,7 +71,7 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
         var (error, took) = await FailWhileFrozenAsync("publish", async () => await bus.PublishAsync(topic, "frozen"));
 
         AssertTimelyTransientFailure(error, took, topic);
-        await PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
+        await Outages.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
     }
 
     [SkippableFact]
@@ -152,7 +87,7 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
         var (error, took) = await FailWhileFrozenAsync("batch", async () => await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("a"), OutgoingMessage.FromText("b")]));
 
         AssertTimelyTransientFailure(error, took, topic);
-        await PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
+        await Outages.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
         await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("c"), OutgoingMessage.FromText("d")]);
     }
 
@@ -168,7 +103,7 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
         var (error, took) = await FailWhileFrozenAsync("publish to a new topic", async () => await bus.PublishAsync(topic, "frozen"));
 
         AssertTimelyTransientFailure(error, took, topic);
-        await PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
+        await Outages.PublishUntilRecoveredAsync(bus, topic, OutgoingMessage.FromText("after"), TimeSpan.FromSeconds(20));
     }
 
     [SkippableFact]
@@ -219,97 +154,32 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
         RequireLifecycleControl();
 
         await using var bus = CreateBus();
-        var topic = Unique("resume");
-        var handled = new ConcurrentDictionary<string, int>();
-        await using var subscription = await bus.SubscribeAsync(
-            topic,
-            (m, _) =>
+        await Outages.NothingLostAcrossAsync(
+            bus,
+            Unique("resume"),
+            async waitForAll =>
             {
-                handled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
-                return ValueTask.CompletedTask;
+                if (kind == "pause")
+                {
+                    await fixture.Broker.PauseAsync();
+                    // The consumers poll all the time, so the client's keep-alive (60 s, a PING after that long without
+                    // traffic) never comes into play; what gives the connection up is StackExchange.Redis's dead-socket
+                    // check (no reads for 4 x the operation timeout while commands time out: about 13 s here, seen in
+                    // the client's log as "Dead socket detected"). The freeze outlasts it, so the client reconnects.
+                    await Task.Delay(TimeSpan.FromSeconds(18));
+                    await fixture.Broker.UnpauseAsync();
+                }
+                else
+                {
+                    // Entries that only the server's memory holds are lost with a restart unless it saves them (the
+                    // images snapshot on shutdown by default): those published before are required to arrive first,
+                    // so that the check does not depend on the server's persistence.
+                    await waitForAll(TimeSpan.FromSeconds(20));
+                    await fixture.Broker.RestartAsync();
+                }
             },
-            new SubscriptionOptions { Group = "sub", MaxInFlight = 8 });
-        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "pull", MaxInFlight = 8 });
-        var pulled = new ConcurrentDictionary<string, int>();
-        using var stop = new CancellationTokenSource();
-        var pulling = Task.Run(async () =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                try
-                {
-                    var m = await consumer.ReceiveAsync(stop.Token);
-                    pulled.AddOrUpdate(m.MessageId, 1, (_, n) => n + 1);
-                    try
-                    {
-                        await m.AckAsync();
-                    }
-                    catch (BusException)
-                    {
-                        // Not acknowledged: delivered again later, which the test tolerates.
-                    }
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-            }
-        });
-
-        var sent = new List<string>();
-        async Task PublishSomeAsync(string prefix, int count)
-        {
-            for (var i = 0; i < count; i++)
-            {
-                var message = OutgoingMessage.FromText($"{prefix} {i}", key: $"k{i % 3}");
-                await PublishUntilRecoveredAsync(bus, topic, message, TimeSpan.FromSeconds(30));
-                sent.Add(message.MessageId!);
-            }
-        }
-
-        async Task WaitForAllAsync(TimeSpan within)
-        {
-            var deadline = Stopwatch.StartNew();
-            while (deadline.Elapsed < within && !(sent.All(handled.ContainsKey) && sent.All(pulled.ContainsKey)))
-            {
-                await Task.Delay(100);
-            }
-        }
-
-        await PublishSomeAsync("before", 20);
-        var outage = Stopwatch.StartNew();
-        if (kind == "pause")
-        {
-            await fixture.Broker.PauseAsync();
-            // The consumers poll all the time, so the client's keep-alive (60 s, a PING after that long without
-            // traffic) never comes into play; what gives the connection up is StackExchange.Redis's dead-socket check
-            // (no reads for 4 x the operation timeout while commands time out: about 13 s here, seen in the client's
-            // log as "Dead socket detected"). The freeze outlasts it, so the client reconnects after it.
-            await Task.Delay(TimeSpan.FromSeconds(18));
-            await fixture.Broker.UnpauseAsync();
-        }
-        else
-        {
-            // Entries that only the server's memory holds are lost with a restart unless it saves them (the images
-            // snapshot on shutdown by default): those published before are required to arrive first, so that the
-            // check below does not depend on the server's persistence.
-            await WaitForAllAsync(TimeSpan.FromSeconds(20));
-            await fixture.Broker.RestartAsync();
-        }
-
-        output.WriteLine($"{kind} took {outage.ElapsedMilliseconds} ms");
-        var recovered = Stopwatch.StartNew();
-        await PublishSomeAsync("after", 20);
-        output.WriteLine($"publishing again took {recovered.ElapsedMilliseconds} ms");
-        await WaitForAllAsync(TimeSpan.FromSeconds(30));
-        output.WriteLine($"all received {recovered.ElapsedMilliseconds} ms after the outage");
-
-        await stop.CancelAsync();
-        await pulling;
-        output.WriteLine($"handled {handled.Count}, pulled {pulled.Count} of {sent.Count}");
-        Assert.Equal(0, sent.Count(id => !handled.ContainsKey(id)));
-        Assert.Equal(0, sent.Count(id => !pulled.ContainsKey(id)));
-        Assert.False(subscription.Completion.IsCompleted);
+            publishWithin: TimeSpan.FromSeconds(30),
+            output);
     }
 
     [SkippableFact]
