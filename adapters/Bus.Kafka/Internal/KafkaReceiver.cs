@@ -25,13 +25,6 @@ internal sealed class KafkaReceiver : TransportReceiver
     private const int IntakeBatch = 256;
 
     /// <summary>
-    /// How long disposing waits for the poll thread to commit, leave the group and free the client. librdkafka's
-    /// synchronous commit and close have no timeout of their own; past this the close goes on in the background and a
-    /// warning names the step it is in (unsettled messages go back to the group when the session ends, at the latest).
-    /// </summary>
-    private static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(20);
-
-    /// <summary>
     /// How long closing polls after unsubscribing for the revocation to be served (see <see cref="LeaveGroup"/>). A
     /// revocation comes at the next poll when the member is steady; a rebalance under way has to finish first.
     /// </summary>
@@ -204,17 +197,25 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
     }
 
-    /// <summary>Waits up to <see cref="CloseWait"/> for the poll thread to finish; false (and a warning) if it did not.</summary>
+    /// <summary>
+    /// Waits for the poll thread to commit, leave the group and free the client, at most the transport's
+    /// <see cref="KafkaTransport.CloseWait"/>; false (and a warning) if it did not. librdkafka's synchronous commit and
+    /// close have no timeout of their own (a commit the cluster does not answer waits socket.timeout.ms, 60 s): past the
+    /// wait the close goes on in the background and the warning names the step it is in (unsettled messages go back to
+    /// the group when the session ends, at the latest).
+    /// </summary>
     private async Task<bool> WaitForCloseAsync()
     {
+        var wait = _transport.CloseWait;
         try
         {
-            await _stopped.Task.WaitAsync(CloseWait).ConfigureAwait(false);
+            await _stopped.Task.WaitAsync(wait).ConfigureAwait(false);
             return true;
         }
         catch (TimeoutException)
         {
-            Log.CloseTimedOut(_transport.Logger, Group, _topic, (int)CloseWait.TotalSeconds, _step);
+            _transport.CloseOutran();
+            Log.CloseTimedOut(_transport.Logger, Group, _topic, wait.TotalSeconds, _step);
             return false;
         }
     }
@@ -466,6 +467,8 @@ internal sealed class KafkaReceiver : TransportReceiver
             // positions are needed, and a broker call now could reach a group that has already terminated.
             return assigned.Select(p => new TopicPartitionOffset(p, Offset.Unset)).ToList();
         }
+
+        _transport.ClusterAnswers(); // an assignment took the group coordinator's answers
 
         // With cooperative rebalancing the partitions kept stay assigned while the broker calls below may take seconds:
         // store what was acknowledged on them first, so a crash meanwhile does not deliver it again.

@@ -63,8 +63,8 @@ internal static partial class Log
     [LoggerMessage(4015, LogLevel.Warning, "kafka: storing offset {Offset} of group {Group} on topic {Topic} partition {Partition} failed; the messages after the last commit will be delivered again")]
     public static partial void StoreFailed(ILogger logger, string group, string topic, int partition, long offset, Exception exception);
 
-    [LoggerMessage(4016, LogLevel.Warning, "kafka: the consumer of group {Group} on topic {Topic} did not close within {Seconds} s (it was {Step}); it goes on closing in the background, and its unsettled messages go to the group's other members when its session ends at the latest")]
-    public static partial void CloseTimedOut(ILogger logger, string group, string topic, int seconds, string step);
+    [LoggerMessage(4016, LogLevel.Warning, "kafka: the consumer of group {Group} on topic {Topic} did not close within {Seconds:0.#} s (it was {Step}); it goes on closing in the background, and its unsettled messages go to the group's other members when its session ends at the latest")]
+    public static partial void CloseTimedOut(ILogger logger, string group, string topic, double seconds, string step);
 
     [LoggerMessage(4017, LogLevel.Information, "kafka: topic {Topic} is not deleted: the cluster does not answer admin requests (CreateTopics timed out earlier); it stays on the broker")]
     public static partial void TopicNotDeleted(ILogger logger, string topic);
