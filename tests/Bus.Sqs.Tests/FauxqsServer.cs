@@ -164,6 +164,27 @@ public sealed class FauxqsServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>
+    /// Freezes the emulator (SIGSTOP): its socket stays open and the kernel still accepts connections on it, but
+    /// nothing is answered, as with a broker that hangs.
+    /// </summary>
+    public Task PauseAsync() => SignalAsync("STOP");
+
+    /// <summary>Thaws what <see cref="PauseAsync"/> froze (SIGCONT).</summary>
+    public Task ResumeAsync() => SignalAsync("CONT");
+
+    private async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {_process.Id}") { UseShellExecute = false, RedirectStandardError = true })
+            ?? throw new InvalidOperationException("could not start kill");
+        var error = await kill.StandardError.ReadToEndAsync();
+        await kill.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {_process.Id} failed ({kill.ExitCode}): {error}");
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         try

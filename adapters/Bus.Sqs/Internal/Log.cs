@@ -23,6 +23,9 @@ internal static partial class Log
     [LoggerMessage(5010, LogLevel.Warning, "sqs: receiving from {Queue} failed; retrying in {DelayMs} ms")]
     public static partial void ReceiveFailed(ILogger logger, string queue, long delayMs, Exception exception);
 
+    [LoggerMessage(5016, LogLevel.Warning, "sqs: a receive from {Queue} was not answered {WaitMs} ms past its long poll; closing cancels it (messages it may have taken come back after their visibility timeout)")]
+    public static partial void ReceiveAbandoned(ILogger logger, string queue, long waitMs);
+
     [LoggerMessage(5011, LogLevel.Debug, "sqs: released {Count} unsettled messages of {Queue} for redelivery")]
     public static partial void Released(ILogger logger, int count, string queue);
 

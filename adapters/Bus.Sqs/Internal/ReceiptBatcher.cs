@@ -20,22 +20,24 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
     /// </summary>
     private static readonly TimeSpan Linger = TimeSpan.FromMilliseconds(2);
 
+    private readonly SqsTransport _transport;
     private readonly IAmazonSQS _client;
     private readonly string _queueUrl;
     private readonly string _queueName;
     private readonly ILogger _logger;
     private readonly SettlementBatcher<string> _batcher;
+    private readonly CancellationTokenSource _closing = new(); // cancelled the transport's CloseWait after closing begins
 
-    /// <param name="client">The SQS client.</param>
+    /// <param name="transport">The transport: its SQS client, logger and close wait.</param>
     /// <param name="queueUrl">The queue.</param>
-    /// <param name="logger">For stale receipts.</param>
     /// <param name="maxConcurrentDeletes">Batches in flight at once.</param>
-    public ReceiptBatcher(IAmazonSQS client, string queueUrl, ILogger logger, int maxConcurrentDeletes)
+    public ReceiptBatcher(SqsTransport transport, string queueUrl, int maxConcurrentDeletes)
     {
-        _client = client;
+        _transport = transport;
+        _client = transport.Client;
         _queueUrl = queueUrl;
         _queueName = SqsNames.NameFromUrl(queueUrl);
-        _logger = logger;
+        _logger = transport.Logger;
         _batcher = new SettlementBatcher<string>(DeleteAsync, new SettlementBatcherOptions { MaxBatchSize = 10, MaxConcurrentFlushes = maxConcurrentDeletes, Linger = Linger });
     }
 
@@ -52,7 +54,17 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
         }
     }
 
-    public ValueTask DisposeAsync() => _batcher.DisposeAsync();
+    /// <summary>
+    /// Sends what is queued and waits for it, at most the close wait: a server that does not answer would hold each
+    /// delete for the SDK's timeout (30 s) per attempt. Deletes cut off fail as any failed delete does (logged; the
+    /// message comes back after its visibility timeout).
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        _closing.CancelAfter(_transport.CloseWait);
+        await _batcher.DisposeAsync().ConfigureAwait(false);
+        _closing.Dispose();
+    }
 
     private async ValueTask<IReadOnlyList<Exception?>?> DeleteAsync(IReadOnlyList<string> receipts)
     {
@@ -65,10 +77,15 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
         DeleteMessageBatchResponse response;
         try
         {
-            response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _queueUrl, Entries = entries }, CancellationToken.None).ConfigureAwait(false);
+            response = await _client.DeleteMessageBatchAsync(new DeleteMessageBatchRequest { QueueUrl = _queueUrl, Entries = entries }, _closing.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
+            if (_closing.IsCancellationRequested)
+            {
+                _transport.ServerSilent(); // cut off by closing: the server did not answer within the close wait
+            }
+
             Log.DeleteFailed(_logger, receipts.Count, _queueName, ex);
             return null;
         }

@@ -12,7 +12,8 @@ namespace Bus.Sqs.Internal;
 /// One consumer of a group's queue: long-polling ReceiveMessage loops that never hold more than the subscription's
 /// max in-flight unsettled; ack = delete (batched), nack = change visibility; the visibility timeout is the ack
 /// timeout. Disposing lets a running long poll finish (cancelling it could strand what it received until the
-/// visibility timeout), then makes every unsettled message visible again at once.
+/// visibility timeout), then makes every unsettled message visible again at once; a server that does not answer is
+/// waited for only so long (see <see cref="WaitForLoopsAsync"/>).
 /// </summary>
 internal sealed class SqsReceiver : TransportReceiver
 {
@@ -37,6 +38,8 @@ internal sealed class SqsReceiver : TransportReceiver
     private readonly SemaphoreSlim _gathering = new(1, 1);
     private readonly int _receiveBatch;
     private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _abandon = new(); // cancels the receives under way: the server did not answer
+    private readonly long[] _pollStarted; // per loop: Environment.TickCount64 when its ReceiveMessage was sent, 0 when none is under way
     private readonly ReceiptBatcher _deletes;
     private readonly Task[] _loops;
     private readonly int _visibilitySeconds;
@@ -65,11 +68,13 @@ internal sealed class SqsReceiver : TransportReceiver
         _receiveBatch = Math.Min(MaxReceiveBatch, options.MaxInFlight);
         _fifo = SqsNames.IsFifo(_queueName);
         var loops = Math.Min(transport.Settings.ReceiveConcurrency, Math.Max(1, options.MaxInFlight / MaxReceiveBatch));
-        _deletes = new ReceiptBatcher(_client, queueUrl, _logger, Math.Max(2, loops));
+        _deletes = new ReceiptBatcher(transport, queueUrl, Math.Max(2, loops));
         _loops = new Task[loops];
+        _pollStarted = new long[loops];
         for (var i = 0; i < loops; i++)
         {
-            _loops[i] = Task.Run(ReceiveLoopAsync);
+            var index = i;
+            _loops[i] = Task.Run(() => ReceiveLoopAsync(index));
         }
     }
 
@@ -142,7 +147,7 @@ internal sealed class SqsReceiver : TransportReceiver
         }
 
         _stop.Cancel();
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        await WaitForLoopsAsync().ConfigureAwait(false);
         _deliveries.Writer.TryComplete();
         var unseen = new HashSet<long>();
         while (_deliveries.Reader.TryRead(out var buffered))
@@ -166,9 +171,45 @@ internal sealed class SqsReceiver : TransportReceiver
         await ReleaseUnsettledAsync(unseen).ConfigureAwait(false);
         await _deletes.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
+        _abandon.Dispose();
     }
 
-    private async Task ReceiveLoopAsync()
+    /// <summary>
+    /// Waits for the receive loops to end once stopped. A long poll under way is answered by the server within
+    /// <see cref="SqsSettings.WaitSeconds"/> of its start and is waited for until then and the transport's
+    /// <see cref="SqsTransport.CloseWait"/> more; past that it is cancelled. Without a bound, a frozen server held the
+    /// SDK's request timeout (30 s) times its attempts (4): disposing a bus with a subscription and a pull consumer
+    /// against a frozen fauxqs took more than 150 s. Counted from the poll's start, not from here: the loops of the
+    /// consumers a bus closes after the first are not waited for again.
+    /// </summary>
+    private async Task WaitForLoopsAsync()
+    {
+        var loops = Task.WhenAll(_loops);
+        var now = Environment.TickCount64;
+        var latest = 0L;
+        for (var i = 0; i < _pollStarted.Length; i++)
+        {
+            latest = Math.Max(latest, Volatile.Read(ref _pollStarted[i]));
+        }
+
+        // No poll under way: the loops end at once (one that was just sending is given the budget).
+        var until = (latest == 0 ? now : latest + (_transport.Settings.WaitSeconds * 1000L)) + (long)_transport.CloseWait.TotalMilliseconds;
+        try
+        {
+            await loops.WaitAsync(TimeSpan.FromMilliseconds(Math.Max(0, until - now))).ConfigureAwait(false);
+            return;
+        }
+        catch (TimeoutException)
+        {
+        }
+
+        _transport.ServerSilent();
+        Log.ReceiveAbandoned(_logger, _queueName, Environment.TickCount64 - (latest == 0 ? now : latest) - (_transport.Settings.WaitSeconds * 1000L));
+        await _abandon.CancelAsync().ConfigureAwait(false);
+        await loops.ConfigureAwait(false); // a cancelled receive ends its loop (the SDK honours the token)
+    }
+
+    private async Task ReceiveLoopAsync(int index)
     {
         var token = _stop.Token;
         var failures = 0;
@@ -178,11 +219,17 @@ internal sealed class SqsReceiver : TransportReceiver
             try
             {
                 credit = await TakeCreditAsync(token).ConfigureAwait(false);
+                token.ThrowIfCancellationRequested(); // stopped meanwhile: no new long poll for disposing to wait out
 
-                // Not cancelled by dispose: a long poll that is cut off may already have taken messages, which would
-                // then stay invisible until their visibility timeout. The SDK's request timeout bounds it.
+                // Not cancelled by stopping: a long poll that is cut off may already have taken messages, which would
+                // then stay invisible until their visibility timeout. Only a server that does not answer it in time
+                // gets it cancelled (see WaitForLoopsAsync).
                 var requestedAt = Environment.TickCount64; // no earlier than SQS starts the visibility timeouts
-                var response = await _client.ReceiveMessageAsync(new ReceiveMessageRequest
+                Volatile.Write(ref _pollStarted[index], requestedAt);
+                ReceiveMessageResponse response;
+                try
+                {
+                    response = await _client.ReceiveMessageAsync(new ReceiveMessageRequest
                 {
                     QueueUrl = _queueUrl,
                     MaxNumberOfMessages = credit,
@@ -190,8 +237,15 @@ internal sealed class SqsReceiver : TransportReceiver
                     VisibilityTimeout = _visibilitySeconds,
                     MessageAttributeNames = ["All"],
                     MessageSystemAttributeNames = ["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber", "MessageGroupId"],
-                }, CancellationToken.None).ConfigureAwait(false);
+                    }, _abandon.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Volatile.Write(ref _pollStarted[index], 0);
+                }
+
                 failures = 0;
+                _transport.ServerAnswers();
                 var messages = response.Messages ?? [];
                 Interlocked.Add(ref _outstanding, messages.Count);
                 if (_fifo && messages.Count > 0)
@@ -462,6 +516,8 @@ internal sealed class SqsReceiver : TransportReceiver
     /// <param name="unseen">Deliveries never handed to the application (buffered or held): releasing them must not count as a delivery.</param>
     private async Task ReleaseUnsettledAsync(HashSet<long> unseen)
     {
+        // Bounded like the loops: the SDK would wait for a server that does not answer its timeout (30 s) per attempt.
+        using var budget = new CancellationTokenSource(_transport.CloseWait);
         var receipts = new List<string>();
         foreach (var tag in _unsettled.Keys)
         {
@@ -475,14 +531,18 @@ internal sealed class SqsReceiver : TransportReceiver
             }
         }
 
-        await ReleaseAsync(receipts).ConfigureAwait(false);
+        if (!await ReleaseAsync(receipts, budget.Token).ConfigureAwait(false) && budget.IsCancellationRequested)
+        {
+            _transport.ServerSilent();
+        }
     }
 
-    private async Task ReleaseAsync(List<string> receipts)
+    /// <summary>Makes the messages of <paramref name="receipts"/> visible again now; false (and a warning) if that failed.</summary>
+    private async Task<bool> ReleaseAsync(List<string> receipts, CancellationToken cancellationToken = default)
     {
         if (receipts.Count == 0)
         {
-            return;
+            return true;
         }
 
         try
@@ -491,13 +551,15 @@ internal sealed class SqsReceiver : TransportReceiver
             {
                 QueueUrl = _queueUrl,
                 Entries = chunk.Select((receipt, i) => new ChangeMessageVisibilityBatchRequestEntry { Id = EntryIds.Of(i), ReceiptHandle = receipt, VisibilityTimeout = 0 }).ToList(),
-            }, CancellationToken.None));
+            }, cancellationToken));
             await Task.WhenAll(batches).ConfigureAwait(false);
             Log.Released(_logger, receipts.Count, _queueName);
+            return true;
         }
         catch (Exception ex)
         {
             Log.ReleaseFailed(_logger, receipts.Count, _queueName, ex);
+            return false;
         }
     }
 }
