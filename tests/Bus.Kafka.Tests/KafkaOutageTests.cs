@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
+using Bus.Tests.Shared;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -63,25 +63,7 @@ public sealed class KafkaOutageTests(KafkaOutageFixture fixture, ITestOutputHelp
             Assert.Equal("warm", held.GetText());
         }
 
-        await Cluster.PauseAsync();
-        var watch = Stopwatch.StartNew();
-        Exception? thrown = null;
-        try
-        {
-            await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(90));
-        }
-        catch (Exception ex)
-        {
-            thrown = ex;
-        }
-        finally
-        {
-            output.WriteLine($"dispose took {watch.ElapsedMilliseconds} ms");
-            await Cluster.ResumeAsync();
-        }
-
-        Assert.Null(thrown);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"dispose took {watch.Elapsed}");
+        await Outages.DisposeWhileFrozenAsync(bus, Cluster.PauseAsync, Cluster.ResumeAsync, output);
         GC.KeepAlive(subscription);
 
         // The cluster serves a new bus: the held message was never committed, so group "pull" gets it again.
@@ -100,38 +82,5 @@ public sealed class KafkaOutageTests(KafkaOutageFixture fixture, ITestOutputHelp
 
         output.WriteLine($"after unpause, group pull received: {string.Join(", ", texts)}");
         Assert.Contains("warm", texts);
-    }
-
-    /// <summary>The bus's log lines in the test's output, with milliseconds since the bus was created.</summary>
-    private sealed class TimedLogs(ITestOutputHelper output) : ILoggerFactory, ILogger
-    {
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public void Dispose()
-        {
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            try
-            {
-                output.WriteLine($"{_clock.ElapsedMilliseconds,7} ms {logLevel}: {formatter(state, exception)}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Logged after the test ended (a close left running in the background).
-            }
-        }
     }
 }

@@ -109,25 +109,7 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
         await bus.PublishAsync(topic, "warm");
         var held = await consumer.ReceiveAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
 
-        await fixture.Broker.PauseAsync();
-        var watch = Stopwatch.StartNew();
-        Exception? thrown = null;
-        try
-        {
-            await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(45));
-        }
-        catch (Exception ex)
-        {
-            thrown = ex;
-        }
-        finally
-        {
-            output.WriteLine($"dispose took {watch.ElapsedMilliseconds} ms");
-            await fixture.Broker.UnpauseAsync();
-        }
-
-        Assert.Null(thrown);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"dispose took {watch.Elapsed}");
+        await Outages.DisposeWhileFrozenAsync(bus, () => fixture.Broker.PauseAsync(), () => fixture.Broker.UnpauseAsync(), output);
         GC.KeepAlive(subscription);
         GC.KeepAlive(held);
     }
@@ -165,31 +147,6 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
     {
         RequireLifecycleControl();
         await using var bus = CreateBus(TimeSpan.FromSeconds(3));
-        var topic = Unique("rpc");
-        await using var server = await bus.SubscribeAsync(
-            topic,
-            async (m, token) => await bus.ReplyAsync(m, OutgoingMessage.FromText(m.GetText()), token),
-            SubscriptionOptions.ForGroup("server"));
-        var first = await bus.RequestAsync(topic, OutgoingMessage.FromText("one"), TimeSpan.FromSeconds(10));
-        Assert.Equal("one", first.GetText());
-
-        await fixture.Broker.RestartAsync();
-
-        var deadline = Stopwatch.StartNew();
-        ReceivedMessage? reply = null;
-        while (reply is null)
-        {
-            try
-            {
-                reply = await bus.RequestAsync(topic, OutgoingMessage.FromText("two"), TimeSpan.FromSeconds(5));
-            }
-            catch (Exception ex) when ((ex is BusException { IsTransient: true } || ex is TimeoutException) && deadline.Elapsed < TimeSpan.FromSeconds(40))
-            {
-                output.WriteLine($"{deadline.ElapsedMilliseconds} ms: {ex.GetType().Name}: {ex.Message}");
-                await Task.Delay(250);
-            }
-        }
-
-        Assert.Equal("two", reply.GetText());
+        await Outages.RequestReplyAcrossAsync(bus, Unique("rpc"), () => fixture.Broker.RestartAsync(), output);
     }
 }

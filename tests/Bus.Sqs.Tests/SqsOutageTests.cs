@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
+using Bus.Tests.Shared;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -82,25 +82,7 @@ public sealed class SqsOutageTests(SqsOutageFixture fixture, ITestOutputHelper o
             Assert.Equal("warm", held.GetText());
         }
 
-        await fixture.Server.PauseAsync();
-        var watch = Stopwatch.StartNew();
-        Exception? thrown = null;
-        try
-        {
-            await bus.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(150));
-        }
-        catch (Exception ex)
-        {
-            thrown = ex;
-        }
-        finally
-        {
-            output.WriteLine($"dispose took {watch.ElapsedMilliseconds} ms");
-            await fixture.Server.ResumeAsync();
-        }
-
-        Assert.Null(thrown);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(15), $"dispose took {watch.Elapsed}");
+        await Outages.DisposeWhileFrozenAsync(bus, fixture.Server.PauseAsync, fixture.Server.ResumeAsync, output);
         GC.KeepAlive(subscription);
 
         // The emulator serves a new bus, and the held message was not lost: group "pull" gets it (once its visibility
@@ -113,38 +95,5 @@ public sealed class SqsOutageTests(SqsOutageFixture fixture, ITestOutputHelper o
         output.WriteLine($"after thawing, group pull received '{message.GetText()}' after {watchAgain.ElapsedMilliseconds} ms");
         Assert.Equal("warm", message.GetText());
         await message.AckAsync();
-    }
-
-    /// <summary>The bus's log lines in the test's output, with milliseconds since the bus was created.</summary>
-    private sealed class TimedLogs(ITestOutputHelper output) : ILoggerFactory, ILogger
-    {
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public void AddProvider(ILoggerProvider provider)
-        {
-        }
-
-        public void Dispose()
-        {
-        }
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            try
-            {
-                output.WriteLine($"{_clock.ElapsedMilliseconds,7} ms {logLevel}: {formatter(state, exception)}{(exception is null ? "" : " (" + exception.GetType().Name + ")")}");
-            }
-            catch (InvalidOperationException)
-            {
-                // Logged after the test ended (a call left running in the background).
-            }
-        }
     }
 }

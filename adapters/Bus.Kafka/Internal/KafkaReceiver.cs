@@ -199,14 +199,14 @@ internal sealed class KafkaReceiver : TransportReceiver
 
     /// <summary>
     /// Waits for the poll thread to commit, leave the group and free the client, at most the transport's
-    /// <see cref="KafkaTransport.CloseWait"/>; false (and a warning) if it did not. librdkafka's synchronous commit and
+    /// <see cref="KafkaTransport.CloseWaits"/>; false (and a warning) if it did not. librdkafka's synchronous commit and
     /// close have no timeout of their own (a commit the cluster does not answer waits socket.timeout.ms, 60 s): past the
     /// wait the close goes on in the background and the warning names the step it is in (unsettled messages go back to
     /// the group when the session ends, at the latest).
     /// </summary>
     private async Task<bool> WaitForCloseAsync()
     {
-        var wait = _transport.CloseWait;
+        var wait = _transport.CloseWaits.Current;
         try
         {
             await _stopped.Task.WaitAsync(wait).ConfigureAwait(false);
@@ -214,7 +214,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         }
         catch (TimeoutException)
         {
-            _transport.CloseOutran();
+            _transport.CloseWaits.Unanswered();
             Log.CloseTimedOut(_transport.Logger, Group, _topic, wait.TotalSeconds, _step);
             return false;
         }
@@ -468,7 +468,7 @@ internal sealed class KafkaReceiver : TransportReceiver
             return assigned.Select(p => new TopicPartitionOffset(p, Offset.Unset)).ToList();
         }
 
-        _transport.ClusterAnswers(); // an assignment took the group coordinator's answers
+        _transport.CloseWaits.Answered(); // an assignment took the group coordinator's answers
 
         // With cooperative rebalancing the partitions kept stay assigned while the broker calls below may take seconds:
         // store what was acknowledged on them first, so a crash meanwhile does not deliver it again.

@@ -23,24 +23,16 @@ internal sealed partial class KafkaTransport : MessageTransport
     private IProducer<byte[]?, byte[]>? _producer;
     private IAdminClient? _admin;
     private readonly int? _messageTimeoutMs;
-    private readonly TimeSpan _closeBudget;
-    private volatile bool _closeOutran;
     private int _disposed;
 
     /// <summary>
-    /// The longest disposing a receiver waits for its close: the operation timeout, but no more than this. A healthy
-    /// close takes up to the receiver's leave wait (5 s, a rebalance under way) and a commit round trip; a frozen
-    /// cluster holds librdkafka's synchronous commit for socket.timeout.ms (60 s), and the old fixed wait of 20 s per
-    /// receiver made a bus with a subscription and a consumer take 20 s to dispose against a frozen mock cluster.
+    /// The longest disposing a receiver waits for its close while the cluster answers: the operation timeout, but no more
+    /// than this. A healthy close takes up to the receiver's leave wait (5 s, a rebalance under way) and a commit round
+    /// trip; a frozen cluster holds librdkafka's synchronous commit for socket.timeout.ms (60 s), and the old fixed wait
+    /// of 20 s per receiver made a bus with a subscription and a consumer take 20 s to dispose against a frozen mock
+    /// cluster. Once a close ran out of time, each further one gets 0.5 s (one with nothing to commit finishes in that).
     /// </summary>
     private static readonly TimeSpan MaxCloseWait = TimeSpan.FromSeconds(10);
-
-    /// <summary>
-    /// How long a close waits once another close on this transport ran out of time: the cluster is taken to be
-    /// silent, so each further receiver gets only this long to finish (one with nothing to commit does) before its close
-    /// goes on in the background, rather than a full budget each (seconds per subscription for a bus that has many).
-    /// </summary>
-    private static readonly TimeSpan SilentCloseWait = TimeSpan.FromMilliseconds(500);
 
     public KafkaTransport(TransportContext context, KafkaEndpoint endpoint, BackendCapabilities capabilities)
     {
@@ -49,17 +41,11 @@ internal sealed partial class KafkaTransport : MessageTransport
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Kafka");
         (_messageTimeoutMs, BoundsPublishTime) = PublishTimeout(Merge(_endpoint.Producer), context.Options.OperationTimeout);
-        _closeBudget = TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks));
+        CloseWaits = new CloseWaits(TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks)), TimeSpan.FromMilliseconds(500));
     }
 
-    /// <summary>How long disposing a receiver waits for its close (see <see cref="MaxCloseWait"/> and <see cref="SilentCloseWait"/>).</summary>
-    internal TimeSpan CloseWait => _closeOutran ? SilentCloseWait : _closeBudget;
-
-    /// <summary>A receiver's close ran out of <see cref="CloseWait"/>: later closes do not wait the full budget.</summary>
-    internal void CloseOutran() => _closeOutran = true;
-
-    /// <summary>The cluster answered (a receiver was given an assignment): closes get their full budget again.</summary>
-    internal void ClusterAnswers() => _closeOutran = false;
+    /// <summary>How long disposing a receiver waits for its close (see <see cref="MaxCloseWait"/>); an assignment counts as the cluster answering.</summary>
+    internal CloseWaits CloseWaits { get; }
 
     public override BackendCapabilities Capabilities { get; }
 

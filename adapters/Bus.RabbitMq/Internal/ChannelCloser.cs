@@ -1,3 +1,4 @@
+using Bus.Transport;
 using Microsoft.Extensions.Logging;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
@@ -12,36 +13,28 @@ namespace Bus.RabbitMq.Internal;
 /// ends the wait), so the close sets the channel's continuation timeout to the budget instead.
 /// </summary>
 /// <remarks>
-/// Each close gets <see cref="Budget"/>. When one goes unanswered, the broker is taken to be silent and later closes
-/// on this connection do not wait for it at all, until the connection recovers. A close that does not wait still sends
-/// channel.close, so a broker that wakes up releases the channel and returns its unacknowledged deliveries to their
-/// queue, exactly as after a graceful close.
+/// Each close waits as long as <paramref name="waits"/> says: the close budget, and not at all once one close went
+/// unanswered, until the connection recovers. A close that does not wait still sends channel.close, so a broker that
+/// wakes up releases the channel and returns its unacknowledged deliveries to their queue, exactly as after a graceful
+/// close.
 /// </remarks>
-internal sealed class ChannelCloser(TimeSpan budget, ILogger logger)
+internal sealed class ChannelCloser(CloseWaits waits, ILogger logger)
 {
     /// <summary>How long an abandoned close waits: enough for the client to take its own lock and send channel.close.</summary>
     private static readonly TimeSpan AbandonWait = TimeSpan.FromMilliseconds(100);
 
-    private volatile bool _brokerSilent;
-
-    /// <summary>How long one graceful close may wait for the broker.</summary>
-    public TimeSpan Budget { get; } = budget;
-
-    /// <summary>The connection recovered: the broker answers again.</summary>
-    public void BrokerAnswers() => _brokerSilent = false;
-
-    /// <summary>True after a close went unanswered, until the connection recovers.</summary>
-    public bool BrokerSilent => _brokerSilent;
+    /// <summary>How long closes wait for the broker; the connection's recovery counts as its answer.</summary>
+    public CloseWaits Waits => waits;
 
     /// <summary>
     /// Cancels <paramref name="consumerTag"/> (when given) and closes <paramref name="channel"/>, waiting at most
-    /// <see cref="Budget"/> for the broker; never throws.
+    /// the close budget for the broker; never throws.
     /// </summary>
     public async Task CloseAsync(IChannel channel, string? consumerTag, string what)
     {
-        if (channel.IsOpen && !_brokerSilent)
+        if (channel.IsOpen && !waits.BrokerSilent)
         {
-            channel.ContinuationTimeout = Budget;
+            channel.ContinuationTimeout = waits.Budget;
             try
             {
                 if (!string.IsNullOrEmpty(consumerTag))
@@ -57,8 +50,10 @@ internal sealed class ChannelCloser(TimeSpan budget, ILogger logger)
             catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
             {
                 // The continuation timeout cancels the wait (TaskCanceledException), or sets a TimeoutException.
-                _brokerSilent = true;
-                Log.BrokerSilentOnClose(logger, what, Budget);
+                if (waits.Unanswered())
+                {
+                    Log.BrokerSilentOnClose(logger, what, waits.Budget);
+                }
             }
             catch (Exception ex) when (ex is AlreadyClosedException or OperationInterruptedException or ObjectDisposedException)
             {

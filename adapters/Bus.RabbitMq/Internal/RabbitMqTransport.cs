@@ -30,7 +30,8 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         _context = context;
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.RabbitMq");
-        _closer = new ChannelCloser(context.CloseTimeout, _logger);
+        // Abandoned closes do not wait at all (see ChannelCloser), hence no wait once the broker is silent.
+        _closer = new ChannelCloser(new CloseWaits(context.CloseTimeout, TimeSpan.Zero), _logger);
     }
 
     private readonly ChannelCloser _closer;
@@ -69,17 +70,14 @@ internal sealed partial class RabbitMqTransport : MessageTransport
         if (connection is not null)
         {
             await DisposePublishChannelAsync().ConfigureAwait(false);
+            // RabbitMQ.Client waits for the broker in places no timeout of its own reaches (disposing the connection
+            // waits its continuation timeout, 20 s, on a silent broker): past the budget the close goes on in the
+            // background and ends when the client gives up on the socket.
             var closing = CloseConnectionAsync(connection);
-            try
+            await closing.WaitAsync(_closer.Waits.Budget).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (!closing.IsCompleted)
             {
-                await closing.WaitAsync(_closer.Budget).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // RabbitMQ.Client waits for the broker in places no timeout of its own reaches (disposing the
-                // connection waits its continuation timeout, 20 s, on a silent broker): the close goes on in the
-                // background and ends when the client gives up on the socket.
-                Log.ConnectionCloseLeftRunning(_logger, _endpoint.RedactedUrl, _closer.Budget);
+                Log.ConnectionCloseLeftRunning(_logger, _endpoint.RedactedUrl, _closer.Waits.Budget);
             }
         }
 
@@ -92,13 +90,13 @@ internal sealed partial class RabbitMqTransport : MessageTransport
     {
         try
         {
-            if (_closer.BrokerSilent)
+            if (_closer.Waits.BrokerSilent)
             {
-                await connection.AbortAsync(_closer.Budget).ConfigureAwait(false);
+                await connection.AbortAsync(_closer.Waits.Budget).ConfigureAwait(false);
             }
             else
             {
-                await connection.CloseAsync(_closer.Budget).ConfigureAwait(false);
+                await connection.CloseAsync(_closer.Waits.Budget).ConfigureAwait(false);
             }
         }
         catch (Exception)
@@ -209,7 +207,7 @@ internal sealed partial class RabbitMqTransport : MessageTransport
 
     private Task OnRecoverySucceededAsync(object sender, AsyncEventArgs args)
     {
-        _closer.BrokerAnswers();
+        _closer.Waits.Answered();
         Log.ConnectionRecovered(_logger, _endpoint.RedactedUrl);
         return Task.CompletedTask;
     }

@@ -324,7 +324,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 }
 
                 failures = 0;
-                _transport.ServerAnswers();
+                _transport.CloseWaits.Answered();
                 if (delivered > 0 || moved)
                 {
                     idle = TimeSpan.Zero;

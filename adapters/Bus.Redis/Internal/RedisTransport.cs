@@ -17,7 +17,6 @@ internal sealed class RedisTransport : MessageTransport
     private ConnectionMultiplexer? _connection;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RedisReceiver[]> _local = new(StringComparer.Ordinal);
     private IDatabase? _database;
-    private volatile bool _serverSilent;
 
     public RedisTransport(TransportContext context, RedisSettings settings, BackendCapabilities capabilities)
     {
@@ -26,57 +25,39 @@ internal sealed class RedisTransport : MessageTransport
         Capabilities = capabilities;
         _logger = context.LoggerFactory.CreateLogger("Bus.Redis");
         _clientLogger = context.LoggerFactory.CreateLogger("Bus.Redis.Client");
-        CloseBudget = context.CloseTimeout;
+        // Once a step went unanswered, the next wait only long enough for a consumer's loop that was pausing (not
+        // waiting for the server) to see that it was stopped.
+        CloseWaits = new CloseWaits(context.CloseTimeout, TimeSpan.FromMilliseconds(100));
     }
 
     /// <summary>
-    /// How long an abandoned close still waits once the server is known to be silent: enough for a consumer's loop that
-    /// was pausing (not waiting for the server) to see that it was stopped.
+    /// How long each step of closing (a consumer's loop, its acks, its release; the connection) waits for the server. The
+    /// consumers' loops call <see cref="CloseWaits.Answered"/> after each successful poll.
     /// </summary>
-    private static readonly TimeSpan SilentWait = TimeSpan.FromMilliseconds(100);
-
-    /// <summary>How long one step of closing (a consumer's loop, its acks, its release; the connection) may wait for the server.</summary>
-    internal TimeSpan CloseBudget { get; }
+    internal CloseWaits CloseWaits { get; }
 
     /// <summary>
-    /// The server answered a command: closes wait for it again. Called by the consumers' loops after each successful
-    /// poll, so it reads before it writes (a write per poll would bounce the field between cores).
-    /// </summary>
-    internal void ServerAnswers()
-    {
-        if (_serverSilent)
-        {
-            _serverSilent = false;
-        }
-    }
-
-    /// <summary>
-    /// Waits for <paramref name="step"/> of a close at most <see cref="CloseBudget"/>, or only briefly once a close went
-    /// unanswered (until a consumer's poll succeeds again); true if it completed. StackExchange.Redis takes no
-    /// cancellation token: a command to a frozen server (TCP up, nothing answered) fails only after the operation
-    /// timeout plus up to a second (the heartbeat that checks for timeouts), and each consumer's close waited for up
-    /// to three such commands one after the other (its poll in flight, its last acks, the release of its entries), so
-    /// a bus with a subscription and a consumer took 15 s to dispose against a frozen server. The step is not
-    /// abandoned: its commands are on their way, and a server that wakes up carries them out.
+    /// Waits for <paramref name="step"/> of a close (see <see cref="CloseWaits"/>); true if it completed.
+    /// StackExchange.Redis takes no cancellation token: a command to a frozen server (TCP up, nothing answered) fails
+    /// only after the operation timeout plus up to a second (the heartbeat that checks for timeouts), and each
+    /// consumer's close waited for up to three such commands one after the other (its poll in flight, its last acks,
+    /// the release of its entries), so a bus with a subscription and a consumer took 15 s to dispose against a frozen
+    /// server. The step is not abandoned: its commands are on their way, and a server that wakes up carries them out.
     /// </summary>
     internal async Task<bool> WaitOnCloseAsync(Task step, string what)
     {
-        var silent = _serverSilent;
+        var silent = CloseWaits.BrokerSilent;
         // The step's own failure is the caller's to observe (a RedisTimeoutException is a TimeoutException too).
-        await step.WaitAsync(silent ? SilentWait : CloseBudget).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        if (step.IsCompleted)
+        if (await CloseWaits.WaitAsync(step).ConfigureAwait(false))
         {
             return true;
         }
 
         if (!silent)
         {
-            _serverSilent = true;
-            Log.ServerSilentOnClose(_logger, what, CloseBudget);
+            Log.ServerSilentOnClose(_logger, what, CloseWaits.Budget);
         }
 
-        // Observed when it ends, so that its failure is not reported as unobserved.
-        _ = step.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         return false;
     }
 
@@ -325,7 +306,7 @@ internal sealed class RedisTransport : MessageTransport
         {
             // Closing with allowCommandsToComplete sends QUIT and waits for its reply, up to the operation timeout:
             // against a server that did not answer a consumer's close, the connection is closed without it.
-            var closing = _serverSilent ? null : connection.CloseAsync(allowCommandsToComplete: true);
+            var closing = CloseWaits.BrokerSilent ? null : connection.CloseAsync(allowCommandsToComplete: true);
             if (closing is not null && await WaitOnCloseAsync(closing, "the connection").ConfigureAwait(false))
             {
                 await closing.ConfigureAwait(false);

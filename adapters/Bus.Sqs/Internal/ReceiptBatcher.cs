@@ -26,7 +26,7 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
     private readonly string _queueName;
     private readonly ILogger _logger;
     private readonly SettlementBatcher<string> _batcher;
-    private readonly CancellationTokenSource _closing = new(); // cancelled the transport's CloseWait after closing begins
+    private readonly CancellationTokenSource _closing = new(); // cancelled the transport's close wait after closing begins
 
     /// <param name="transport">The transport: its SQS client, logger and close wait.</param>
     /// <param name="queueUrl">The queue.</param>
@@ -61,7 +61,7 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        _closing.CancelAfter(_transport.CloseWait);
+        _closing.CancelAfter(_transport.CloseWaits.Current);
         await _batcher.DisposeAsync().ConfigureAwait(false);
         _closing.Dispose();
     }
@@ -83,7 +83,7 @@ internal sealed class ReceiptBatcher : IAsyncDisposable
         {
             if (_closing.IsCancellationRequested)
             {
-                _transport.ServerSilent(); // cut off by closing: the server did not answer within the close wait
+                _transport.CloseWaits.Unanswered(); // cut off by closing: the server did not answer within the close wait
             }
 
             Log.DeleteFailed(_logger, receipts.Count, _queueName, ex);

@@ -177,7 +177,7 @@ internal sealed class SqsReceiver : TransportReceiver
     /// <summary>
     /// Waits for the receive loops to end once stopped. A long poll under way is answered by the server within
     /// <see cref="SqsSettings.WaitSeconds"/> of its start and is waited for until then and the transport's
-    /// <see cref="SqsTransport.CloseWait"/> more; past that it is cancelled. Without a bound, a frozen server held the
+    /// <see cref="SqsTransport.CloseWaits"/> more; past that it is cancelled. Without a bound, a frozen server held the
     /// SDK's request timeout (30 s) times its attempts (4): disposing a bus with a subscription and a pull consumer
     /// against a frozen fauxqs took more than 150 s. Counted from the poll's start, not from here: the loops of the
     /// consumers a bus closes after the first are not waited for again.
@@ -193,7 +193,7 @@ internal sealed class SqsReceiver : TransportReceiver
         }
 
         // No poll under way: the loops end at once (one that was just sending is given the budget).
-        var until = (latest == 0 ? now : latest + (_transport.Settings.WaitSeconds * 1000L)) + (long)_transport.CloseWait.TotalMilliseconds;
+        var until = (latest == 0 ? now : latest + (_transport.Settings.WaitSeconds * 1000L)) + (long)_transport.CloseWaits.Current.TotalMilliseconds;
         try
         {
             await loops.WaitAsync(TimeSpan.FromMilliseconds(Math.Max(0, until - now))).ConfigureAwait(false);
@@ -203,7 +203,7 @@ internal sealed class SqsReceiver : TransportReceiver
         {
         }
 
-        _transport.ServerSilent();
+        _transport.CloseWaits.Unanswered();
         Log.ReceiveAbandoned(_logger, _queueName, Environment.TickCount64 - (latest == 0 ? now : latest) - (_transport.Settings.WaitSeconds * 1000L));
         await _abandon.CancelAsync().ConfigureAwait(false);
         await loops.ConfigureAwait(false); // a cancelled receive ends its loop (the SDK honours the token)
@@ -245,7 +245,7 @@ internal sealed class SqsReceiver : TransportReceiver
                 }
 
                 failures = 0;
-                _transport.ServerAnswers();
+                _transport.CloseWaits.Answered();
                 var messages = response.Messages ?? [];
                 Interlocked.Add(ref _outstanding, messages.Count);
                 if (_fifo && messages.Count > 0)
@@ -517,7 +517,7 @@ internal sealed class SqsReceiver : TransportReceiver
     private async Task ReleaseUnsettledAsync(HashSet<long> unseen)
     {
         // Bounded like the loops: the SDK would wait for a server that does not answer its timeout (30 s) per attempt.
-        using var budget = new CancellationTokenSource(_transport.CloseWait);
+        using var budget = new CancellationTokenSource(_transport.CloseWaits.Current);
         var receipts = new List<string>();
         foreach (var tag in _unsettled.Keys)
         {
@@ -533,7 +533,7 @@ internal sealed class SqsReceiver : TransportReceiver
 
         if (!await ReleaseAsync(receipts, budget.Token).ConfigureAwait(false) && budget.IsCancellationRequested)
         {
-            _transport.ServerSilent();
+            _transport.CloseWaits.Unanswered();
         }
     }
 

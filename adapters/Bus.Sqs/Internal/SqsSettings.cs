@@ -44,15 +44,9 @@ internal sealed partial class SqsSettings
 
     /// <summary>
     /// How long closing a consumer waits for the server beyond what it already expects (a long poll under way may
-    /// take up to <see cref="WaitSeconds"/>): the bus's operation timeout, at most <see cref="MaxCloseWait"/>.
+    /// take up to <see cref="WaitSeconds"/>): <see cref="TransportContext.CloseTimeout"/>.
     /// </summary>
-    public TimeSpan CloseWait { get; private init; } = MaxCloseWait;
-
-    /// <summary>
-    /// The longest <see cref="CloseWait"/>: a shutdown that waits the whole operation timeout (30 s by default) per
-    /// consumer outlasts most hosts' shutdown grace period.
-    /// </summary>
-    public static readonly TimeSpan MaxCloseWait = TimeSpan.FromSeconds(5);
+    public TimeSpan CloseWait { get; private init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Concurrent ReceiveMessage calls per consumer.</summary>
     public int ReceiveConcurrency { get; private init; } = 1;
@@ -174,7 +168,7 @@ internal sealed partial class SqsSettings
             MaxRetries = retries,
             RequestTimeout = TimeSpan.FromMilliseconds(Math.Max(timeoutMs, (wait + 5) * 1000)),
             ReceiveConcurrency = concurrency,
-            CloseWait = TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks)),
+            CloseWait = context.CloseTimeout,
             FifoAll = fifoSetting || uri.Scheme.Equals(SqsFifoTransportFactory.Scheme, StringComparison.OrdinalIgnoreCase),
         };
     }

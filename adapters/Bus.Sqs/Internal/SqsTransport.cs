@@ -17,14 +17,6 @@ internal sealed partial class SqsTransport : MessageTransport
     private readonly ConcurrentDictionary<string, Task<QueueInfo>> _queues = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _deadLetterTopics = new(StringComparer.Ordinal);
     private readonly bool _ownsClient;
-    private volatile bool _serverSilent;
-
-    /// <summary>
-    /// How long a close step waits once the server left one unanswered: enough for a server that answers again, not
-    /// another full <see cref="SqsSettings.CloseWait"/> per step and consumer (a bus with a subscription and a pull
-    /// consumer took 14 s to dispose against a frozen fauxqs with a full wait for each step).
-    /// </summary>
-    private static readonly TimeSpan SilentCloseWait = TimeSpan.FromMilliseconds(500);
 
     public SqsTransport(SqsSettings settings, IAmazonSQS client, bool ownsClient, ILoggerFactory loggerFactory)
     {
@@ -34,6 +26,7 @@ internal sealed partial class SqsTransport : MessageTransport
         LoggerFactory = loggerFactory;
         Logger = loggerFactory.CreateLogger("Bus.Sqs");
         Groups = new GroupDirectory(client, settings.GroupCacheTime, settings.FifoAll, Logger);
+        CloseWaits = new CloseWaits(settings.CloseWait, TimeSpan.FromMilliseconds(500));
     }
 
     public override BackendCapabilities Capabilities => Settings.FifoAll ? SqsFifoTransportFactory.DeclaredCapabilities : SqsTransportFactory.DeclaredCapabilities;
@@ -50,20 +43,12 @@ internal sealed partial class SqsTransport : MessageTransport
 
     internal GroupDirectory Groups { get; }
 
-    /// <summary>How long a step of closing a consumer waits for the server: <see cref="SqsSettings.CloseWait"/>, or briefly once the server left a close step unanswered.</summary>
-    internal TimeSpan CloseWait => _serverSilent ? SilentCloseWait : Settings.CloseWait;
-
-    /// <summary>A close step ran out of <see cref="CloseWait"/>: later ones wait only briefly, until the server answers.</summary>
-    internal void ServerSilent() => _serverSilent = true;
-
-    /// <summary>The server answered a receive: close steps get their full wait again.</summary>
-    internal void ServerAnswers()
-    {
-        if (_serverSilent)
-        {
-            _serverSilent = false;
-        }
-    }
+    /// <summary>
+    /// How long a step of closing a consumer waits for the server: <see cref="SqsSettings.CloseWait"/>, and 0.5 s once
+    /// one went unanswered (enough for a server that answers again; a bus with a subscription and a pull consumer took
+    /// 14 s to dispose against a frozen fauxqs with a full wait for each step), until a receive is answered.
+    /// </summary>
+    internal CloseWaits CloseWaits { get; }
 
     /// <summary>How long a process that created a group queue waits before the group counts as established.</summary>
     internal TimeSpan EstablishDelay => Settings.GroupCacheTime <= TimeSpan.Zero ? TimeSpan.Zero : Settings.GroupCacheTime + TimeSpan.FromMilliseconds(200);
