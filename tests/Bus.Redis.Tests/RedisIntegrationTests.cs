@@ -422,11 +422,11 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         Assert.Empty(await PendingIdsAfterAsync(Raw.GetDatabase(), topic, "g", ids => ids.Length == 0));
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Consumer_survives_a_restart_of_a_server_without_persistence()
     {
         // An endpoint from BUS_TEST_REDIS_URL cannot be restarted by the tests.
-        Skip.IfNot(fixture.Broker.CanControlLifecycle, $"{fixture.Broker} cannot be restarted by the tests");
+        Assert.True(fixture.Broker.CanControlLifecycle, $"{fixture.Broker} cannot be restarted by the tests");
 
         await using var bus = CreateBus();
         var topic = Unique("restart");
