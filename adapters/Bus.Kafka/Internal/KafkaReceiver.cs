@@ -207,17 +207,13 @@ internal sealed class KafkaReceiver : TransportReceiver
     private async Task<bool> WaitForCloseAsync()
     {
         var wait = _transport.CloseWaits.Current;
-        try
+        if (await _transport.CloseWaits.WaitAsync(_stopped.Task).ConfigureAwait(false))
         {
-            await _stopped.Task.WaitAsync(wait).ConfigureAwait(false);
             return true;
         }
-        catch (TimeoutException)
-        {
-            _transport.CloseWaits.Unanswered();
-            Log.CloseTimedOut(_transport.Logger, Group, _topic, wait.TotalSeconds, _step);
-            return false;
-        }
+
+        Log.CloseTimedOut(_transport.Logger, Group, _topic, wait.TotalSeconds, _step);
+        return false;
     }
 
     private void PollLoop()

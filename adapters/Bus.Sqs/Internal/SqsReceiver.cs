@@ -230,13 +230,13 @@ internal sealed class SqsReceiver : TransportReceiver
                 try
                 {
                     response = await _client.ReceiveMessageAsync(new ReceiveMessageRequest
-                {
-                    QueueUrl = _queueUrl,
-                    MaxNumberOfMessages = credit,
-                    WaitTimeSeconds = _transport.Settings.WaitSeconds,
-                    VisibilityTimeout = _visibilitySeconds,
-                    MessageAttributeNames = ["All"],
-                    MessageSystemAttributeNames = ["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber", "MessageGroupId"],
+                    {
+                        QueueUrl = _queueUrl,
+                        MaxNumberOfMessages = credit,
+                        WaitTimeSeconds = _transport.Settings.WaitSeconds,
+                        VisibilityTimeout = _visibilitySeconds,
+                        MessageAttributeNames = ["All"],
+                        MessageSystemAttributeNames = ["ApproximateReceiveCount", "SentTimestamp", "SequenceNumber", "MessageGroupId"],
                     }, _abandon.Token).ConfigureAwait(false);
                 }
                 finally
