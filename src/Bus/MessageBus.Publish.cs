@@ -93,10 +93,17 @@ public sealed partial class MessageBus
         }
 
         var activity = TraceContext.StartSend(Backend, topic, null, messages.Count);
+        var confirmations = new BatchConfirmations(messages.Count);
         BeginPublish();
         try
         {
-            await PublishBatchCoreAsync(topic, CarryTraceContext(topic, messages, activity), cancellationToken).ConfigureAwait(false);
+            await PublishBatchCoreAsync(topic, CarryTraceContext(topic, messages, activity), confirmations, cancellationToken).ConfigureAwait(false);
+        }
+        catch (BusException ex)
+        {
+            var partial = Unconfirmed(ex, topic, messages, confirmations);
+            TraceContext.Failed(activity, partial);
+            throw partial;
         }
         catch (Exception ex)
         {
@@ -110,7 +117,30 @@ public sealed partial class MessageBus
         }
     }
 
-    private async ValueTask PublishBatchCoreAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    /// <summary>
+    /// What a failed batch throws: which of the caller's messages were not confirmed (the transport marked the others
+    /// before it failed), with the confirmed ones counted as published.
+    /// </summary>
+    private PublishBatchException Unconfirmed(BusException failure, string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations)
+    {
+        var unconfirmed = new List<OutgoingMessage>();
+        for (var i = 0; i < messages.Count; i++)
+        {
+            if (!confirmations.IsConfirmed(i))
+            {
+                unconfirmed.Add(messages[i]);
+            }
+        }
+
+        if (unconfirmed.Count < messages.Count)
+        {
+            BusTelemetry.Published.Add(messages.Count - unconfirmed.Count, BusTelemetry.Tags(Backend, topic));
+        }
+
+        return new PublishBatchException(failure, messages.Count, unconfirmed);
+    }
+
+    private async ValueTask PublishBatchCoreAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
         await EnsureReadyAsync(topic, cancellationToken).ConfigureAwait(false);
 
@@ -121,7 +151,7 @@ public sealed partial class MessageBus
         Task pending;
         try
         {
-            pending = Transport.PublishBatchAsync(topic, messages, stop?.Token ?? cancellationToken).AsTask();
+            pending = Transport.PublishBatchAsync(topic, messages, confirmations, stop?.Token ?? cancellationToken).AsTask();
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -246,8 +246,9 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
         var messages = Enumerable.Range(0, 30).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
         messages[25].Delay = TimeSpan.FromSeconds(901);
 
-        var error = await Assert.ThrowsAsync<BusException>(() => bus.PublishBatchAsync(topic, messages).AsTask());
+        var error = await Assert.ThrowsAsync<PublishBatchException>(() => bus.PublishBatchAsync(topic, messages).AsTask());
         Assert.Equal(BusFailureReason.NotSupported, error.Reason);
+        Assert.Equal(messages, error.Unconfirmed);
 
         await bus.PublishAsync(topic, OutgoingMessage.FromText("after"));
         var only = await ReceiveAsync(consumer);

@@ -26,7 +26,13 @@ internal abstract class DelegatingTransport(MessageTransport inner) : MessageTra
 
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken) => inner.PublishAsync(topic, message, cancellationToken);
 
-    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken) => inner.PublishBatchAsync(topic, messages, cancellationToken);
+    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
+        => UsesDefaultBatch
+            ? base.PublishBatchAsync(topic, messages, confirmations, cancellationToken)
+            : inner.PublishBatchAsync(topic, messages, confirmations, cancellationToken);
+
+    /// <summary>True: publish batches with <see cref="MessageTransport"/>'s default (one publish of this transport per message), not the inner transport's.</summary>
+    protected virtual bool UsesDefaultBatch => false;
 
     public override ValueTask<TransportReceiver> OpenReceiverAsync(string topic, SubscriptionOptions options, CancellationToken cancellationToken) => inner.OpenReceiverAsync(topic, options, cancellationToken);
 

@@ -190,10 +190,10 @@ public class DisposeDrainTests
             await base.PublishAsync(topic, message, cancellationToken);
         }
 
-        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
         {
             await _release.Task.WaitAsync(cancellationToken);
-            await base.PublishBatchAsync(topic, messages, cancellationToken);
+            await base.PublishBatchAsync(topic, messages, confirmations, cancellationToken);
         }
 
         public override ValueTask DisposeAsync()

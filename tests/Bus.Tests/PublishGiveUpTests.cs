@@ -43,7 +43,7 @@ public class PublishGiveUpTests
 
         public override bool BoundsPublishTime => false;
 
-        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
         {
             try
             {

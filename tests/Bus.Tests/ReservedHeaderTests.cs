@@ -98,10 +98,10 @@ public class ReservedHeaderTests
             return base.PublishAsync(topic, message, cancellationToken);
         }
 
-        public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+        public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
         {
             Interlocked.Add(ref _published, messages.Count);
-            return base.PublishBatchAsync(topic, messages, cancellationToken);
+            return base.PublishBatchAsync(topic, messages, confirmations, cancellationToken);
         }
     }
 }

@@ -1,3 +1,4 @@
+using Bus.Transport;
 using Confluent.Kafka;
 
 namespace Bus.Kafka.Internal;
@@ -7,32 +8,33 @@ internal sealed partial class KafkaTransport
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         var confirmation = new Confirmation(this, topic, 1);
-        Produce(Producer, topic, message, confirmation);
+        Produce(Producer, topic, message, confirmation, confirmation.OnReport);
         return new(confirmation.Task.WaitAsync(cancellationToken));
     }
 
     /// <summary>
     /// Starts every produce before awaiting any: librdkafka batches them and confirms each by delivery report. One
-    /// confirmation (and one report handler) serves the whole batch.
+    /// confirmation serves the whole batch; each record's report handler knows its index, to mark it confirmed (the
+    /// reports carry the outcome only, not the record).
     /// </summary>
-    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
         var producer = Producer;
         var confirmation = new Confirmation(this, topic, messages.Count);
         for (var i = 0; i < messages.Count; i++)
         {
-            Produce(producer, topic, messages[i], confirmation);
+            Produce(producer, topic, messages[i], confirmation, new RecordReport(confirmation, confirmations, i).OnReport);
         }
 
         return new(confirmation.Task.WaitAsync(cancellationToken));
     }
 
-    /// <summary>Produces one record; its delivery report (acks=all: written to every in-sync replica) counts toward <paramref name="confirmation"/>.</summary>
-    private void Produce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation)
+    /// <summary>Produces one record; its delivery report (acks=all: written to every in-sync replica) goes to <paramref name="onReport"/>.</summary>
+    private void Produce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, Action<DeliveryReport<byte[]?, byte[]>> onReport)
     {
         try
         {
-            producer.Produce(topic, KafkaMessages.ToRecord(message), confirmation.OnReport);
+            producer.Produce(topic, KafkaMessages.ToRecord(message), onReport);
         }
         catch (ProduceException<byte[]?, byte[]> ex)
         {
@@ -41,6 +43,20 @@ internal sealed partial class KafkaTransport
         catch (KafkaException ex)
         {
             confirmation.Failed(ex.Error, ex);
+        }
+    }
+
+    /// <summary>A batch record's report: marks the record confirmed (before it counts, so before the batch can complete) and counts it.</summary>
+    private sealed class RecordReport(Confirmation confirmation, BatchConfirmations confirmations, int index)
+    {
+        public void OnReport(DeliveryReport<byte[]?, byte[]> report)
+        {
+            if (!report.Error.IsError)
+            {
+                confirmations.Confirm(index);
+            }
+
+            confirmation.OnReport(report);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Bus.Transport;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
 
@@ -68,9 +69,9 @@ internal sealed partial class RabbitMqTransport
     /// <summary>
     /// Starts every publish on one channel, in order, before awaiting any: the channel keeps them in that order (so
     /// per-key order holds) and their confirms are pipelined. One state machine awaits them all (not one per message);
-    /// every one is awaited even after a failure, and the first failure is thrown.
+    /// every one is awaited even after a failure (each confirmed one marked), and the first failure is thrown.
     /// </summary>
-    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
         var channel = _publishChannel is { IsOpen: true } open ? open : await GetPublishChannelAsync(cancellationToken).ConfigureAwait(false);
         var pending = new ValueTask[messages.Count];
@@ -86,7 +87,7 @@ internal sealed partial class RabbitMqTransport
             }
             catch (Exception ex)
             {
-                first ??= Translate(ex, message, topic, cancellationToken);
+                pending[i] = ValueTask.FromException(Translate(ex, message, topic, cancellationToken)); // not confirmed, not started
             }
         }
 
@@ -95,6 +96,7 @@ internal sealed partial class RabbitMqTransport
             try
             {
                 await pending[i].ConfigureAwait(false);
+                confirmations.Confirm(i);
             }
             catch (Exception ex)
             {

@@ -172,27 +172,32 @@ internal sealed class RedisTransport : MessageTransport
         return new ValueTask(cancellationToken.CanBeCanceled ? pending.WaitAsync(cancellationToken) : pending);
     }
 
-    /// <summary>Every XADD is issued before any is awaited (one round trip's wait for the batch), and local consumers are woken once.</summary>
-    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    /// <summary>
+    /// Every XADD is issued before any is awaited (one round trip's wait for the batch), and local consumers are woken
+    /// once. On a failure, the XADDs that Redis answered are marked confirmed.
+    /// </summary>
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
-        var pending = new Task[messages.Count];
-        for (var i = 0; i < pending.Length; i++)
+        var pending = new Task?[messages.Count];
+        try
         {
-            var message = messages[i];
-            if (message.Delay is { } delay && delay > TimeSpan.Zero)
+            for (var i = 0; i < pending.Length; i++)
             {
-                pending[i] = PublishDelayedAsync(topic, message, delay, cancellationToken).AsTask();
+                var message = messages[i];
+                pending[i] = message.Delay is { } delay && delay > TimeSpan.Zero
+                    ? PublishDelayedAsync(topic, message, delay, cancellationToken).AsTask()
+                    : Add(topic, message);
             }
-            else
-            {
-                pending[i] = Add(topic, message);
-            }
+
+            WakeLocalConsumers(topic);
+            var all = Task.WhenAll(pending!);
+            await (cancellationToken.CanBeCanceled ? all.WaitAsync(cancellationToken) : all).ConfigureAwait(false);
         }
-
-        WakeLocalConsumers(topic);
-
-        var all = Task.WhenAll(pending);
-        await (cancellationToken.CanBeCanceled ? all.WaitAsync(cancellationToken) : all).ConfigureAwait(false);
+        catch
+        {
+            confirmations.ConfirmCompleted(pending);
+            throw;
+        }
     }
 
     /// <summary>Issues the XADD. Synchronously, so that publishes started in order are written (and get ids) in order.</summary>

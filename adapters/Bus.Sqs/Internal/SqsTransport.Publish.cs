@@ -1,6 +1,7 @@
 using System.Globalization;
 using Amazon.SQS;
 using Amazon.SQS.Model;
+using Bus.Transport;
 
 namespace Bus.Sqs.Internal;
 
@@ -41,7 +42,7 @@ internal sealed partial class SqsTransport
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
 
-    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
         // What can refuse the batch is checked before anything is sent; encoding waits for each SendMessageBatch's turn.
         // Encoded up front, a batch of 4,096 held about 14 MB of strings and requests alive through every collection
@@ -60,23 +61,24 @@ internal sealed partial class SqsTransport
         }
 
         var chunks = new LazyChunks(this, topic, messages, queues.Length, cancellationToken);
+        var accepted = new Acceptances(confirmations, queues.Length);
         var perQueue = new Task[queues.Length];
         for (var q = 0; q < queues.Length; q++)
         {
-            perQueue[q] = SendChunksAsync(topic, queues[q], chunks, IsFifo(topic), cancellationToken);
+            perQueue[q] = SendChunksAsync(topic, queues[q], chunks, accepted, IsFifo(topic), cancellationToken);
         }
 
         await Task.WhenAll(perQueue).ConfigureAwait(false);
     }
 
-    private async Task SendChunksAsync(string topic, string queueUrl, LazyChunks chunks, bool fifo, CancellationToken cancellationToken)
+    private async Task SendChunksAsync(string topic, string queueUrl, LazyChunks chunks, Acceptances accepted, bool fifo, CancellationToken cancellationToken)
     {
         if (fifo)
         {
             // FIFO order across batches needs each batch confirmed before the next is sent.
             for (var index = 0; chunks.Take(index) is { } chunk; index++)
             {
-                await SendBatchAsync(topic, queueUrl, chunk, cancellationToken).ConfigureAwait(false);
+                await SendBatchAsync(topic, queueUrl, chunk, accepted, cancellationToken).ConfigureAwait(false);
             }
 
             return;
@@ -94,7 +96,7 @@ internal sealed partial class SqsTransport
                     break;
                 }
 
-                sends.Add(Release(SendBatchAsync(topic, queueUrl, chunk, cancellationToken), window));
+                sends.Add(Release(SendBatchAsync(topic, queueUrl, chunk, accepted, cancellationToken), window));
             }
         }
         finally
@@ -119,6 +121,26 @@ internal sealed partial class SqsTransport
     }
 
     /// <summary>
+    /// Which messages of a batch every group queue has accepted: a message is confirmed once each queue's
+    /// SendMessageBatch has listed it as successful (or the queue is gone, and with it the group).
+    /// </summary>
+    private sealed class Acceptances(BatchConfirmations confirmations, int queues)
+    {
+        private readonly int[]? _perMessage = queues > 1 ? new int[confirmations.Count] : null;
+
+        public void Accepted(int index)
+        {
+            if (_perMessage is null || Interlocked.Increment(ref _perMessage[index]) == queues)
+            {
+                confirmations.Confirm(index);
+            }
+        }
+    }
+
+    /// <summary>Consecutive messages of a batch, encoded for one SendMessageBatch; <paramref name="Start"/> is the first one's index in the batch.</summary>
+    private readonly record struct Chunk(Encoded[] Messages, int Start);
+
+    /// <summary>
     /// A batch's messages cut into SendMessageBatch requests (at most 10 messages and 262,144 bytes in all, SQS's batch
     /// limits) as the senders ask for them, in order; a chunk is let go once every group queue has taken it. Once
     /// <paramref name="cancellationToken"/> is cancelled (the caller gave up, and may reuse its messages) no message is
@@ -127,20 +149,21 @@ internal sealed partial class SqsTransport
     private sealed class LazyChunks(SqsTransport transport, string topic, IReadOnlyList<OutgoingMessage> messages, int takers, CancellationToken cancellationToken)
     {
         private readonly Lock _sync = new();
-        private readonly List<(Encoded[]? Chunk, int Taken)> _chunks = [];
+        private readonly List<(Encoded[]? Chunk, int Start, int Taken)> _chunks = [];
         private readonly List<Encoded> _current = new(BatchSize);
         private Encoded? _carried; // encoded, and over the previous chunk's byte limit
         private int _encoded;
 
         /// <summary>The chunk at <paramref name="index"/> (each taker asks for each index once, in order), or null past the end.</summary>
-        public Encoded[]? Take(int index)
+        public Chunk? Take(int index)
         {
             lock (_sync)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 while (_chunks.Count <= index && (_carried is not null || _encoded < messages.Count))
                 {
-                    _chunks.Add((Cut(), 0));
+                    var start = _encoded - (_carried is null ? 0 : 1);
+                    _chunks.Add((Cut(), start, 0));
                 }
 
                 if (index >= _chunks.Count)
@@ -148,9 +171,9 @@ internal sealed partial class SqsTransport
                     return null;
                 }
 
-                var (chunk, taken) = _chunks[index];
-                _chunks[index] = (++taken == takers ? null : chunk, taken);
-                return chunk;
+                var (chunk, first, taken) = _chunks[index];
+                _chunks[index] = (++taken == takers ? null : chunk, first, taken);
+                return new Chunk(chunk!, first);
             }
         }
 
@@ -210,8 +233,9 @@ internal sealed partial class SqsTransport
         }
     }
 
-    private async Task SendBatchAsync(string topic, string queueUrl, Encoded[] chunk, CancellationToken cancellationToken)
+    private async Task SendBatchAsync(string topic, string queueUrl, Chunk taken, Acceptances accepted, CancellationToken cancellationToken)
     {
+        var chunk = taken.Messages;
         var entries = new List<SendMessageBatchRequestEntry>(chunk.Length);
         for (var i = 0; i < chunk.Length; i++)
         {
@@ -243,12 +267,29 @@ internal sealed partial class SqsTransport
         }
         catch (QueueDoesNotExistException)
         {
+            // The group's queue was deleted: the group is gone, nothing to deliver to.
             ForgetQueue(topic, queueUrl);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                accepted.Accepted(taken.Start + i);
+            }
+
             return;
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             throw SqsErrors.Wrap(ex, $"publish batch to queue {SqsNames.NameFromUrl(queueUrl)}", topic);
+        }
+
+        if (response.Successful is { } successful)
+        {
+            foreach (var entry in successful)
+            {
+                if (int.TryParse(entry.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && (uint)i < (uint)chunk.Length)
+                {
+                    accepted.Accepted(taken.Start + i);
+                }
+            }
         }
 
         if (response.Failed is { Count: > 0 } failed)

@@ -27,8 +27,9 @@ internal sealed class MemoryTransport(MemoryBroker broker, BackendCapabilities c
         return default;
     }
 
-    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    public override ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
+        // All or nothing: the batch is stored under the topic's lock.
         broker.Topic(topic).PublishBatch(messages);
         return default;
     }

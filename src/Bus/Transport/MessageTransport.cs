@@ -108,20 +108,32 @@ public abstract class MessageTransport : IAsyncDisposable
     /// </summary>
     /// <param name="topic">The (ensured) topic.</param>
     /// <param name="messages">The messages, in order.</param>
+    /// <param name="confirmations">
+    /// Where a failing call marks the messages the backend did confirm, before it completes (read only on failure).
+    /// </param>
     /// <param name="cancellationToken">
     /// Cancels waiting. Where <see cref="BoundsPublishTime"/> is false, core also cancels it when the call gives up
     /// (operation timeout) and then waits for this to complete: a transport that reads the messages as it goes must stop
     /// reading them once it is cancelled, since the caller may reuse them as soon as its call has ended.
     /// </param>
-    public virtual async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken)
+    public virtual async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
     {
-        var pending = new Task[messages.Count];
-        for (var i = 0; i < messages.Count; i++)
+        var pending = new Task?[messages.Count];
+        try
         {
-            pending[i] = PublishAsync(topic, messages[i], cancellationToken).AsTask();
-        }
+            for (var i = 0; i < messages.Count; i++)
+            {
+                pending[i] = PublishAsync(topic, messages[i], cancellationToken).AsTask();
+            }
 
-        await Task.WhenAll(pending).ConfigureAwait(false);
+            await Task.WhenAll(pending!).ConfigureAwait(false);
+        }
+        catch
+        {
+            await Task.WhenAll(pending.OfType<Task>()).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            confirmations.ConfirmCompleted(pending);
+            throw;
+        }
     }
 
     /// <summary>
