@@ -51,7 +51,12 @@ public interface IMessageBus : IAsyncDisposable
     /// <param name="messages">The messages.</param>
     /// <param name="cancellationToken">Cancels waiting.</param>
     /// <exception cref="MessageTooLargeException">A message exceeds the backend's limit; nothing was sent.</exception>
-    /// <exception cref="BusException">An illegal topic or a backend failure (some messages may have been sent).</exception>
+    /// <exception cref="PublishBatchException">
+    /// A backend failure or timeout: <see cref="PublishBatchException.Unconfirmed"/> lists the messages to publish again
+    /// (all of them when it failed before sending); the others were stored.
+    /// </exception>
+    /// <exception cref="BusException">An illegal topic or message; nothing was sent.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired; some messages may have been stored.</exception>
     ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, CancellationToken cancellationToken = default);
 
     /// <summary>

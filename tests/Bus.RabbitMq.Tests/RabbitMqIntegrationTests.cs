@@ -65,6 +65,44 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         await message.AckAsync();
     }
 
+    /// <summary>
+    /// A queue that refuses what it has no room for (x-max-length with x-overflow=reject-publish) makes the broker nack
+    /// those publishes: a batch of 10 into room for 5 fails, and its exception lists exactly the 5 nacked, in order,
+    /// while the 5 confirmed are the ones in the queue.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_the_broker_partly_nacks_lists_the_nacked_messages()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("nacked");
+        await bus.EnsureTopicAsync(topic);
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        var queue = $"{topic}:limited";
+        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, new Dictionary<string, object?> { ["x-max-length"] = 5, ["x-overflow"] = "reject-publish" });
+        await channel.QueueBindAsync(queue, topic, "");
+        try
+        {
+            var messages = Enumerable.Range(0, 10).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+
+            var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync(topic, messages));
+
+            Assert.Equal(BusFailureReason.PublishNotConfirmed, error.Reason);
+            Assert.Equal(messages.Skip(5), error.Unconfirmed);
+            var stored = new List<string>();
+            while (await channel.BasicGetAsync(queue, autoAck: true) is { } result)
+            {
+                stored.Add(result.BasicProperties.MessageId!);
+            }
+
+            Assert.Equal(messages.Take(5).Select(m => m.MessageId), stored);
+        }
+        finally
+        {
+            await channel.QueueDeleteAsync(queue);
+        }
+    }
+
     [Fact]
     public async Task Bus_publish_is_read_by_the_raw_client()
     {

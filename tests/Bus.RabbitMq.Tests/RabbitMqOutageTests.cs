@@ -84,6 +84,15 @@ public sealed class RabbitMqOutageTests(RabbitMqOutageFixture fixture, ITestOutp
     }
 
     [Fact]
+    public async Task A_batch_cut_short_by_a_freeze_says_which_messages_were_not_confirmed()
+    {
+        RequireLifecycleControl();
+
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        await Outages.BatchCutShortAsync(bus, Unique("partial"), 20_000, () => fixture.Broker.PauseAsync(), () => fixture.Broker.UnpauseAsync(), output);
+    }
+
+    [Fact]
     public async Task A_publish_to_a_new_topic_on_a_frozen_broker_fails_within_the_operation_timeout()
     {
         RequireLifecycleControl();

@@ -37,6 +37,36 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         return await consumer.ReceiveAsync(timeout.Token);
     }
 
+    /// <summary>
+    /// A batch whose delayed messages Redis refuses (their sorted set's key holds a string: WRONGTYPE) fails, and its
+    /// exception lists exactly those; the immediate ones around them were stored and are delivered.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_redis_partly_refuses_lists_the_refused_messages()
+    {
+        await using var bus = CreateBus();
+        var topic = Unique("refused");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await Raw.GetDatabase().StringSetAsync(topic + "#delayed", "not a sorted set");
+        var messages = Enumerable.Range(0, 6).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+        messages[1].Delay = TimeSpan.FromSeconds(1);
+        messages[4].Delay = TimeSpan.FromSeconds(1);
+
+        var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync(topic, messages));
+
+        Assert.Equal([messages[1], messages[4]], error.Unconfirmed);
+        Assert.Contains("WRONGTYPE", error.ToString(), StringComparison.Ordinal);
+        var received = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            var message = await ReceiveAsync(consumer);
+            received.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        Assert.Equal(new[] { 0, 2, 3, 5 }.Select(i => messages[i].MessageId), received);
+    }
+
     [Fact]
     public async Task Exact_maxlen_trimming_keeps_the_newest_entries()
     {

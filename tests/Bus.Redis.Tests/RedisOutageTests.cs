@@ -92,6 +92,15 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
     }
 
     [Fact]
+    public async Task A_batch_cut_short_by_a_freeze_says_which_messages_were_not_confirmed()
+    {
+        RequireLifecycleControl();
+
+        await using var bus = CreateBus();
+        await Outages.BatchCutShortAsync(bus, Unique("partial"), 20_000, () => fixture.Broker.PauseAsync(), () => fixture.Broker.UnpauseAsync(), output);
+    }
+
+    [Fact]
     public async Task A_publish_to_a_new_topic_on_a_frozen_server_fails_within_the_operation_timeout()
     {
         RequireLifecycleControl();

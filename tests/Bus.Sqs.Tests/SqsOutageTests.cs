@@ -68,6 +68,13 @@ public sealed class SqsOutageTests(SqsOutageFixture fixture, ITestOutputHelper o
     /// then briefly per step.
     /// </summary>
     [Fact]
+    public async Task A_batch_cut_short_by_a_freeze_says_which_messages_were_not_confirmed()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3));
+        await Outages.BatchCutShortAsync(bus, Name("partial"), 5_000, fixture.Server.PauseAsync, fixture.Server.ResumeAsync, output);
+    }
+
+    [Fact]
     public async Task Disposing_a_bus_while_the_emulator_is_frozen_completes_in_bounded_time()
     {
         // wait-seconds=5 (the adapter's default): receives are long polls in flight whenever the emulator freezes.
