@@ -52,7 +52,7 @@ public interface IMessageBus : IAsyncDisposable
     /// <param name="cancellationToken">Cancels waiting.</param>
     /// <exception cref="MessageTooLargeException">A message exceeds the backend's limit; nothing was sent.</exception>
     /// <exception cref="PublishBatchException">
-    /// A backend failure or timeout: <see cref="PublishBatchException.Unconfirmed"/> lists the messages to publish again
+    /// A backend failure or timeout: <see cref="PublishBatchException.UnconfirmedMessages"/> lists the messages to publish again
     /// (all of them when it failed before sending); the others were stored.
     /// </exception>
     /// <exception cref="BusException">An illegal topic or message; nothing was sent.</exception>

@@ -99,11 +99,10 @@ public sealed partial class MessageBus
         {
             await PublishBatchCoreAsync(topic, CarryTraceContext(topic, messages, activity), confirmations, cancellationToken).ConfigureAwait(false);
         }
-        catch (BusException ex)
+        catch (BusException ex) when (ex is not MessageTooLargeException) // that one is validation (trace headers added): nothing was sent
         {
-            var partial = Unconfirmed(ex, topic, messages, confirmations);
-            TraceContext.Failed(activity, partial);
-            throw partial;
+            TraceContext.Failed(activity, ex);
+            throw Unconfirmed(ex, topic, messages, confirmations);
         }
         catch (Exception ex)
         {
@@ -137,7 +136,7 @@ public sealed partial class MessageBus
             BusTelemetry.Published.Add(messages.Count - unconfirmed.Count, BusTelemetry.Tags(Backend, topic));
         }
 
-        return new PublishBatchException(failure, messages.Count, unconfirmed);
+        return new PublishBatchException(failure, topic, messages.Count, unconfirmed);
     }
 
     private async ValueTask PublishBatchCoreAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
@@ -166,6 +165,13 @@ public sealed partial class MessageBus
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await pending.WaitAsync(_options.OperationTimeout, CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (pending.IsCompletedSuccessfully)
+            {
+                // Confirmed whole while it was being stopped: the batch succeeded (transports mark nothing on success).
+                BusTelemetry.Published.Add(messages.Count, BusTelemetry.Tags(Backend, topic));
+                return;
+            }
+
             throw;
         }
     }

@@ -88,7 +88,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
             var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync(topic, messages));
 
             Assert.Equal(BusFailureReason.PublishNotConfirmed, error.Reason);
-            Assert.Equal(messages.Skip(5), error.Unconfirmed);
+            Assert.Equal(messages.Skip(5), error.UnconfirmedMessages);
             var stored = new List<string>();
             while (await channel.BasicGetAsync(queue, autoAck: true) is { } result)
             {

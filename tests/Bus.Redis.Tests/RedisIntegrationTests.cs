@@ -54,8 +54,10 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
 
         var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync(topic, messages));
 
-        Assert.Equal([messages[1], messages[4]], error.Unconfirmed);
+        Assert.Equal([messages[1], messages[4]], error.UnconfirmedMessages);
         Assert.Contains("WRONGTYPE", error.ToString(), StringComparison.Ordinal);
+        // The receiver moves due delayed messages before each read, and backs off while that fails.
+        await Raw.GetDatabase().KeyDeleteAsync(topic + "#delayed");
         var received = new List<string>();
         for (var i = 0; i < 4; i++)
         {

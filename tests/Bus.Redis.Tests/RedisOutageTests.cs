@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Bus.Tests.Shared;
+using StackExchange.Redis;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -91,13 +92,36 @@ public sealed class RedisOutageTests(RedisOutageFixture fixture, ITestOutputHelp
         await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("c"), OutgoingMessage.FromText("d")]);
     }
 
+    /// <summary>
+    /// The server stops taking writes (CLIENT PAUSE … WRITE from another connection: the rest of the batch's XADDs wait
+    /// unanswered, as on a frozen server) once it has stored the first of the batch's 10,000 messages. Not docker pause: that
+    /// lands 300–700 ms after it is asked for, by when Redis has often taken the whole batch.
+    /// </summary>
     [Fact]
-    public async Task A_batch_cut_short_by_a_freeze_says_which_messages_were_not_confirmed()
+    public async Task A_batch_cut_short_by_a_server_that_stops_writing_says_which_messages_were_not_confirmed()
     {
-        RequireLifecycleControl();
-
         await using var bus = CreateBus();
-        await Outages.BatchCutShortAsync(bus, Unique("partial"), 20_000, () => fixture.Broker.PauseAsync(), () => fixture.Broker.UnpauseAsync(), output);
+        await using var admin = await ConnectionMultiplexer.ConnectAsync($"{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port},allowAdmin=true");
+        var server = admin.GetDatabase();
+        var topic = Unique("partial");
+        await Outages.BatchCutShortAsync(
+            bus,
+            topic,
+            10_000,
+            async () =>
+            {
+                var watch = Stopwatch.StartNew();
+                while (await server.StreamLengthAsync(topic) == 0 && watch.Elapsed < TimeSpan.FromSeconds(10))
+                {
+                }
+
+                await server.ExecuteAsync("CLIENT", "PAUSE", "60000", "WRITE");
+                output.WriteLine($"paused writes with {await server.StreamLengthAsync(topic)} entries stored");
+            },
+            () => server.ExecuteAsync("CLIENT", "UNPAUSE"),
+            output,
+            freezeAtOnce: true,
+            ackTimeout: TimeSpan.FromSeconds(5));
     }
 
     [Fact]

@@ -248,7 +248,7 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
 
         var error = await Assert.ThrowsAsync<PublishBatchException>(() => bus.PublishBatchAsync(topic, messages).AsTask());
         Assert.Equal(BusFailureReason.NotSupported, error.Reason);
-        Assert.Equal(messages, error.Unconfirmed);
+        Assert.Equal(messages, error.UnconfirmedMessages);
 
         await bus.PublishAsync(topic, OutgoingMessage.FromText("after"));
         var only = await ReceiveAsync(consumer);

@@ -5,7 +5,7 @@ namespace Bus.Tests;
 
 /// <summary>
 /// A batch that fails part way says which of the caller's messages the backend did not confirm
-/// (<see cref="PublishBatchException.Unconfirmed"/>), and every message it leaves out of that list was stored.
+/// (<see cref="PublishBatchException.UnconfirmedMessages"/>), and every message it leaves out of that list was stored.
 /// </summary>
 public class PublishBatchFailureTests
 {
@@ -13,45 +13,47 @@ public class PublishBatchFailureTests
     {
         BusTransports.Register(new DelegatingFactory("test-refusing", inner => new Refusing(inner)));
         BusTransports.Register(new DelegatingFactory("test-confirming-slowly", inner => new ConfirmingSlowly(inner)));
+        BusTransports.Register(new DelegatingFactory("test-confirming-late", inner => new ConfirmingLate(inner)));
     }
 
     [Fact]
     public async Task A_batch_that_fails_part_way_lists_the_unconfirmed_messages_and_the_rest_were_stored()
     {
         await using var bus = MessageBus.Create("test-refusing://");
-        await using var consumer = await bus.CreateConsumerAsync("orders", SubscriptionOptions.ForGroup("g"));
-        using var published = new MetricCounter("bus.messages.published", "orders");
+        const string topic = "partly-refused"; // a topic of its own: the published counter is summed per topic, across tests running in parallel
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        using var published = new MetricCounter("bus.messages.published", topic);
         var messages = Enumerable.Range(0, 20).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
         foreach (var i in new[] { 3, 4, 17 })
         {
             messages[i].Headers[Refusing.Header] = "yes";
         }
 
-        var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync("orders", messages));
+        var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync(topic, messages));
 
-        Assert.Equal([messages[3], messages[4], messages[17]], error.Unconfirmed);
+        Assert.Equal([messages[3], messages[4], messages[17]], error.UnconfirmedMessages);
         Assert.Equal(20, error.BatchSize);
         Assert.Equal(17, error.ConfirmedCount);
         Assert.Equal(BusFailureReason.PublishNotConfirmed, error.Reason);
         Assert.True(error.IsTransient);
-        Assert.Equal("orders", error.Topic);
+        Assert.Equal(topic, error.Topic);
         Assert.Equal("memory", error.Backend);
         Assert.IsType<BusException>(error.InnerException);
         Assert.Contains("17 of the batch's 20 messages were confirmed", error.Message, StringComparison.Ordinal);
         Assert.Equal(17, published.Total);
 
         var stored = await ReceiveAllAsync(consumer, 17);
-        Assert.Equal(messages.Except(error.Unconfirmed).Select(m => m.MessageId).Order(), stored.Select(m => m.MessageId).Order()); // no key: no order
+        Assert.Equal(messages.Except(error.UnconfirmedMessages).Select(m => m.MessageId).Order(), stored.Select(m => m.MessageId).Order()); // no key: no order
 
         // Publishing the unconfirmed ones again (without what made them fail) completes the batch, ids kept.
-        foreach (var message in error.Unconfirmed)
+        foreach (var message in error.UnconfirmedMessages)
         {
             message.Headers.Remove(Refusing.Header);
         }
 
-        await bus.PublishBatchAsync("orders", error.Unconfirmed);
+        await bus.PublishBatchAsync(topic, error.UnconfirmedMessages);
         var retried = await ReceiveAllAsync(consumer, 3);
-        Assert.Equal(error.Unconfirmed.Select(m => m.MessageId).Order(), retried.Select(m => m.MessageId).Order());
+        Assert.Equal(error.UnconfirmedMessages.Select(m => m.MessageId).Order(), retried.Select(m => m.MessageId).Order());
     }
 
     [Fact]
@@ -64,7 +66,23 @@ public class PublishBatchFailureTests
 
         Assert.Equal(BusFailureReason.Timeout, error.Reason);
         Assert.InRange(error.ConfirmedCount, 1, messages.Count - 1);
-        Assert.Equal(messages.Skip(error.ConfirmedCount), error.Unconfirmed); // confirmed in order, so the rest is a tail
+        Assert.Equal(messages.Skip(error.ConfirmedCount), error.UnconfirmedMessages); // confirmed in order, so the rest is a tail
+    }
+
+    /// <summary>
+    /// A transport that does not bound its own time and confirms the whole batch while core, past its timeout, waits for
+    /// it to stop: the batch succeeded, and the call says so (it used to report every message unconfirmed).
+    /// </summary>
+    [Fact]
+    public async Task A_batch_confirmed_whole_while_being_stopped_succeeds()
+    {
+        await using var bus = MessageBus.Create(new BusOptions { Url = "test-confirming-late://", OperationTimeout = TimeSpan.FromMilliseconds(300) });
+        await using var consumer = await bus.CreateConsumerAsync("late", SubscriptionOptions.ForGroup("g"));
+        var messages = Enumerable.Range(0, 5).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+
+        await bus.PublishBatchAsync("late", messages);
+
+        Assert.Equal(messages.Select(m => m.MessageId).Order(), (await ReceiveAllAsync(consumer, 5)).Select(m => m.MessageId).Order());
     }
 
     [Fact]
@@ -86,7 +104,7 @@ public class PublishBatchFailureTests
 
         var error = await Assert.ThrowsAsync<PublishBatchException>(async () => await bus.PublishBatchAsync("new-topic", messages));
 
-        Assert.Equal(messages, error.Unconfirmed);
+        Assert.Equal(messages, error.UnconfirmedMessages);
         Assert.Equal(0, error.ConfirmedCount);
         Assert.Equal("new-topic", error.Topic);
     }
@@ -146,6 +164,18 @@ public class PublishBatchFailureTests
                 await base.PublishAsync(topic, messages[i], cancellationToken);
                 confirmations.Confirm(i);
             }
+        }
+    }
+
+    /// <summary>Ignores cancellation: confirms the whole batch 500 ms after it began (past a 300 ms operation timeout).</summary>
+    private sealed class ConfirmingLate(MessageTransport inner) : DelegatingTransport(inner)
+    {
+        public override bool BoundsPublishTime => false;
+
+        public override async ValueTask PublishBatchAsync(string topic, IReadOnlyList<OutgoingMessage> messages, BatchConfirmations confirmations, CancellationToken cancellationToken)
+        {
+            await Task.Delay(500, CancellationToken.None);
+            await base.PublishBatchAsync(topic, messages, confirmations, CancellationToken.None);
         }
     }
 }

@@ -54,6 +54,30 @@ public sealed class TracingTests : IDisposable
         return Spans(name)[0];
     }
 
+    /// <summary>
+    /// A message that the trace context's headers push over the size limit is refused as too large, also in a batch
+    /// (not reported as a batch that failed part way), and nothing of the batch is sent.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_message_pushed_over_the_limit_by_the_trace_headers_is_refused_as_too_large()
+    {
+        var topic = Topic("over");
+        await using var bus = MessageBus.Create("memory://?max-message-size=1000");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        var fits = OutgoingMessage.FromText("fits");
+        var empty = new OutgoingMessage(Array.Empty<byte>());
+        empty.AssignIdIfMissing();
+        var atTheLimit = new OutgoingMessage(new byte[1000 - bus.Transport.MeasureMessage(empty) - 10]); // the trace headers add more than 10 bytes
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("warm"));
+        using var warm = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await (await consumer.ReceiveAsync(warm.Token)).AckAsync();
+
+        await Assert.ThrowsAsync<MessageTooLargeException>(async () => await bus.PublishBatchAsync(topic, [fits, atTheLimit]));
+
+        using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await consumer.ReceiveAsync(quiet.Token));
+    }
+
     [Fact]
     public async Task The_handler_runs_in_a_process_span_that_continues_the_publishers_trace()
     {

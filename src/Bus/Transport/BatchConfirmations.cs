@@ -2,7 +2,7 @@ namespace Bus.Transport;
 
 /// <summary>
 /// Which messages of a batch publish the backend has confirmed, by their index in the batch. Core reads it only when
-/// the batch fails, to tell the caller which messages to publish again (<see cref="PublishBatchException.Unconfirmed"/>).
+/// the batch fails, to tell the caller which messages to publish again (<see cref="PublishBatchException.UnconfirmedMessages"/>).
 /// A transport marks a message once its confirmation has arrived, at the latest before its publish call completes
 /// with a failure; a batch that completes successfully counts as confirmed whole, so a transport need not mark
 /// anything on success. Marks only ever go from unconfirmed to confirmed, so a snapshot taken while a confirmation is
