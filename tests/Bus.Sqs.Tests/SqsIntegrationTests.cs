@@ -237,6 +237,52 @@ public sealed class SqsIntegrationTests(FauxqsFixture fixture) : IClassFixture<F
         }
     }
 
+    /// <summary>
+    /// A batch fanned out to two groups' queues, one of which takes messages of at most 40,000 bytes
+    /// (MaximumMessageSize): SendMessageBatch refuses the three larger messages there, entry by entry, while the other
+    /// queue takes everything. The exception lists exactly those three: a message counts as confirmed only once every
+    /// group's queue has it. The messages are 30–50 KB, so requests are cut by SQS's 256 KiB batch limit (8 or fewer
+    /// entries), not at 10: the indexes of the refused entries are mapped back across those cuts.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_one_groups_queue_partly_refuses_lists_exactly_the_refused_messages()
+    {
+        await using var bus = CreateBus();
+        var topic = Name("partly");
+        await using var small = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("small"));
+        await using var large = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("large"));
+        using var raw = fixture.RawClient();
+        var smallQueue = (await raw.GetQueueUrlAsync(topic + "_small")).QueueUrl;
+        await raw.SetQueueAttributesAsync(smallQueue, new Dictionary<string, string> { ["MaximumMessageSize"] = "40000" });
+        int[] oversize = [7, 12, 21];
+        var messages = Enumerable.Range(0, 25)
+            .Select(i => OutgoingMessage.FromText(new string((char)('a' + (i % 26)), oversize.Contains(i) ? 50_000 : 30_000)))
+            .ToList();
+
+        var error = await Assert.ThrowsAsync<PublishBatchException>(() => bus.PublishBatchAsync(topic, messages).AsTask());
+
+        Assert.Equal(oversize.Select(i => messages[i]), error.UnconfirmedMessages);
+        Assert.Equal(BusFailureReason.PublishNotConfirmed, error.Reason);
+        var inLarge = new List<string>();
+        while (inLarge.Count < messages.Count)
+        {
+            var message = await ReceiveAsync(large);
+            inLarge.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        Assert.Equal(messages.Select(m => m.MessageId).Order(), inLarge.Order());
+        var inSmall = new List<string>();
+        while (inSmall.Count < messages.Count - oversize.Length)
+        {
+            var message = await ReceiveAsync(small);
+            inSmall.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        Assert.Equal(messages.Where((_, i) => !oversize.Contains(i)).Select(m => m.MessageId).Order(), inSmall.Order());
+    }
+
     [Fact]
     public async Task A_batch_with_one_message_sqs_cannot_take_sends_nothing()
     {
