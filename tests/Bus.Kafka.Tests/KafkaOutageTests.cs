@@ -35,26 +35,99 @@ public sealed class KafkaOutageTests(KafkaOutageFixture fixture, ITestOutputHelp
         return MessageBus.Create(options, new TimedLogs(output));
     }
 
-    /// <summary>
-    /// A batch larger than librdkafka's local queue (queue.buffering.max.messages, 100,000 by default; 1,000 here) fails
-    /// part way: the records that did not fit are refused at once (Local_QueueFull), those that did are delivered. The
-    /// exception lists the refused ones, and publishing them again, until none is refused, completes the batch. (A
-    /// freeze, as on the other backends, cannot be timed here: the mock takes a whole batch of 90,000 before a freeze
-    /// by docker pause lands.)
-    /// </summary>
-    [Fact]
-    public async Task A_batch_larger_than_the_local_queue_says_which_messages_were_not_confirmed()
+    private MessageBus CreateBus(TimeSpan operationTimeout, string setting, string value)
     {
-        var options = new BusOptions { Url = Cluster.Url, ConnectTimeout = TimeSpan.FromSeconds(10), OperationTimeout = TimeSpan.FromSeconds(10) };
-        foreach (var (name, value) in KafkaFixture.TestSettings())
+        var options = new BusOptions { Url = Cluster.Url, ConnectTimeout = TimeSpan.FromSeconds(10), OperationTimeout = operationTimeout };
+        foreach (var (name, fixedValue) in KafkaFixture.TestSettings())
         {
-            options.Settings[name] = value;
+            options.Settings[name] = fixedValue;
         }
 
         options.Settings["bootstrap.servers"] = Cluster.BootstrapServers;
-        options.Settings["producer.queue.buffering.max.messages"] = "1000";
-        await using var bus = MessageBus.Create(options, new TimedLogs(output));
-        await Outages.BatchCutShortAsync(bus, $"out-partial-{Guid.NewGuid():N}"[..28], 20_000, () => Task.CompletedTask, () => Task.CompletedTask, output, freezeAtOnce: true);
+        options.Settings[setting] = value;
+        return MessageBus.Create(options, new TimedLogs(output));
+    }
+
+    private static async Task<List<string>> ReceiveIdsAsync(MessageConsumer consumer, int count)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var ids = new List<string>();
+        while (ids.Count < count)
+        {
+            var message = await consumer.ReceiveAsync(timeout.Token);
+            ids.Add(message.MessageId);
+            await message.AckAsync();
+        }
+
+        return ids;
+    }
+
+    /// <summary>
+    /// A batch cut short by a freeze, as on the other backends. The mock takes a whole batch of 90,000 before a freeze by
+    /// docker pause lands, so the local queue is held to 10 records here: the batch then goes out at the pace of
+    /// delivery, and the freeze lands part way.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_cut_short_by_a_freeze_says_which_messages_were_not_confirmed()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(5), "producer.queue.buffering.max.messages", "10");
+        await Outages.BatchCutShortAsync(bus, $"out-partial-{Guid.NewGuid():N}"[..28], 5_000, Cluster.PauseAsync, Cluster.ResumeAsync, output);
+    }
+
+    /// <summary>
+    /// A batch three times larger than librdkafka's local queue (1,000 records here) for a frozen cluster: the first
+    /// 1,000 wait unanswered and the rest for room that never comes. The call fails within about the operation timeout
+    /// (each wait is bounded by it, and they run side by side), and lists every message as unconfirmed.
+    /// </summary>
+    [Fact]
+    public async Task A_batch_waiting_for_room_in_the_local_queue_of_a_frozen_cluster_fails_within_the_operation_timeout()
+    {
+        var topic = $"out-room-{Guid.NewGuid():N}"[..28];
+        await using (var setUp = CreateBus(TimeSpan.FromSeconds(30)))
+        {
+            await setUp.EnsureTopicAsync(topic); // the mock auto-creates topics, which takes longer than 3 s
+        }
+
+        await using var bus = CreateBus(TimeSpan.FromSeconds(3), "producer.queue.buffering.max.messages", "1000");
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("connects the producer"));
+        var messages = Enumerable.Range(0, 3_000).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+
+        await Cluster.PauseAsync();
+        PublishBatchException error;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            error = await Assert.ThrowsAsync<PublishBatchException>(() => bus.PublishBatchAsync(topic, messages).AsTask().WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            await Cluster.ResumeAsync();
+        }
+
+        output.WriteLine($"failed after {watch.ElapsedMilliseconds} ms: {error.Message}");
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(8), $"took {watch.Elapsed}");
+        Assert.Equal(messages, error.UnconfirmedMessages);
+        Assert.Equal(BusFailureReason.Timeout, error.Reason);
+        Assert.True(error.IsTransient, error.ToString());
+    }
+
+    /// <summary>
+    /// A batch twenty times larger than librdkafka's local queue (queue.buffering.max.messages, 100,000 by default;
+    /// 1,000 here) waits for room as delivery frees it, instead of failing the records that did not fit at once
+    /// (Local_QueueFull, which failed about 3,000 of these 20,000 before).
+    /// </summary>
+    [Fact]
+    public async Task A_batch_larger_than_the_local_queue_is_published_whole()
+    {
+        await using var bus = CreateBus(TimeSpan.FromSeconds(10), "producer.queue.buffering.max.messages", "1000");
+        var topic = $"out-queue-{Guid.NewGuid():N}"[..28];
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 256 });
+        var messages = Enumerable.Range(0, 20_000).Select(i => OutgoingMessage.FromText($"m{i}")).ToList();
+
+        await bus.PublishBatchAsync(topic, messages);
+
+        var received = await ReceiveIdsAsync(consumer, messages.Count);
+        Assert.Equal(messages.Select(m => m.MessageId).Order(), received.Order());
     }
 
     /// <summary>

@@ -8,9 +8,15 @@ internal sealed partial class KafkaTransport
     public override ValueTask PublishAsync(string topic, OutgoingMessage message, CancellationToken cancellationToken)
     {
         var confirmation = new Confirmation(this, topic, 1);
-        Produce(Producer, topic, message, confirmation, confirmation.OnReport);
-        return new(confirmation.Task.WaitAsync(cancellationToken));
+        var producer = Producer;
+        return TryProduce(producer, topic, message, confirmation, confirmation.OnReport)
+            ? new(confirmation.Task.WaitAsync(cancellationToken))
+            : new(PublishWhenRoomAsync(producer, topic, message, confirmation, cancellationToken));
     }
+
+    /// <summary>The slow path of <see cref="PublishAsync"/> (its own method: a lambda there would cost every publish its closure).</summary>
+    private Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, CancellationToken cancellationToken)
+        => PublishWhenRoomAsync(producer, topic, [message], 0, confirmation, _ => confirmation.OnReport, cancellationToken);
 
     /// <summary>
     /// Starts every produce before awaiting any: librdkafka batches them and confirms each by delivery report. One
@@ -23,18 +29,32 @@ internal sealed partial class KafkaTransport
         var confirmation = new Confirmation(this, topic, messages.Count);
         for (var i = 0; i < messages.Count; i++)
         {
-            Produce(producer, topic, messages[i], confirmation, new RecordReport(confirmation, confirmations, i).OnReport);
+            if (!TryProduce(producer, topic, messages[i], confirmation, new RecordReport(confirmation, confirmations, i).OnReport))
+            {
+                return new(PublishWhenRoomAsync(producer, topic, messages, i, confirmation, confirmations, cancellationToken));
+            }
         }
 
         return new(confirmation.Task.WaitAsync(cancellationToken));
     }
 
-    /// <summary>Produces one record; its delivery report (acks=all: written to every in-sync replica) goes to <paramref name="onReport"/>.</summary>
-    private void Produce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, Action<DeliveryReport<byte[]?, byte[]>> onReport)
+    /// <summary>The slow path of <see cref="PublishBatchAsync"/> (its own method, so that the fast path allocates no closure).</summary>
+    private Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, BatchConfirmations confirmations, CancellationToken cancellationToken)
+        => PublishWhenRoomAsync(producer, topic, messages, from, confirmation, index => new RecordReport(confirmation, confirmations, index).OnReport, cancellationToken);
+
+    /// <summary>
+    /// Produces one record; its delivery report (acks=all: written to every in-sync replica) goes to <paramref name="onReport"/>.
+    /// False when librdkafka's local queue is full (queue.buffering.max.messages or .kbytes): nothing was produced.
+    /// </summary>
+    private static bool TryProduce(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, Action<DeliveryReport<byte[]?, byte[]>> onReport)
     {
         try
         {
             producer.Produce(topic, KafkaMessages.ToRecord(message), onReport);
+        }
+        catch (ProduceException<byte[]?, byte[]> ex) when (ex.Error.Code == ErrorCode.Local_QueueFull)
+        {
+            return false;
         }
         catch (ProduceException<byte[]?, byte[]> ex)
         {
@@ -44,6 +64,43 @@ internal sealed partial class KafkaTransport
         {
             confirmation.Failed(ex.Error, ex);
         }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Produces <paramref name="messages"/> from <paramref name="from"/> on, once librdkafka's local queue has room: as
+    /// the client advises, a producer that finds the queue full waits while delivery frees it, instead of failing what
+    /// the application asked to publish (a batch larger than the queue, 100,000 records by default, or many publishes
+    /// at once). It waits at most the operation timeout for room for each record; a record that finds none by then
+    /// fails with the queue's error, and so do the ones after it, which are not produced (nothing is reordered).
+    /// </summary>
+    private async Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, Func<int, Action<DeliveryReport<byte[]?, byte[]>>> reportFor, CancellationToken cancellationToken)
+    {
+        var waitLimit = (long)_context.Options.OperationTimeout.TotalMilliseconds;
+        for (var i = from; i < messages.Count; i++)
+        {
+            var onReport = reportFor(i);
+            var waitingSince = Environment.TickCount64;
+            while (!TryProduce(producer, topic, messages[i], confirmation, onReport))
+            {
+                if (Environment.TickCount64 - waitingSince >= waitLimit)
+                {
+                    var full = new Error(ErrorCode.Local_QueueFull);
+                    for (var rest = i; rest < messages.Count; rest++)
+                    {
+                        confirmation.Failed(full, null);
+                    }
+
+                    await confirmation.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await confirmation.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A batch record's report: marks the record confirmed (before it counts, so before the batch can complete) and counts it.</summary>
@@ -121,7 +178,8 @@ internal sealed partial class KafkaTransport
         var reason = error.Code switch
         {
             ErrorCode.MsgSizeTooLarge or ErrorCode.InvalidMsgSize => BusFailureReason.MessageTooLarge,
-            ErrorCode.Local_MsgTimedOut or ErrorCode.RequestTimedOut => BusFailureReason.Timeout,
+            // Local_QueueFull reaches here only once a record found no room within the operation timeout.
+            ErrorCode.Local_MsgTimedOut or ErrorCode.RequestTimedOut or ErrorCode.Local_QueueFull => BusFailureReason.Timeout,
             ErrorCode.TopicAuthorizationFailed or ErrorCode.ClusterAuthorizationFailed or ErrorCode.SaslAuthenticationFailed => BusFailureReason.Unauthorized,
             ErrorCode.Local_UnknownTopic or ErrorCode.UnknownTopicOrPart or ErrorCode.TopicException => BusFailureReason.InvalidTopic,
             ErrorCode.Local_AllBrokersDown or ErrorCode.Local_Transport => BusFailureReason.Connection,
