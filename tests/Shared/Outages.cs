@@ -71,7 +71,12 @@ internal static class Outages
     /// message the exception reported confirmed had been stored. Duplicates (an unconfirmed message that had been
     /// stored after all) are allowed and counted.
     /// </summary>
-    public static async Task BatchCutShortAsync(MessageBus bus, string topic, int count, Func<Task> freeze, Func<Task> thaw, ITestOutputHelper output, bool freezeAtOnce = false, TimeSpan? ackTimeout = null)
+    /// <param name="freezeBeforeIndex">
+    /// Freezes from inside the call, when the transport reads the message at this index (its second read: core's
+    /// validation reads each message first), so that it and everything after it go to a frozen broker: for a broker
+    /// that takes a whole batch before a freeze from outside lands.
+    /// </param>
+    public static async Task BatchCutShortAsync(MessageBus bus, string topic, int count, Func<Task> freeze, Func<Task> thaw, ITestOutputHelper output, bool freezeAtOnce = false, TimeSpan? ackTimeout = null, int? freezeBeforeIndex = null)
     {
         // A consumer's read that the outage cut short may have been served all the same: what it was given comes back
         // after the ack timeout, which the wait for every message below must outlast.
@@ -114,13 +119,24 @@ internal static class Outages
         });
 
         var watch = Stopwatch.StartNew();
-        var publishing = bus.PublishBatchAsync(topic, messages).AsTask();
-        if (!freezeAtOnce)
+        Task publishing;
+        if (freezeBeforeIndex is { } index)
         {
-            await firstArrived.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            var freezing = new FreezingList(messages, index, freeze);
+            publishing = Task.Run(() => bus.PublishBatchAsync(topic, freezing).AsTask()); // the freeze blocks the call's thread
+            await freezing.Frozen.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        else
+        {
+            publishing = bus.PublishBatchAsync(topic, messages).AsTask();
+            if (!freezeAtOnce)
+            {
+                await firstArrived.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+
+            await freeze();
         }
 
-        await freeze();
         output.WriteLine($"interrupted {watch.ElapsedMilliseconds} ms after the batch began, {received.Count} received by then");
         PublishBatchException error;
         try
@@ -293,6 +309,38 @@ internal static class Outages
         Assert.Equal(0, sent.Count(id => !pulled.ContainsKey(id)));
         Assert.False(subscription.Completion.IsCompleted);
     }
+}
+
+/// <summary>
+/// A batch's messages that freeze the broker (synchronously, so the transport waits) when the transport reads the
+/// message at <paramref name="index"/>: its second read, after core's validation.
+/// </summary>
+internal sealed class FreezingList(IReadOnlyList<OutgoingMessage> messages, int index, Func<Task> freeze) : IReadOnlyList<OutgoingMessage>
+{
+    private readonly TaskCompletionSource _frozen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _reads;
+
+    public Task Frozen => _frozen.Task;
+
+    public int Count => messages.Count;
+
+    public OutgoingMessage this[int i]
+    {
+        get
+        {
+            if (i == index && Interlocked.Increment(ref _reads) == 2)
+            {
+                freeze().GetAwaiter().GetResult();
+                _frozen.TrySetResult();
+            }
+
+            return messages[i];
+        }
+    }
+
+    public IEnumerator<OutgoingMessage> GetEnumerator() => messages.GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
 }
 
 /// <summary>
