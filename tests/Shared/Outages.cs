@@ -63,23 +63,24 @@ internal static class Outages
     }
 
     /// <summary>
-    /// A batch of <paramref name="count"/> cut short part way: its broker freezes (<paramref name="freeze"/>) once the
-    /// first message has reached a consumer, or with <paramref name="freezeAtOnce"/> as soon as the call has begun (or
-    /// <paramref name="freeze"/> does nothing, where the batch fails part way by itself). The batch fails with a
-    /// <see cref="PublishBatchException"/> that names some messages confirmed and some not. After <paramref name="thaw"/>, the test publishes only <see cref="PublishBatchException.UnconfirmedMessages"/>
+    /// A batch of <paramref name="count"/> cut short part way: the broker freezes (<paramref name="freeze"/>) once the
+    /// first message of the batch has reached a consumer, so some of the batch has been confirmed by then. With
+    /// <paramref name="freezeFromInside"/> the freeze happens inside the call, when the transport is about to send the
+    /// message in the middle (its second read of it; core's validation reads each message first), and the transport
+    /// waits for it: that message and the ones after it go to a frozen broker. A freeze from outside the call often
+    /// landed after Redis and the Kafka mock had taken the whole batch.
+    /// The batch fails with a <see cref="PublishBatchException"/> that names some messages confirmed and some not.
+    /// After <paramref name="thaw"/>, the test publishes only <see cref="PublishBatchException.UnconfirmedMessages"/>
     /// again (as an application would, until it succeeds), and every message of the batch must then arrive: so every
     /// message the exception reported confirmed had been stored. Duplicates (an unconfirmed message that had been
     /// stored after all) are allowed and counted.
     /// </summary>
-    /// <param name="freezeBeforeIndex">
-    /// Freezes from inside the call, when the transport reads the message at this index (its second read: core's
-    /// validation reads each message first), so that it and everything after it go to a frozen broker: for a broker
-    /// that takes a whole batch before a freeze from outside lands.
+    /// <param name="ackTimeout">
+    /// The consumer's ack timeout: a read that the outage cut short may have been served all the same, and what it
+    /// was given comes back after the ack timeout, which the wait for every message must outlast.
     /// </param>
-    public static async Task BatchCutShortAsync(MessageBus bus, string topic, int count, Func<Task> freeze, Func<Task> thaw, ITestOutputHelper output, bool freezeAtOnce = false, TimeSpan? ackTimeout = null, int? freezeBeforeIndex = null)
+    public static async Task BatchCutShortAsync(MessageBus bus, string topic, int count, Func<Task> freeze, Func<Task> thaw, ITestOutputHelper output, bool freezeFromInside = false, TimeSpan? ackTimeout = null)
     {
-        // A consumer's read that the outage cut short may have been served all the same: what it was given comes back
-        // after the ack timeout, which the wait for every message below must outlast.
         var options = new SubscriptionOptions { Group = "batch", MaxInFlight = 256 };
         if (ackTimeout is { } timeout)
         {
@@ -118,25 +119,25 @@ internal static class Outages
             }
         });
 
+        async Task FreezeOnceOneArrivedAsync()
+        {
+            await firstArrived.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await freeze();
+        }
+
         var watch = Stopwatch.StartNew();
         Task publishing;
-        if (freezeBeforeIndex is { } index)
+        if (freezeFromInside)
         {
-            var freezing = new FreezingList(messages, index, freeze);
+            var freezing = new FreezingList(messages, count / 2, FreezeOnceOneArrivedAsync);
             publishing = Task.Run(() => bus.PublishBatchAsync(topic, freezing).AsTask()); // the freeze blocks the call's thread
-            await freezing.Frozen.WaitAsync(TimeSpan.FromSeconds(30));
+            await freezing.Frozen.WaitAsync(TimeSpan.FromSeconds(60));
         }
         else
         {
             publishing = bus.PublishBatchAsync(topic, messages).AsTask();
-            if (!freezeAtOnce)
-            {
-                await firstArrived.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            }
-
-            await freeze();
+            await FreezeOnceOneArrivedAsync();
         }
-
         output.WriteLine($"interrupted {watch.ElapsedMilliseconds} ms after the batch began, {received.Count} received by then");
         PublishBatchException error;
         try
