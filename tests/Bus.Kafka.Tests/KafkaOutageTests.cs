@@ -23,19 +23,8 @@ public sealed class KafkaOutageTests(KafkaOutageFixture fixture, ITestOutputHelp
 {
     private KafkaTestCluster Cluster => fixture.Cluster;
 
-    private MessageBus CreateBus(TimeSpan operationTimeout)
-    {
-        var options = new BusOptions { Url = Cluster.Url, ConnectTimeout = TimeSpan.FromSeconds(10), OperationTimeout = operationTimeout };
-        foreach (var (name, value) in KafkaFixture.TestSettings())
-        {
-            options.Settings[name] = value;
-        }
-
-        options.Settings["bootstrap.servers"] = Cluster.BootstrapServers;
-        return MessageBus.Create(options, new TimedLogs(output));
-    }
-
-    private MessageBus CreateBus(TimeSpan operationTimeout, string setting, string value)
+    /// <summary>A bus on this class's cluster; <paramref name="setting"/> adds one librdkafka property (producer.… and so on).</summary>
+    private MessageBus CreateBus(TimeSpan operationTimeout, string? setting = null, string? value = null)
     {
         var options = new BusOptions { Url = Cluster.Url, ConnectTimeout = TimeSpan.FromSeconds(10), OperationTimeout = operationTimeout };
         foreach (var (name, fixedValue) in KafkaFixture.TestSettings())
@@ -44,7 +33,11 @@ public sealed class KafkaOutageTests(KafkaOutageFixture fixture, ITestOutputHelp
         }
 
         options.Settings["bootstrap.servers"] = Cluster.BootstrapServers;
-        options.Settings[setting] = value;
+        if (setting is not null)
+        {
+            options.Settings[setting] = value!;
+        }
+
         return MessageBus.Create(options, new TimedLogs(output));
     }
 
