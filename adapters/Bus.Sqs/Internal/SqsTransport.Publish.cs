@@ -283,10 +283,12 @@ internal sealed partial class SqsTransport
 
         if (response.Successful is { } successful)
         {
+            var seen = 0; // an entry listed twice counts once (at most 10 entries: one bit each)
             foreach (var entry in successful)
             {
-                if (int.TryParse(entry.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && (uint)i < (uint)chunk.Length)
+                if (int.TryParse(entry.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var i) && (uint)i < (uint)chunk.Length && (seen & (1 << i)) == 0)
                 {
+                    seen |= 1 << i;
                     accepted.Accepted(taken.Start + i);
                 }
             }
