@@ -23,24 +23,6 @@ public sealed class BatchConfirmations
     /// <summary>The batch's size.</summary>
     public int Count => _confirmed.Length;
 
-    /// <summary>How many messages are marked confirmed.</summary>
-    public int ConfirmedCount
-    {
-        get
-        {
-            var confirmed = 0;
-            for (var i = 0; i < _confirmed.Length; i++)
-            {
-                if (Volatile.Read(ref _confirmed[i]))
-                {
-                    confirmed++;
-                }
-            }
-
-            return confirmed;
-        }
-    }
-
     /// <summary>Marks the message at <paramref name="index"/> confirmed: the backend has stored it durably.</summary>
     /// <param name="index">The message's index in the batch.</param>
     public void Confirm(int index) => Volatile.Write(ref _confirmed[index], true);
