@@ -8,7 +8,7 @@ namespace Bus.Sqs.Internal;
 internal sealed partial class SqsTransport
 {
     /// <summary>SendMessageBatch takes at most 10 entries.</summary>
-    private const int BatchSize = 10;
+    internal const int BatchSize = 10;
 
     /// <summary>Standard queues: batches of one queue sent at once.</summary>
     private const int BatchesInFlight = 8;
@@ -60,7 +60,7 @@ internal sealed partial class SqsTransport
             return;
         }
 
-        var chunks = new LazyChunks(this, topic, messages, queues.Length, cancellationToken);
+        var chunks = new LazyChunks(i => Encode(topic, messages[i]), messages.Count, queues.Length, cancellationToken);
         var accepted = new Acceptances(confirmations, queues.Length);
         var perQueue = new Task[queues.Length];
         for (var q = 0; q < queues.Length; q++)
@@ -138,15 +138,16 @@ internal sealed partial class SqsTransport
     }
 
     /// <summary>Consecutive messages of a batch, encoded for one SendMessageBatch; <paramref name="Start"/> is the first one's index in the batch.</summary>
-    private readonly record struct Chunk(Encoded[] Messages, int Start);
+    internal readonly record struct Chunk(Encoded[] Messages, int Start);
 
     /// <summary>
-    /// A batch's messages cut into SendMessageBatch requests (at most 10 messages and 262,144 bytes in all, SQS's batch
-    /// limits) as the senders ask for them, in order; a chunk is let go once every group queue has taken it. Once
-    /// <paramref name="cancellationToken"/> is cancelled (the caller gave up, and may reuse its messages) no message is
-    /// read any more.
+    /// A batch's <paramref name="count"/> messages cut into SendMessageBatch requests (at most 10 messages and 262,144
+    /// bytes in all, SQS's batch limits) as the senders ask for them, in order, each encoded (<paramref name="encode"/>,
+    /// by index) when its chunk is cut; a chunk is let go once every group queue (<paramref name="takers"/>) has taken
+    /// it. Once <paramref name="cancellationToken"/> is cancelled (the caller gave up, and may reuse its messages) no
+    /// message is read any more.
     /// </summary>
-    private sealed class LazyChunks(SqsTransport transport, string topic, IReadOnlyList<OutgoingMessage> messages, int takers, CancellationToken cancellationToken)
+    internal sealed class LazyChunks(Func<int, Encoded> encode, int count, int takers, CancellationToken cancellationToken)
     {
         private readonly Lock _sync = new();
         private readonly List<(Encoded[]? Chunk, int Start, int Taken)> _chunks = [];
@@ -160,7 +161,7 @@ internal sealed partial class SqsTransport
             lock (_sync)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                while (_chunks.Count <= index && (_carried is not null || _encoded < messages.Count))
+                while (_chunks.Count <= index && (_carried is not null || _encoded < count))
                 {
                     var start = _encoded - (_carried is null ? 0 : 1);
                     _chunks.Add((Cut(), start, 0));
@@ -181,9 +182,9 @@ internal sealed partial class SqsTransport
         {
             _current.Clear();
             long size = 0;
-            while (_current.Count < BatchSize && (_carried is not null || _encoded < messages.Count))
+            while (_current.Count < BatchSize && (_carried is not null || _encoded < count))
             {
-                var message = _carried ?? transport.Encode(topic, messages[_encoded++]);
+                var message = _carried ?? encode(_encoded++);
                 _carried = null;
                 if (_current.Count > 0 && size + message.WireSize > SqsEnvelope.WireLimit)
                 {
@@ -352,5 +353,5 @@ internal sealed partial class SqsTransport
         return Convert.ToHexStringLower(bytes);
     }
 
-    private readonly record struct Encoded(string Body, string Attribute, long WireSize, int DelaySeconds, string? GroupId, string? DeduplicationId);
+    internal readonly record struct Encoded(string Body, string Attribute, long WireSize, int DelaySeconds, string? GroupId, string? DeduplicationId);
 }
