@@ -11,12 +11,8 @@ internal sealed partial class KafkaTransport
         var producer = Producer;
         return TryProduce(producer, topic, message, confirmation, confirmation.OnReport)
             ? new(confirmation.Task.WaitAsync(cancellationToken))
-            : new(PublishWhenRoomAsync(producer, topic, message, confirmation, cancellationToken));
+            : new(PublishWhenRoomAsync(producer, topic, [message], 0, confirmation, null, cancellationToken));
     }
-
-    /// <summary>The slow path of <see cref="PublishAsync"/> (its own method: a lambda there would cost every publish its closure).</summary>
-    private Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, CancellationToken cancellationToken)
-        => PublishWhenRoomAsync(producer, topic, [message], 0, confirmation, _ => confirmation.OnReport, cancellationToken);
 
     /// <summary>
     /// Starts every produce before awaiting any: librdkafka batches them and confirms each by delivery report. One
@@ -29,7 +25,7 @@ internal sealed partial class KafkaTransport
         var confirmation = new Confirmation(this, topic, messages.Count);
         for (var i = 0; i < messages.Count; i++)
         {
-            if (!TryProduce(producer, topic, messages[i], confirmation, new RecordReport(confirmation, confirmations, i).OnReport))
+            if (!TryProduce(producer, topic, messages[i], confirmation, ReportFor(confirmation, confirmations, i)))
             {
                 return new(PublishWhenRoomAsync(producer, topic, messages, i, confirmation, confirmations, cancellationToken));
             }
@@ -38,9 +34,9 @@ internal sealed partial class KafkaTransport
         return new(confirmation.Task.WaitAsync(cancellationToken));
     }
 
-    /// <summary>The slow path of <see cref="PublishBatchAsync"/> (its own method, so that the fast path allocates no closure).</summary>
-    private Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, BatchConfirmations confirmations, CancellationToken cancellationToken)
-        => PublishWhenRoomAsync(producer, topic, messages, from, confirmation, index => new RecordReport(confirmation, confirmations, index).OnReport, cancellationToken);
+    /// <summary>Where a record's delivery report goes: straight to the confirmation, or for a batch through a handler that knows its index.</summary>
+    private static Action<DeliveryReport<byte[]?, byte[]>> ReportFor(Confirmation confirmation, BatchConfirmations? confirmations, int index)
+        => confirmations is null ? confirmation.OnReport : new RecordReport(confirmation, confirmations, index).OnReport;
 
     /// <summary>
     /// Produces one record; its delivery report (acks=all: written to every in-sync replica) goes to <paramref name="onReport"/>.
@@ -75,32 +71,40 @@ internal sealed partial class KafkaTransport
     /// at once). It waits at most the operation timeout for room for each record; a record that finds none by then
     /// fails with the queue's error, and so do the ones after it, which are not produced (nothing is reordered).
     /// </summary>
-    private async Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, Func<int, Action<DeliveryReport<byte[]?, byte[]>>> reportFor, CancellationToken cancellationToken)
+    private async Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, BatchConfirmations? confirmations, CancellationToken cancellationToken)
     {
-        var waitLimit = (long)_context.Options.OperationTimeout.TotalMilliseconds;
         for (var i = from; i < messages.Count; i++)
         {
-            var onReport = reportFor(i);
-            var waitingSince = Environment.TickCount64;
-            while (!TryProduce(producer, topic, messages[i], confirmation, onReport))
+            if (!await ProduceWhenRoomAsync(producer, topic, messages[i], confirmation, ReportFor(confirmation, confirmations, i), cancellationToken).ConfigureAwait(false))
             {
-                if (Environment.TickCount64 - waitingSince >= waitLimit)
+                var full = new Error(ErrorCode.Local_QueueFull);
+                for (var rest = i; rest < messages.Count; rest++)
                 {
-                    var full = new Error(ErrorCode.Local_QueueFull);
-                    for (var rest = i; rest < messages.Count; rest++)
-                    {
-                        confirmation.Failed(full, null);
-                    }
-
-                    await confirmation.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    return;
+                    confirmation.Failed(full, null);
                 }
 
-                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+                break;
             }
         }
 
         await confirmation.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Produces one record once the local queue has room; false when it found none within the operation timeout.</summary>
+    private async Task<bool> ProduceWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, Action<DeliveryReport<byte[]?, byte[]>> onReport, CancellationToken cancellationToken)
+    {
+        var waitingSince = Environment.TickCount64;
+        while (!TryProduce(producer, topic, message, confirmation, onReport))
+        {
+            if (Environment.TickCount64 - waitingSince >= (long)_context.Options.OperationTimeout.TotalMilliseconds)
+            {
+                return false;
+            }
+
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
+
+        return true;
     }
 
     /// <summary>A batch record's report: marks the record confirmed (before it counts, so before the batch can complete) and counts it.</summary>
