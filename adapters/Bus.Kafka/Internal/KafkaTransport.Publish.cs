@@ -69,7 +69,10 @@ internal sealed partial class KafkaTransport
     /// the client advises, a producer that finds the queue full waits while delivery frees it, instead of failing what
     /// the application asked to publish (a batch larger than the queue, 100,000 records by default, or many publishes
     /// at once). It waits at most the operation timeout for room for each record; a record that finds none by then
-    /// fails with the queue's error, and so do the ones after it, which are not produced (nothing is reordered).
+    /// fails with the queue's error, and so do the ones after it, which are not produced (nothing is reordered). Once a
+    /// record of the call has failed (a frozen cluster: the records produced before time out, which also frees room),
+    /// it produces no more: the call has failed, and producing the rest would only make it wait another timeout for
+    /// each queueful of them.
     /// </summary>
     private async Task PublishWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, IReadOnlyList<OutgoingMessage> messages, int from, Confirmation confirmation, BatchConfirmations? confirmations, CancellationToken cancellationToken)
     {
@@ -77,6 +80,7 @@ internal sealed partial class KafkaTransport
         {
             if (!await ProduceWhenRoomAsync(producer, topic, messages[i], confirmation, ReportFor(confirmation, confirmations, i), cancellationToken).ConfigureAwait(false))
             {
+                // The first failure is the one the call reports: a record that found no room, or one produced before.
                 var full = new Error(ErrorCode.Local_QueueFull);
                 for (var rest = i; rest < messages.Count; rest++)
                 {
@@ -90,12 +94,20 @@ internal sealed partial class KafkaTransport
         await confirmation.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Produces one record once the local queue has room; false when it found none within the operation timeout.</summary>
+    /// <summary>
+    /// Produces one record once the local queue has room; false, without producing it, when it found none within the
+    /// operation timeout or a record of the same call failed meanwhile.
+    /// </summary>
     private async Task<bool> ProduceWhenRoomAsync(IProducer<byte[]?, byte[]> producer, string topic, OutgoingMessage message, Confirmation confirmation, Action<DeliveryReport<byte[]?, byte[]>> onReport, CancellationToken cancellationToken)
     {
         var waitingSince = Environment.TickCount64;
-        while (!TryProduce(producer, topic, message, confirmation, onReport))
+        while (!confirmation.HasFailed)
         {
+            if (TryProduce(producer, topic, message, confirmation, onReport))
+            {
+                return true;
+            }
+
             if (Environment.TickCount64 - waitingSince >= (long)_context.Options.OperationTimeout.TotalMilliseconds)
             {
                 return false;
@@ -104,7 +116,7 @@ internal sealed partial class KafkaTransport
             await Task.Delay(1, cancellationToken).ConfigureAwait(false);
         }
 
-        return true;
+        return false;
     }
 
     /// <summary>A batch record's report: marks the record confirmed (before it counts, so before the batch can complete) and counts it.</summary>
@@ -152,6 +164,9 @@ internal sealed partial class KafkaTransport
         }
 
         public Action<DeliveryReport<byte[]?, byte[]>> OnReport { get; }
+
+        /// <summary>True once a record of the call has failed, though others may still await their reports.</summary>
+        public bool HasFailed => Volatile.Read(ref _failure) is not null;
 
         public void Failed(Error error, Exception? inner)
         {
