@@ -13,6 +13,7 @@ internal static class DeadLetterCases
         new("keeps_message", "dlq", BusFeatures.None, "the dead-letter copy keeps body, key, headers, id and adds topic, reason, count, time", KeepsMessage),
         new("others_keep_flowing", "dlq", BusFeatures.None, "100 good messages are handled while the poison one is retried", OthersKeepFlowing),
         new("after_ack_timeouts", "dlq", BusFeatures.AckTimeoutRedelivery, "a message never settled, its ack timeout passing each time, is dead-lettered after max deliveries", AfterAckTimeouts),
+        new("after_consumer_deaths", "dlq", BusFeatures.RedeliveryOfAbandoned | BusFeatures.ExactDeliveryCount, "a message whose consumer dies holding it (a bus of its own, disposed) max-deliveries times is dead-lettered, not handed out again", AfterConsumerDeaths),
         new("explicit", "dlq", BusFeatures.None, "a handler's explicit dead-letter skips retries and keeps its reason", Explicit),
         new("redrive", "dlq", BusFeatures.None, "redrive moves the message back to its topic and empties the dead-letter topic", Redrive),
         new("consumable", "dlq", BusFeatures.None, "the dead-letter topic is consumed and acked through the same API", Consumable),
@@ -108,6 +109,67 @@ internal static class DeadLetterCases
             watching.CancelAfter(ctx.QuietPeriod);
             var delivered = await third;
             Check(delivered is null, $"the message was delivered to the group again (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
+            Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
+        }
+        finally
+        {
+            await watching.CancelAsync();
+            await third;
+        }
+    }
+
+    /// <summary>
+    /// A message that crashes every process that takes it: each delivery goes to a consumer in a bus of its own, which
+    /// is disposed while it holds the message unsettled. After max deliveries the group must stop handing it out, or
+    /// the crash loop never ends. Needs counts that outlive the consumer (ExactDeliveryCount): a backend that counts
+    /// only within one bus starts again at 1 with each.
+    /// </summary>
+    private static async Task AfterConsumerDeaths(CaseContext ctx)
+    {
+        var topic = ctx.Topic("deaths");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        var options = new SubscriptionOptions { Group = ctx.Group(), MaxDeliveries = 2, AckTimeout = TimeSpan.FromSeconds(1) };
+        var fatal = Poison();
+        var counts = new List<int>();
+        for (var attempt = 1; attempt <= 2; attempt++)
+        {
+            var doomed = ctx.CreateBus();
+            try
+            {
+                var consumer = await doomed.CreateConsumerAsync(topic, options);
+                if (attempt == 1)
+                {
+                    await ctx.Bus.PublishAsync(topic, fatal);
+                }
+
+                var delivery = await ctx.ReceiveAsync(consumer, $"delivery {attempt}, to a consumer in a bus of its own");
+                CheckEqual(fatal.MessageId, delivery.MessageId, $"delivery {attempt}");
+                counts.Add(delivery.DeliveryCount);
+            }
+            finally
+            {
+                await doomed.DisposeAsync(); // the consumer goes with its bus, the message unsettled
+            }
+        }
+
+        ctx.Report("first_delivery_count", counts[0]);
+        ctx.Report("second_delivery_count", counts[1]);
+        CheckEqual("1, 2", string.Join(", ", counts), "delivery counts of the two deliveries");
+
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        await using var survivor = await ctx.Bus.CreateConsumerAsync(topic, options);
+        using var watching = new CancellationTokenSource();
+        var third = ReceiveOrNullAsync(survivor, watching.Token);
+        try
+        {
+            var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy after the second consumer died");
+            CheckEqual(fatal.MessageId, copy.MessageId, "dead-letter message id");
+            ctx.Report("dead_letter_count", copy.Headers.TryGetValue(DeadLetterHeaders.DeliveryCount, out var recorded) && int.TryParse(recorded, out var n) ? n : -1);
+            Check(copy.Headers.ContainsKey(DeadLetterHeaders.Reason), "the dead-letter copy has no reason");
+            await copy.AckAsync();
+            watching.CancelAfter(ctx.QuietPeriod);
+            var delivered = await third;
+            Check(delivered is null, $"the message was handed to a third consumer (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
             Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
         }
         finally
