@@ -9,6 +9,7 @@ internal static class DeliveryCases
     public static IEnumerable<ConformanceCase> All =>
     [
         new("round_trip", "delivery", BusFeatures.None, "bodies, key, headers and ids arrive byte for byte", RoundTrip),
+        new("header_edge_cases", "delivery", BusFeatures.None, "awkward headers and a long key round-trip exactly: empty values, names differing only in case, control and escape characters, 4 KiB values, 40 headers", HeaderEdgeCases),
         new("all_received", "delivery", BusFeatures.None, "1,000 published, 1,000 distinct ids consumed and acked", AllReceived),
         new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
         new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
@@ -219,6 +220,52 @@ internal static class DeliveryCases
         Check(elapsed >= notBefore - TimeSpan.FromMilliseconds(50), $"delivered again {elapsed.TotalMilliseconds:0} ms after {since} {notBefore.TotalMilliseconds:0} ms");
         Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
     }
+
+    /// <summary>
+    /// What applications put in headers beyond the plain ASCII of round_trip: each backend carries headers its own way
+    /// (AMQP tables, Kafka record headers, stream fields, a JSON attribute on SQS), and each way has characters or
+    /// shapes it could change.
+    /// </summary>
+    private static async Task HeaderEdgeCases(CaseContext ctx)
+    {
+        var topic = ctx.Topic("headers");
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup(ctx.Group()));
+        var sent = OutgoingMessage.FromText("headers", string.Concat(Enumerable.Repeat("key/ü:日本 ", 20)));
+        var headers = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["empty"] = "",
+            ["Case"] = "upper",
+            ["case"] = "lower",
+            ["with space: and colon"] = "v",
+            ["line-breaks"] = "line 1\nline 2\r\nline 3\ttabbed",
+            ["punctuation"] = "\"'\\{}[]<>&%=;,#",
+            ["nul"] = "a\0b",
+            ["ünï-näme ✓"] = "ünïcødé ✓ 日本語 😀",
+            ["long"] = string.Concat(Enumerable.Repeat("0123456789abcdef", 256)),
+            ["x-application"] = "an application's own x- header",
+        };
+        for (var i = 0; i < 30; i++)
+        {
+            headers[$"h-{i:00}"] = $"value {i}";
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            sent.Headers[name] = value;
+        }
+
+        await ctx.Bus.PublishAsync(topic, sent);
+        var received = await ctx.ReceiveAsync(consumer, "the message");
+        await received.AckAsync();
+        CheckEqual(sent.MessageId, received.MessageId, "message id");
+        CheckEqual(sent.Key, received.Key, "key of 200 characters");
+        var wrong = headers.Where(h => !received.Headers.TryGetValue(h.Key, out var got) || got != h.Value).Select(h => h.Key).ToList();
+        ctx.Report("headers_sent", headers.Count);
+        ctx.Report("headers_received", received.Headers.Count);
+        Check(wrong.Count == 0, $"{wrong.Count} of {headers.Count} headers missing or changed: {string.Join(", ", wrong.Take(8).Select(n => $"'{Shorten(n)}' = '{Shorten(received.Headers.TryGetValue(n, out var got) ? got : "(missing)")}'"))}");
+    }
+
+    private static string Shorten(string text) => (text.Length > 40 ? text[..40] + "…" : text).ReplaceLineEndings("⏎").Replace("\0", "\\0", StringComparison.Ordinal);
 
     private static async Task RedeliveredAfterConsumerDies(CaseContext ctx)
     {
