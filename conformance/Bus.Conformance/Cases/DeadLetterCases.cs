@@ -267,17 +267,25 @@ internal static class DeadLetterCases
         var topic = ctx.Topic("redrive");
         await ctx.Bus.EnsureTopicAsync(topic);
         var seen = new ConcurrentQueue<string>();
+        Redriven? redriven = null;
         int healed = 0, deadLettered = 0;
         await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, token) =>
         {
-            seen.Enqueue(m.MessageId);
             if (Volatile.Read(ref healed) == 0)
             {
+                seen.Enqueue(m.MessageId);
                 await m.DeadLetterAsync("not yet", null, token);
                 Interlocked.Increment(ref deadLettered);
             }
+            else
+            {
+                // What the handler saw, taken while it runs (a backend may reuse a delivery's buffers once it is settled).
+                Volatile.Write(ref redriven, new Redriven(m.MessageId, m.GetText(), m.Key, m.CorrelationId, m.Headers.GetValueOrDefault("h-app"), m.Topic, m.DeliveryCount,
+                    [.. m.Headers.Keys.Where(DeadLetterHeaders.IsDeadLetterHeader)]));
+                seen.Enqueue(m.MessageId);
+            }
         }, SubscriptionOptions.ForGroup(ctx.Group()));
-        var message = OutgoingMessage.FromText("p");
+        var message = Poison();
         await ctx.Bus.PublishAsync(topic, message);
         await ctx.WaitUntilAsync(() => Volatile.Read(ref deadLettered) >= 1, "the message to be dead-lettered");
 
@@ -286,10 +294,23 @@ internal static class DeadLetterCases
         ctx.Report("moved", moved);
         CheckEqual(1, moved, "messages moved by redrive");
         await ctx.WaitUntilAsync(() => seen.Count(id => id == message.MessageId) >= 2, "the message to be consumed again from its topic", () => $"{seen.Count} deliveries");
+
+        // Back as it was first published: the application's fields, none of the dead-letter headers, a first delivery.
+        var back = Volatile.Read(ref redriven)!;
+        CheckEqual(message.MessageId, back.MessageId, "message id after redrive");
+        CheckEqual("poison", back.Text, "body after redrive");
+        CheckEqual(message.Key, back.Key, "key after redrive");
+        CheckEqual(message.CorrelationId, back.CorrelationId, "correlation id after redrive");
+        CheckEqual("kept ✓", back.ApplicationHeader, "application header after redrive");
+        CheckEqual(topic, back.Topic, "topic after redrive");
+        CheckEqual(1, back.DeliveryCount, "delivery count after redrive");
+        Check(back.DeadLetterHeaders.Count == 0, $"the redriven message still carries dead-letter headers: {string.Join(", ", back.DeadLetterHeaders)}");
         await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
         var left = await ctx.ReceiveWithinAsync(deadLetters);
         Check(left is null, $"the dead-letter topic still holds message {left?.MessageId}");
     }
+
+    private sealed record Redriven(string MessageId, string Text, string? Key, string? CorrelationId, string? ApplicationHeader, string Topic, int DeliveryCount, List<string> DeadLetterHeaders);
 
     private static async Task Consumable(CaseContext ctx)
     {
