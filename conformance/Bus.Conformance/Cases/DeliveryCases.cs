@@ -14,6 +14,7 @@ internal static class DeliveryCases
         new("ack_removes", "delivery", BusFeatures.None, "an acked message is not delivered to the group again", AckRemoves),
         new("nack_redelivers", "delivery", BusFeatures.None, "nacked twice, delivered three times with counts 1, 2, 3", NackRedelivers),
         new("nack_with_delay", "delivery", BusFeatures.DelayedNack, "a nack with a 3 s delay redelivers the message after 3 s, not before, while other messages flow", NackWithDelay),
+        new("delayed_nack_survives_close", "delivery", BusFeatures.DelayedNack | BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "a message nacked with a delay is delivered again when its consumer closes before the delay is over", DelayedNackSurvivesClose),
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
         new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
         new("cancelled_receives_lose_nothing", "delivery", BusFeatures.None, "receives cancelled at random moments while 200 messages arrive take none of them away", CancelledReceivesLoseNothing),
@@ -204,6 +205,39 @@ internal static class DeliveryCases
             await late.AckAsync();
             Check(false, "the message of another key was held back until the delayed one was redelivered");
         }
+    }
+
+    /// <summary>
+    /// A consumer nacks a message with a delay and closes before the delay is over (an application shutting down
+    /// between retries). Where the backend emulates the delay in the consumer (holding the delivery, or keeping the
+    /// message in memory), closing must hand the message back to the group, not drop it. Not checked: when it comes
+    /// back (some backends return it at once on close; RabbitMQ, for one), which is reported.
+    /// </summary>
+    private static async Task DelayedNackSurvivesClose(CaseContext ctx)
+    {
+        var topic = ctx.Topic("nack-close");
+        var options = new SubscriptionOptions { Group = ctx.Group(), AckTimeout = TimeSpan.FromSeconds(2) };
+        var nacked = OutgoingMessage.FromText("nacked, then its consumer closed", "key-nacked");
+        var sinceNack = new System.Diagnostics.Stopwatch();
+        await using (var leaving = await ctx.Bus.CreateConsumerAsync(topic, options))
+        {
+            await ctx.Bus.PublishAsync(topic, nacked);
+            var first = await ctx.ReceiveAsync(leaving, "the first delivery");
+            CheckEqual(nacked.MessageId, first.MessageId, "the first delivery");
+            sinceNack.Start();
+            await first.NackAsync(TimeSpan.FromSeconds(3));
+        }
+
+        ctx.Report("closed_after_ms", sinceNack.ElapsedMilliseconds);
+        await using var successor = await ctx.Bus.CreateConsumerAsync(topic, options);
+        var again = await ctx.ReceiveAsync(successor, "the nacked message, from a new consumer of the group");
+        ctx.Report("redelivered_after_ms", sinceNack.ElapsedMilliseconds);
+        ctx.Report("delivery_count", again.DeliveryCount);
+        CheckEqual(nacked.MessageId, again.MessageId, "the redelivered message");
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
+        await again.AckAsync();
+        var extra = await ctx.ReceiveWithinAsync(successor);
+        Check(extra is null, $"message {extra?.MessageId} (delivery count {extra?.DeliveryCount}) arrived after the redelivery was acknowledged");
     }
 
     /// <summary>
