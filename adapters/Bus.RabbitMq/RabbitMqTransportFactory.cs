@@ -39,7 +39,7 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
         Features = BusFeatures.PerKeyOrdering | BusFeatures.OrderedRetry | BusFeatures.NativeDeadLetter | BusFeatures.DelayedDelivery
             | BusFeatures.RequestReply | BusFeatures.FanOutToGroups | BusFeatures.Persistence | BusFeatures.ExactDeliveryCount
             | BusFeatures.RedeliveryOfAbandoned | BusFeatures.TopicConflictDetection | BusFeatures.CompetingConsumers
-            | BusFeatures.DelayedNack | BusFeatures.RemoteBroker,
+            | BusFeatures.DelayedNack | BusFeatures.RemoteBroker | BusFeatures.SharedDeliveryCount,
         MaxMessageSize = DefaultMaxMessageSize,
         MaxTopicNameLength = RabbitMqEndpoint.MaxTopicNameLength,
         Remarks = new Dictionary<BusFeatures, string>
@@ -56,6 +56,7 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
             [BusFeatures.NativeDeadLetter] = "quorum group queues count deliveries (x-delivery-count) and carry x-delivery-limit (MaxDeliveries + 2) with an at-least-once dead-letter exchange pointing at the dead-letter topic: a safety net for consumers that crash; core dead-letters first, with reason headers. Not with queue-type=classic",
             [BusFeatures.ExactDeliveryCount] = "exact with quorum queues (x-delivery-count); with queue-type=classic only first (1) or redelivered (2) is known",
+            [BusFeatures.SharedDeliveryCount] = "quorum queues count deliveries in the broker (x-delivery-count), a message released by a consumer that closed included; not with queue-type=classic, where a message that crashes every consumer is delivered again forever",
             [BusFeatures.AckTimeoutRedelivery] = "RabbitMQ has no lease per delivery: an unacknowledged message stays with its consumer while the channel is open. The broker's consumer_timeout (rabbitmq.conf, 30 minutes by default, checked about once a minute; per queue only from RabbitMQ 3.12) closes the channel of a consumer that holds a delivery longer, which returns all of that channel's deliveries to the queue; SubscriptionOptions.AckTimeout is not used",
             [BusFeatures.TopicConflictDetection] = "RabbitMQ compares queue arguments on redeclaration; options set on a topic are recorded as arguments of empty marker queues <topic>:bus-topic-<option>, so a conflicting redeclaration fails with 406 PRECONDITION_FAILED",
         },

@@ -44,7 +44,8 @@ public sealed class RedisTransportFactory : IBusTransportFactory
         Features = BusFeatures.PerKeyOrdering | BusFeatures.Replay | BusFeatures.ReplayFromPosition | BusFeatures.ReplayFromTime
             | BusFeatures.RequestReply | BusFeatures.FanOutToGroups | BusFeatures.ExactDeliveryCount | BusFeatures.RedeliveryOfAbandoned
             | BusFeatures.AckTimeoutRedelivery
-            | BusFeatures.CompetingConsumers | BusFeatures.DelayedNack | BusFeatures.DelayedDelivery | BusFeatures.RemoteBroker,
+            | BusFeatures.CompetingConsumers | BusFeatures.DelayedNack | BusFeatures.DelayedDelivery | BusFeatures.RemoteBroker
+            | BusFeatures.SharedDeliveryCount,
         MaxMessageSize = RedisSettings.DefaultMaxMessageSize,
         MaxTopicNameLength = MaxTopicNameLength,
         Remarks = new Dictionary<BusFeatures, string>
@@ -59,6 +60,7 @@ public sealed class RedisTransportFactory : IBusTransportFactory
             [BusFeatures.TopicConflictDetection] = "a stream has no options (partitions, retention) that could conflict: ensuring a topic only creates its durable groups; trimming is a per-publisher setting",
             [BusFeatures.ExactDeliveryCount] = "counted by Redis per entry in the pending entries list (XREADGROUP sets 1, each claim for delivery adds 1); a claim by a consumer that dies before handing the entry out still counts",
             [BusFeatures.DelayedNack] = "a nack sets the entry's idle time so that it becomes claimable (XAUTOCLAIM with the ack timeout) after the delay; delays longer than the ack timeout keep the lease fresh until then, from the consumer that nacked: if it closes or dies first, the entry is delivered again one ack timeout after the last renewal. Consumers of one group should share one AckTimeout",
+            [BusFeatures.SharedDeliveryCount] = "the count is the entry's in the group's pending entries list, kept by Redis",
             [BusFeatures.RedeliveryOfAbandoned] = "XAUTOCLAIM of entries idle longer than the ack timeout; a closed consumer makes its unsettled entries claimable at once",
             [BusFeatures.AckTimeoutRedelivery] = "an entry pending longer than the ack timeout is claimed (XAUTOCLAIM, every claim-interval, default 200 ms) by any consumer of the group, the one holding it included",
         },

@@ -45,7 +45,7 @@ public sealed class SqsTransportFactory : IBusTransportFactory
         Backend = BackendName,
         Features = BusFeatures.FanOutToGroups | BusFeatures.CompetingConsumers | BusFeatures.RedeliveryOfAbandoned | BusFeatures.AckTimeoutRedelivery
             | BusFeatures.DelayedDelivery | BusFeatures.DelayedNack | BusFeatures.RequestReply | BusFeatures.NativeDeadLetter
-            | BusFeatures.Persistence | BusFeatures.RemoteBroker,
+            | BusFeatures.Persistence | BusFeatures.RemoteBroker | BusFeatures.SharedDeliveryCount,
         MaxMessageSize = SqsEnvelope.MaxBodySize,
         MaxTopicNameLength = SqsNames.MaxTopicNameLength,
         Remarks = new Dictionary<BusFeatures, string>
@@ -56,6 +56,7 @@ public sealed class SqsTransportFactory : IBusTransportFactory
             [BusFeatures.Replay] = "SQS deletes a message once it is acknowledged and a new group's queue starts empty: there is nothing to replay",
             [BusFeatures.ReplayFromPosition] = "SQS has no log and no positions to start from",
             [BusFeatures.ReplayFromTime] = "SQS has no log to start from at a point in time",
+            [BusFeatures.SharedDeliveryCount] = "SQS keeps ApproximateReceiveCount per message; the group queue's RedrivePolicy also dead-letters a message received too often, as a safety net",
             [BusFeatures.ExactDeliveryCount] = "the delivery count is SQS's ApproximateReceiveCount, which SQS documents as approximate (this process subtracts receives it released unseen)",
             [BusFeatures.TopicConflictDetection] = "SQS has no topic object to store options in; only Ordered is checked (it must match the '.fifo' suffix); Partitions and Retention are ignored",
             [BusFeatures.FanOutToGroups] = "emulated by the adapter: a publish sends to every group queue of the topic (listed with ListQueues, cached for group-cache-ms; a new group's consumer waits that long before it is established); not atomic across groups: a failed publish may have reached some groups",

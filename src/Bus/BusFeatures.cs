@@ -68,4 +68,12 @@ public enum BusFeatures : long
     /// connection, until that consumer closes or the broker's own consumer-level limits end it.
     /// </summary>
     AckTimeoutRedelivery = 1 << 17,
+
+    /// <summary>
+    /// The delivery count is kept by the broker (or the embedded backend), not by the consumer's process: a message
+    /// delivered again to another process, after a crash, counts its earlier deliveries. So a message that crashes every
+    /// consumer taking it is dead-lettered after <see cref="SubscriptionOptions.MaxDeliveries"/>. The count may still be
+    /// approximate (see <see cref="ExactDeliveryCount"/>).
+    /// </summary>
+    SharedDeliveryCount = 1 << 18,
 }

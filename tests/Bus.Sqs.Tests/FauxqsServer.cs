@@ -125,6 +125,11 @@ public sealed class FauxqsServer : IAsyncDisposable
                     {
                         break;
                     }
+
+                    if (ready.Elapsed >= TimeSpan.FromSeconds(20))
+                    {
+                        throw new InvalidOperationException($"its health check answered {(int)response.StatusCode} for 20 s");
+                    }
                 }
                 catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && ready.Elapsed < TimeSpan.FromSeconds(20))
                 {

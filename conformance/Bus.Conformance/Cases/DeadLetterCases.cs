@@ -13,7 +13,7 @@ internal static class DeadLetterCases
         new("keeps_message", "dlq", BusFeatures.None, "the dead-letter copy keeps body, key, headers, id and adds topic, reason, count, time", KeepsMessage),
         new("others_keep_flowing", "dlq", BusFeatures.None, "100 good messages are handled while the poison one is retried", OthersKeepFlowing),
         new("after_ack_timeouts", "dlq", BusFeatures.AckTimeoutRedelivery, "a message never settled, its ack timeout passing each time, is dead-lettered after max deliveries", AfterAckTimeouts),
-        new("after_consumer_deaths", "dlq", BusFeatures.RedeliveryOfAbandoned | BusFeatures.ExactDeliveryCount, "a message whose consumer dies holding it (a bus of its own, disposed) max-deliveries times is dead-lettered, not handed out again", AfterConsumerDeaths),
+        new("after_consumer_deaths", "dlq", BusFeatures.RedeliveryOfAbandoned | BusFeatures.SharedDeliveryCount, "a message whose consumer dies holding it (a bus of its own, disposed) max-deliveries times is dead-lettered, not handed out again", AfterConsumerDeaths),
         new("explicit", "dlq", BusFeatures.None, "a handler's explicit dead-letter skips retries and keeps its reason", Explicit),
         new("redrive", "dlq", BusFeatures.None, "redrive moves the message back to its topic and empties the dead-letter topic", Redrive),
         new("consumable", "dlq", BusFeatures.None, "the dead-letter topic is consumed and acked through the same API", Consumable),
@@ -121,14 +121,16 @@ internal static class DeadLetterCases
     /// <summary>
     /// A message that crashes every process that takes it: each delivery goes to a consumer in a bus of its own, which
     /// is disposed while it holds the message unsettled. After max deliveries the group must stop handing it out, or
-    /// the crash loop never ends. Needs counts that outlive the consumer (ExactDeliveryCount): a backend that counts
-    /// only within one bus starts again at 1 with each.
+    /// the crash loop never ends. Needs counts that outlive the consumer's process (SharedDeliveryCount): a backend that
+    /// counts only within one bus starts again at 1 with each. The counts must be 1 and 2 where they are declared exact,
+    /// and rise where they are approximate.
     /// </summary>
     private static async Task AfterConsumerDeaths(CaseContext ctx)
     {
         var topic = ctx.Topic("deaths");
         await ctx.Bus.EnsureTopicAsync(topic);
-        var options = new SubscriptionOptions { Group = ctx.Group(), MaxDeliveries = 2, AckTimeout = TimeSpan.FromSeconds(1) };
+        // A long ack timeout: a lease that expired while a doomed consumer held the message would count a delivery more.
+        var options = new SubscriptionOptions { Group = ctx.Group(), MaxDeliveries = 2, AckTimeout = TimeSpan.FromSeconds(30) };
         var fatal = Poison();
         var counts = new List<int>();
         for (var attempt = 1; attempt <= 2; attempt++)
@@ -154,7 +156,14 @@ internal static class DeadLetterCases
 
         ctx.Report("first_delivery_count", counts[0]);
         ctx.Report("second_delivery_count", counts[1]);
-        CheckEqual("1, 2", string.Join(", ", counts), "delivery counts of the two deliveries");
+        if (ctx.Capabilities.Supports(BusFeatures.ExactDeliveryCount))
+        {
+            CheckEqual("1, 2", string.Join(", ", counts), "delivery counts of the two deliveries");
+        }
+        else
+        {
+            Check(counts[1] > counts[0], $"the second delivery has count {counts[1]}, the first {counts[0]}: the count did not outlive the first consumer's bus");
+        }
 
         await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
         await using var survivor = await ctx.Bus.CreateConsumerAsync(topic, options);
@@ -293,7 +302,7 @@ internal static class DeadLetterCases
         var moved = await ctx.Bus.RedriveAsync(topic, new RedriveOptions { IdleTimeout = TimeSpan.FromSeconds(1 * ctx.Backend.TimeoutScale) });
         ctx.Report("moved", moved);
         CheckEqual(1, moved, "messages moved by redrive");
-        await ctx.WaitUntilAsync(() => seen.Count(id => id == message.MessageId) >= 2, "the message to be consumed again from its topic", () => $"{seen.Count} deliveries");
+        await ctx.WaitUntilAsync(() => Volatile.Read(ref redriven) is not null, "the message to be consumed again from its topic", () => $"{seen.Count} deliveries");
 
         // Back as it was first published: the application's fields, none of the dead-letter headers, a first delivery.
         var back = Volatile.Read(ref redriven)!;

@@ -21,7 +21,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
             | BusFeatures.Replay | BusFeatures.ReplayFromPosition | BusFeatures.ReplayFromTime | BusFeatures.DelayedDelivery
             | BusFeatures.RequestReply | BusFeatures.FanOutToGroups | BusFeatures.ExactDeliveryCount
             | BusFeatures.RedeliveryOfAbandoned | BusFeatures.AckTimeoutRedelivery | BusFeatures.TopicConflictDetection | BusFeatures.CompetingConsumers
-            | BusFeatures.DelayedNack,
+            | BusFeatures.DelayedNack | BusFeatures.SharedDeliveryCount,
         MaxMessageSize = MemoryTransport.DefaultMaxMessageSize,
         MaxTopicNameLength = 249,
         Remarks = new Dictionary<BusFeatures, string>
@@ -31,6 +31,7 @@ public sealed class MemoryTransportFactory : IBusTransportFactory
             [BusFeatures.Persistence] = "messages live in process memory and are lost when the process exits",
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
             [BusFeatures.OrderedAcrossConsumers] = "per key, one message at a time in flight per group (like SQS FIFO message groups), not partitions",
+            [BusFeatures.SharedDeliveryCount] = "counted by the in-memory broker per group and message, for every bus of the process on the same memory:// instance",
         },
     };
 
