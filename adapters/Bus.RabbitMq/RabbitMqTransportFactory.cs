@@ -54,9 +54,9 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
             [BusFeatures.DelayedDelivery] = "emulated: the delayed-message plugin is not part of RabbitMQ; a delayed message waits in a classic queue <topic>:bus-delay-<ms> with that message TTL, whose dead-letter exchange is the topic's exchange (dead-lettering on expiry is at-most-once if the broker crashes at that moment)",
             [BusFeatures.DelayedNack] = "emulated: the client holds the delivery (still unacknowledged, occupying a prefetch slot) for the delay and then nacks it with requeue; if the consumer closes meanwhile, the broker requeues it at once",
             [BusFeatures.RequestReply] = "emulated by core with a private reply topic per bus",
-            [BusFeatures.NativeDeadLetter] = "quorum group queues count deliveries (x-delivery-count) and carry x-delivery-limit (MaxDeliveries + 2) with an at-least-once dead-letter exchange pointing at the dead-letter topic: a safety net for consumers that crash; core dead-letters first, with reason headers. Not with queue-type=classic",
-            [BusFeatures.ExactDeliveryCount] = "exact with quorum queues (x-delivery-count); with queue-type=classic only first (1) or redelivered (2) is known",
-            [BusFeatures.SharedDeliveryCount] = "quorum queues count deliveries in the broker (x-delivery-count), a message released by a consumer that closed included; not with queue-type=classic, where a message that crashes every consumer is delivered again forever",
+            [BusFeatures.NativeDeadLetter] = "quorum group queues count deliveries (x-delivery-count) and carry x-delivery-limit (MaxDeliveries + 2) with an at-least-once dead-letter exchange pointing at the dead-letter topic: a safety net for consumers that crash; core dead-letters first, with reason headers. Not declared with queue-type=classic",
+            [BusFeatures.ExactDeliveryCount] = "exact with quorum queues (x-delivery-count); not declared with queue-type=classic, where only first (1) or redelivered (2) is known",
+            [BusFeatures.SharedDeliveryCount] = "quorum queues count deliveries in the broker (x-delivery-count), a message released by a consumer that closed included; not declared with queue-type=classic",
             [BusFeatures.AckTimeoutRedelivery] = "RabbitMQ has no lease per delivery: an unacknowledged message stays with its consumer while the channel is open. The broker's consumer_timeout (rabbitmq.conf, 30 minutes by default, checked about once a minute; per queue only from RabbitMQ 3.12) closes the channel of a consumer that holds a delivery longer, which returns all of that channel's deliveries to the queue; SubscriptionOptions.AckTimeout is not used",
             [BusFeatures.TopicConflictDetection] = "RabbitMQ compares queue arguments on redeclaration; options set on a topic are recorded as arguments of empty marker queues <topic>:bus-topic-<option>, so a conflicting redeclaration fails with 406 PRECONDITION_FAILED",
         },
@@ -77,6 +77,32 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
         ArgumentNullException.ThrowIfNull(context);
         var endpoint = RabbitMqEndpoint.Parse(context);
         var capabilities = DeclaredCapabilities.WithMaxMessageSize(endpoint.MaxMessageSize);
+        if (endpoint.QueueType == RabbitMqQueueType.Classic)
+        {
+            capabilities = WithClassicQueues(capabilities);
+        }
+
         return new RabbitMqTransport(endpoint, capabilities, context);
+    }
+
+    /// <summary>
+    /// What a bus whose group queues are classic (queue-type=classic) provides: a classic queue keeps no delivery count
+    /// (it only flags a redelivery) and has no delivery limit, so the features built on the count are not declared. A
+    /// topic whose own TopicOptions choose another queue type is not reflected here.
+    /// </summary>
+    internal static BackendCapabilities WithClassicQueues(BackendCapabilities capabilities)
+    {
+        const string Classic = "queue-type=classic: ";
+        var remarks = new Dictionary<BusFeatures, string>(capabilities.Remarks)
+        {
+            [BusFeatures.ExactDeliveryCount] = Classic + "a classic queue only flags a redelivery, so the count is 1 (first delivery) or 2 (any later one)",
+            [BusFeatures.SharedDeliveryCount] = Classic + "the broker keeps no count, so a message that crashes every consumer taking it is delivered again without end unless MaxDeliveries is 1",
+            [BusFeatures.NativeDeadLetter] = Classic + "no delivery limit; core dead-letters (publish to the dead-letter topic, then ack), counting deliveries as 1 or 2",
+        };
+        return capabilities with
+        {
+            Features = capabilities.Features & ~(BusFeatures.ExactDeliveryCount | BusFeatures.SharedDeliveryCount | BusFeatures.NativeDeadLetter),
+            Remarks = remarks,
+        };
     }
 }

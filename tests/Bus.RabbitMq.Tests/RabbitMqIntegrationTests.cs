@@ -158,8 +158,11 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
                 await (i < 2 ? message.NackAsync() : message.AckAsync());
             }
 
-            // Quorum queues count deliveries; classic queues only flag a redelivery.
+            // Quorum queues count deliveries; classic queues only flag a redelivery, and the bus says so.
             Assert.Equal(counts, seen);
+            const BusFeatures countBased = BusFeatures.ExactDeliveryCount | BusFeatures.SharedDeliveryCount | BusFeatures.NativeDeadLetter;
+            Assert.Equal(queueType == "quorum", bus.Capabilities.Supports(countBased));
+            Assert.Equal(queueType == "classic", bus.Capabilities.ExplainMissing(BusFeatures.SharedDeliveryCount)?.Contains("queue-type=classic", StringComparison.Ordinal) ?? false);
         }
 
         // The broker compares x-queue-type on redeclaration: the other type is refused.
