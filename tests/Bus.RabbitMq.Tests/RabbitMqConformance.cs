@@ -8,3 +8,9 @@ public sealed class RabbitMqConformance(RabbitMqFixture fixture) : ConformanceTe
 {
     public static TheoryData<string> Cases => ApplicableCases(RabbitMqTransportFactory.DeclaredCapabilities);
 }
+
+/// <summary>The whole catalogue against RabbitMQ with classic group queues (<c>queue-type=classic</c>).</summary>
+public sealed class RabbitMqClassicConformance(RabbitMqClassicFixture fixture) : ConformanceTests(fixture), IClassFixture<RabbitMqClassicFixture>
+{
+    public static TheoryData<string> Cases => ApplicableCases(RabbitMqTransportFactory.WithClassicQueues(RabbitMqTransportFactory.DeclaredCapabilities));
+}
