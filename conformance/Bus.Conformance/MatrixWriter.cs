@@ -57,6 +57,7 @@ public static class MatrixWriter
         var all = Directory.GetFiles(rows, "*.json")
             .Select(file => JsonSerializer.Deserialize<BackendReport>(File.ReadAllText(file), Json)!)
             .OrderBy(r => Order(r.Backend))
+            .ThenBy(r => r.Backend, StringComparer.Ordinal)
             .ToList();
         File.WriteAllText(Path.Combine(directory, "matrix.json"), JsonSerializer.Serialize(new { generated = DateTimeOffset.UtcNow, backends = all }, Json));
         File.WriteAllText(Path.Combine(directory, "matrix.md"), ToMarkdown(all));
@@ -132,7 +133,9 @@ public static class MatrixWriter
 
     private static int Count(BackendReport report, CaseOutcome outcome) => report.Cases.Count(c => c.Outcome == outcome);
 
-    private static int Order(string backend) => Array.IndexOf(["memory", "rabbitmq", "redis", "kafka", "sqs", "nats", "mqtt", "pulsar"], backend) is var i and >= 0 ? i : 100;
+    /// <summary>A row's place: by its backend family (a variant such as sqs-fifo or rabbitmq-classic follows its family's default row).</summary>
+    private static int Order(string backend)
+        => Array.IndexOf(["memory", "rabbitmq", "redis", "kafka", "sqs", "nats", "mqtt", "pulsar"], backend.Split('-')[0]) is var i and >= 0 ? i : 100;
 
     private static FileStream Lock(string directory)
     {

@@ -96,25 +96,34 @@ internal static class DeadLetterCases
 
         // The consumer goes on receiving, as a live one does: receiving the third delivery is what dead-letters it (a
         // pull consumer checks the count when it hands a message out), so that delivery never reaches the application.
+        ctx.Report("deliveries", counts.Count);
+        await ExpectDeadLetteredAsync(ctx, consumer, deadLetters, hung.MessageId!, "the dead-letter copy after the second ack timeout", "delivered to the group again");
+    }
+
+    /// <summary>
+    /// While <paramref name="consumer"/> goes on receiving: the message with <paramref name="messageId"/> arrives once in
+    /// the dead-letter topic, with a reason, and is not handed to the consumer again.
+    /// </summary>
+    private static async Task ExpectDeadLetteredAsync(CaseContext ctx, MessageConsumer consumer, MessageConsumer deadLetters, string messageId, string copyWaitedFor, string deliveredAgain)
+    {
         using var watching = new CancellationTokenSource();
-        var third = ReceiveOrNullAsync(consumer, watching.Token);
+        var next = ReceiveOrNullAsync(consumer, watching.Token);
         try
         {
-            var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy after the second ack timeout");
-            CheckEqual(hung.MessageId, copy.MessageId, "dead-letter message id");
-            ctx.Report("deliveries", counts.Count);
+            var copy = await ctx.ReceiveAsync(deadLetters, copyWaitedFor);
+            CheckEqual(messageId, copy.MessageId, "dead-letter message id");
             ctx.Report("dead_letter_count", copy.Headers.TryGetValue(DeadLetterHeaders.DeliveryCount, out var recorded) && int.TryParse(recorded, out var n) ? n : -1);
             Check(copy.Headers.ContainsKey(DeadLetterHeaders.Reason), "the dead-letter copy has no reason");
             await copy.AckAsync();
             watching.CancelAfter(ctx.QuietPeriod);
-            var delivered = await third;
-            Check(delivered is null, $"the message was delivered to the group again (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
+            var delivered = await next;
+            Check(delivered is null, $"the message was {deliveredAgain} (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
             Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
         }
         finally
         {
             await watching.CancelAsync();
-            await third;
+            await next;
         }
     }
 
@@ -167,25 +176,7 @@ internal static class DeadLetterCases
 
         await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
         await using var survivor = await ctx.Bus.CreateConsumerAsync(topic, options);
-        using var watching = new CancellationTokenSource();
-        var third = ReceiveOrNullAsync(survivor, watching.Token);
-        try
-        {
-            var copy = await ctx.ReceiveAsync(deadLetters, "the dead-letter copy after the second consumer died");
-            CheckEqual(fatal.MessageId, copy.MessageId, "dead-letter message id");
-            ctx.Report("dead_letter_count", copy.Headers.TryGetValue(DeadLetterHeaders.DeliveryCount, out var recorded) && int.TryParse(recorded, out var n) ? n : -1);
-            Check(copy.Headers.ContainsKey(DeadLetterHeaders.Reason), "the dead-letter copy has no reason");
-            await copy.AckAsync();
-            watching.CancelAfter(ctx.QuietPeriod);
-            var delivered = await third;
-            Check(delivered is null, $"the message was handed to a third consumer (delivery count {delivered?.DeliveryCount}) instead of being dead-lettered");
-            Check(await ctx.ReceiveWithinAsync(deadLetters) is null, "a second dead-letter copy arrived");
-        }
-        finally
-        {
-            await watching.CancelAsync();
-            await third;
-        }
+        await ExpectDeadLetteredAsync(ctx, survivor, deadLetters, fatal.MessageId!, "the dead-letter copy after the second consumer died", "handed to a third consumer");
     }
 
     private static async Task<ReceivedMessage?> ReceiveOrNullAsync(MessageConsumer consumer, CancellationToken cancellationToken)
