@@ -34,20 +34,26 @@ public class MemoryPrefetchTests
     [Fact]
     public async Task A_buffered_delivery_that_expired_is_not_handed_out_after_another_consumer_acked_its_message()
     {
+        // An ack timeout of 1 s, not 200 ms: the fast consumer must ack each message within it, and a CI machine under
+        // load once took longer (the fast consumer's own deliveries expired and came again).
+        var options = new SubscriptionOptions { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(1), PerKeyOrdering = false };
         await using var bus = MessageBus.Create("memory://");
-        await using var slow = await bus.CreateConsumerAsync("t", ShortAckTimeout);
+        await using var slow = await bus.CreateConsumerAsync("t", options);
         await PublishAsync(bus, "t", "m0", "m1", "m2");
         var first = await TryReceiveAsync(slow, 5000); // one pull: m0 handed out, m1 and m2 buffered
         Assert.Equal("m0", first!.MessageId);
-        await Task.Delay(600); // longer than the ack timeout: all three expire, the buffered ones too
+        await Task.Delay(1500); // longer than the ack timeout: all three expire, the buffered ones too
 
-        await using var fast = await bus.CreateConsumerAsync("t", ShortAckTimeout);
+        await using var fast = await bus.CreateConsumerAsync("t", options);
         var ackedByFast = new List<string>();
-        while (await TryReceiveAsync(fast, 300) is { } message)
+        while (ackedByFast.Count < 3 && await TryReceiveAsync(fast, 5000) is { } message)
         {
             ackedByFast.Add(message.MessageId);
             await message.AckAsync();
         }
+
+        // Nothing more for either: the fast consumer acked all three, and the slow one's buffered copies expired.
+        Assert.Null(await TryReceiveAsync(fast, 300));
 
         Assert.Equal(["m0", "m1", "m2"], ackedByFast);
         Assert.Null(await TryReceiveAsync(slow, 300));
