@@ -24,7 +24,9 @@ public sealed class KafkaGroupMembershipTests(KafkaClusterFixture cluster, ITest
         var group = "g-" + topic;
         await using var bus = MessageBus.Create(cluster.CreateOptions());
         await bus.EnsureTopicAsync(topic);
-        await using var first = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = group, MaxInFlight = 1, PerKeyOrdering = false });
+        // The ack timeout bounds how long the rebalance below waits for the held message (a revocation waits for the
+        // messages handed out from its partitions): it is held on purpose until the second member has joined.
+        await using var first = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = group, MaxInFlight = 1, PerKeyOrdering = false, AckTimeout = TimeSpan.FromSeconds(1) });
         const int Count = 12_000; // more than the 10,000 a consumer buffers before it pauses
         for (var i = 0; i < Count; i += 2_000)
         {
@@ -101,5 +103,115 @@ public sealed class KafkaGroupMembershipTests(KafkaClusterFixture cluster, ITest
         }
 
         Assert.Equal(keys.Count, seen.Count);
+    }
+
+    /// <summary>
+    /// Handlers still at work when a second member joins the group. The revocation that the join causes used to return
+    /// at once, leaving their messages uncommitted, so the partitions' next owners (the new member, or this one again)
+    /// fetched them from the last commit and handled them while the first handlers were still running: two handlers of
+    /// one key at once. The revocation now waits for them, up to the subscription's ack timeout.
+    /// </summary>
+    [Fact]
+    public async Task A_rebalance_waits_for_the_handlers_of_revoked_partitions_up_to_the_ack_timeout()
+    {
+        var topic = NewTopic("revoke-wait");
+        var group = "g-" + topic;
+        var options = cluster.CreateOptions();
+        options.OperationTimeout = TimeSpan.FromSeconds(30); // the second member's join waits for the slow handlers
+        await using var bus = MessageBus.Create(options);
+        await bus.EnsureTopicAsync(topic, new TopicOptions { Partitions = 4 });
+        var handling = new HandlingLog();
+        var subscription = new SubscriptionOptions { Group = group, MaxInFlight = 64, AckTimeout = TimeSpan.FromSeconds(20) };
+        await using var first = await bus.SubscribeAsync(topic, (message, ct) => new ValueTask(handling.HandleAsync("first", message)), subscription);
+
+        var keys = Enumerable.Range(0, 32).Select(i => $"k{i}").ToList(); // spread over the four partitions
+        await bus.PublishBatchAsync(topic, keys.Select(k => OutgoingMessage.FromText("slow", k)).ToList());
+        await handling.WaitForStartsAsync(keys.Count, TimeSpan.FromSeconds(20));
+
+        // Joins while every handler of the first member is in its 8 s.
+        await using var otherBus = MessageBus.Create(options);
+        var joining = System.Diagnostics.Stopwatch.StartNew();
+        await using var second = await otherBus.SubscribeAsync(topic, (message, ct) => new ValueTask(handling.HandleAsync("second", message)), subscription);
+        output.WriteLine($"the second member joined in {joining.Elapsed.TotalSeconds:0.0} s");
+
+        await handling.WaitForEndsAsync(keys.Count, TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(3)); // replays from the last commit, if any, are handled meanwhile
+        foreach (var line in handling.Lines)
+        {
+            output.WriteLine(line);
+        }
+
+        Assert.Empty(handling.Overlaps);
+        Assert.Equal(keys.Count, handling.Lines.Count(l => l.Contains("slow", StringComparison.Ordinal)));
+    }
+
+    /// <summary>Handler runs per key: the first run of each message takes 8 s, a replay none; two runs of one key at once are noted.</summary>
+    private sealed class HandlingLog
+    {
+        private readonly object _sync = new();
+        private readonly Dictionary<string, string> _running = [];
+        private readonly HashSet<string> _seen = [];
+        private readonly List<string> _lines = [];
+        private readonly List<string> _overlaps = [];
+        private int _starts;
+        private int _ends;
+
+        public IReadOnlyList<string> Lines { get { lock (_sync) { return [.. _lines]; } } }
+
+        public IReadOnlyList<string> Overlaps { get { lock (_sync) { return [.. _overlaps]; } } }
+
+        public async Task HandleAsync(string member, ReceivedMessage message)
+        {
+            var key = message.Key!;
+            bool slow;
+            lock (_sync)
+            {
+                if (_running.TryGetValue(key, out var other))
+                {
+                    _overlaps.Add($"{key}: {member} started while {other} was handling it");
+                }
+
+                _running[key] = member;
+                slow = _seen.Add(message.MessageId);
+                _lines.Add($"{DateTime.UtcNow:HH:mm:ss.fff} {member} {key} delivery {message.DeliveryCount}{(slow ? " slow" : " replay")}");
+                _starts++;
+            }
+
+            if (slow)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(8));
+            }
+
+            lock (_sync)
+            {
+                _running.Remove(key);
+                if (slow)
+                {
+                    _ends++;
+                }
+            }
+        }
+
+        public Task WaitForStartsAsync(int count, TimeSpan timeout) => WaitAsync(() => _starts >= count, timeout, $"{count} handler starts");
+
+        public Task WaitForEndsAsync(int count, TimeSpan timeout) => WaitAsync(() => _ends >= count, timeout, $"{count} slow handlers ending");
+
+        private async Task WaitAsync(Func<bool> done, TimeSpan timeout, string what)
+        {
+            var deadline = DateTime.UtcNow + timeout;
+            while (true)
+            {
+                lock (_sync)
+                {
+                    if (done())
+                    {
+                        return;
+                    }
+                }
+
+                Assert.True(DateTime.UtcNow < deadline, $"no {what} within {timeout.TotalSeconds} s: {string.Join("; ", Lines)}");
+                await Task.Delay(50);
+            }
+        }
     }
 }

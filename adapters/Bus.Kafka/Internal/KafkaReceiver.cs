@@ -30,6 +30,8 @@ internal sealed class KafkaReceiver : TransportReceiver
     /// </summary>
     private static readonly TimeSpan LeaveWait = TimeSpan.FromSeconds(5);
 
+    private static readonly TimeSpan RevocationWaitSlice = TimeSpan.FromMilliseconds(50);
+
     private readonly KafkaTransport _transport;
     private readonly string _topic;
     private readonly SubscriptionOptions _options;
@@ -47,6 +49,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private readonly List<Record> _intake = new(IntakeBatch);                // poll thread only
     private readonly List<(int Partition, long Offset)> _storing = [];      // poll thread only
     private readonly DeliveryCounts.Scope _counts;
+    private TimeSpan _revocationWait;
     private readonly int _bufferLimit;
     private readonly long _bufferByteLimit;
     private long _bufferedBytes;
@@ -58,6 +61,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private bool _assignedOnce;
     private bool _holdingAssignment;  // poll thread only: an assignment was accepted and not yet revoked or lost
     private volatile bool _closing;   // set before consumer.Close(): rebalance callbacks then make no broker calls
+    private bool _leaving;            // poll thread only: closing (after a dispose or a failure); revocations do not wait for handlers
     private int _disposed;
     private volatile string _step = "starting"; // what the poll thread is doing, for the close warning
 
@@ -82,6 +86,9 @@ internal sealed class KafkaReceiver : TransportReceiver
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var config = _transport.ConsumerConfig(Group);
+        // Beyond max.poll.interval.ms the group would expel this member for not polling; half of it leaves room for
+        // the commit and the rejoin.
+        _revocationWait = TimeSpan.FromMilliseconds(Math.Min(_options.AckTimeout.TotalMilliseconds, (config.MaxPollIntervalMs ?? 300_000) / 2.0));
         _consumer = new ConsumerBuilder<byte[]?, byte[]?>(config)
             .SetLogHandler((_, message) => Log.Client(_transport.Logger, "consumer " + Group, message))
             .SetErrorHandler((_, error) => Log.ClientError(_transport.Logger, "consumer " + Group, error.Code.ToString(), error.Reason))
@@ -111,6 +118,7 @@ internal sealed class KafkaReceiver : TransportReceiver
 
             _unsettled--;
             var state = record.Partition;
+            Settled(state);
             if (!state.Revoked)
             {
                 _counts.Done(state.Id, record.Offset);
@@ -144,7 +152,8 @@ internal sealed class KafkaReceiver : TransportReceiver
             }
 
             _unsettled--;
-            if (!record.Partition.Revoked)
+            Settled(record.Partition);
+            if (!record.Partition.Revoking)
             {
                 // Its key stays taken, so nothing later of the key overtakes it; its offset stays uncommitted.
                 var again = record.Again();
@@ -364,6 +373,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     /// <summary>Commits what was acknowledged, leaves the group (revoking everything), and frees the client.</summary>
     private void Close(IConsumer<byte[]?, byte[]?> consumer)
     {
+        _leaving = true;
         try
         {
             _step = "storing acknowledged offsets";
@@ -600,21 +610,42 @@ internal sealed class KafkaReceiver : TransportReceiver
     private void OnRevoked(IConsumer<byte[]?, byte[]?> consumer, List<TopicPartitionOffset> revoked, bool lost)
     {
         int dropped;
+        var unfinished = 0;
+        var waited = TimeSpan.Zero;
         lock (_sync)
         {
             var states = new List<PartitionState>();
             foreach (var partition in revoked)
             {
-                if (_partitions.Remove(partition.Partition.Value, out var state))
+                if (_partitions.TryGetValue(partition.Partition.Value, out var state))
                 {
-                    // Acknowledgements check Revoked under this lock: what was acknowledged before is stored below.
-                    state.Revoked = true;
+                    state.Revoking = true; // nothing more of it is handed out; acknowledgements still count
                     states.Add(state);
-                    TakeStore(state);
                 }
             }
 
             dropped = DropRevoked(states);
+            if (!lost && !_leaving && !_stop.IsCancellationRequested)
+            {
+                (unfinished, waited) = WaitForHandlers(states);
+            }
+
+            foreach (var state in states)
+            {
+                // Acknowledgements check Revoked under this lock: what was acknowledged before is stored below.
+                _partitions.Remove(state.Id);
+                state.Revoked = true;
+                TakeStore(state);
+            }
+        }
+
+        if (unfinished > 0 && !_stop.IsCancellationRequested)
+        {
+            Log.RevocationWaitExpired(_transport.Logger, Group, _topic, waited.TotalMilliseconds, unfinished);
+        }
+        else if (waited > TimeSpan.Zero)
+        {
+            Log.RevocationWaited(_transport.Logger, Group, _topic, waited.TotalMilliseconds);
         }
 
         _holdingAssignment = false;
@@ -648,6 +679,62 @@ internal sealed class KafkaReceiver : TransportReceiver
         _step = outer;
     }
 
+    /// <summary>
+    /// Under the lock, on the poll thread inside a revocation: waits until the messages handed out from
+    /// <paramref name="states"/> are settled, at most <see cref="_revocationWait"/> (the subscription's ack timeout,
+    /// capped below max.poll.interval.ms), so that their acknowledgements are committed before the partitions change
+    /// owner. Without it, the next owner started from the last commit while a handler of this consumer was still at
+    /// work on the same message, and two handlers of one key ran at once. Kafka's own consumers get this by handling
+    /// records on the polling thread: a rebalance waits for their next poll. The group's rebalance waits meanwhile.
+    /// </summary>
+    /// <returns>How many were still unsettled when the wait ended, and how long it waited.</returns>
+    private (int Unfinished, TimeSpan Waited) WaitForHandlers(List<PartitionState> states)
+    {
+        if (Outstanding(states) == 0)
+        {
+            return (0, TimeSpan.Zero);
+        }
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var step = _step;
+        _step = "waiting for handlers of revoked partitions";
+        int outstanding;
+        while ((outstanding = Outstanding(states)) > 0 && !_stop.IsCancellationRequested)
+        {
+            var left = _revocationWait - System.Diagnostics.Stopwatch.GetElapsedTime(started);
+            if (left <= TimeSpan.Zero)
+            {
+                break;
+            }
+
+            // Settlements pulse; the slice bounds how late a dispose (which cancels _stop) is noticed.
+            Monitor.Wait(_sync, left < RevocationWaitSlice ? left : RevocationWaitSlice);
+        }
+
+        _step = step;
+        return (outstanding, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+
+        static int Outstanding(List<PartitionState> states)
+        {
+            var sum = 0;
+            foreach (var state in states)
+            {
+                sum += state.Outstanding;
+            }
+
+            return sum;
+        }
+    }
+
+    /// <summary>Under the lock: one message handed out from <paramref name="state"/> was settled.</summary>
+    private void Settled(PartitionState state)
+    {
+        if (--state.Outstanding == 0 && state.Revoking)
+        {
+            Monitor.PulseAll(_sync); // a revocation may be waiting for it (WaitForHandlers)
+        }
+    }
+
     private void CommitStored(IConsumer<byte[]?, byte[]?> consumer)
     {
         try
@@ -674,7 +761,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         for (var node = _backlog.First; node is not null;)
         {
             var next = node.Next;
-            if (node.Value.Partition.Revoked)
+            if (node.Value.Partition.Revoking)
             {
                 _backlog.Remove(node);
                 Unbuffer(node.Value);
@@ -689,7 +776,7 @@ internal sealed class KafkaReceiver : TransportReceiver
             var keep = new List<Record>();
             while (_retry.TryDequeue(out var record, out _))
             {
-                if (record.Partition.Revoked)
+                if (record.Partition.Revoking)
                 {
                     dropped++;
                     _held--;
@@ -709,7 +796,7 @@ internal sealed class KafkaReceiver : TransportReceiver
 
         for (var i = _delayed.Count - 1; i >= 0; i--)
         {
-            if (_delayed[i].Record.Partition.Revoked)
+            if (_delayed[i].Record.Partition.Revoking)
             {
                 _delayed.RemoveAt(i);
                 dropped++;
@@ -867,6 +954,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         Unbuffer(record);
         var count = _counts.Next(record.Partition.Id, record.Offset);
         _unsettled++;
+        record.Partition.Outstanding++;
         _channel.Writer.TryWrite(KafkaMessages.ToReceived(_topic, record.Result, count, record));
     }
 
@@ -892,7 +980,24 @@ internal sealed class KafkaReceiver : TransportReceiver
         /// <summary>A committable offset acknowledged and not yet stored, or -1.</summary>
         public long StorePending { get; set; } = -1;
 
-        public bool Revoked { get; set; }
+        /// <summary>Handed out and not yet settled.</summary>
+        public int Outstanding { get; set; }
+
+        /// <summary>Being revoked: nothing more is handed out, while acknowledgements still count.</summary>
+        public bool Revoking { get; set; }
+
+        /// <summary>No longer this consumer's: settlements are ignored. Implies <see cref="Revoking"/>.</summary>
+        public bool Revoked
+        {
+            get => _revoked;
+            set
+            {
+                _revoked = value;
+                Revoking |= value;
+            }
+        }
+
+        private bool _revoked;
     }
 
     /// <summary>One delivery of a consumed record: the settlement handle.</summary>

@@ -69,6 +69,12 @@ internal static partial class Log
     [LoggerMessage(4017, LogLevel.Information, "kafka: topic {Topic} is not deleted: the cluster does not answer admin requests (CreateTopics timed out earlier); it stays on the broker")]
     public static partial void TopicNotDeleted(ILogger logger, string topic);
 
+    [LoggerMessage(4019, LogLevel.Debug, "kafka: group {Group} revoking {Topic} partitions waited {Milliseconds:0} ms for the messages handed out from them to be settled")]
+    public static partial void RevocationWaited(ILogger logger, string group, string topic, double milliseconds);
+
+    [LoggerMessage(4020, LogLevel.Warning, "kafka: group {Group} revoking {Topic} partitions waited {Milliseconds:0} ms (the ack timeout) and {Unfinished} messages handed out from them are still unsettled: the next owner delivers them again, possibly while they are still being handled here")]
+    public static partial void RevocationWaitExpired(ILogger logger, string group, string topic, double milliseconds, int unfinished);
+
     [LoggerMessage(4018, LogLevel.Warning, "kafka: resuming fetching for group {Group} on topic {Topic} after a rebalance failed; partitions paused by flow control may stay paused")]
     public static partial void ResumeFailed(ILogger logger, string group, string topic, Exception exception);
 }
