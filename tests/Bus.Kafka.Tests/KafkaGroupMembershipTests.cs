@@ -149,7 +149,7 @@ public sealed class KafkaGroupMembershipTests(KafkaClusterFixture cluster, ITest
     private sealed class HandlingLog
     {
         private readonly object _sync = new();
-        private readonly Dictionary<string, string> _running = [];
+        private readonly Dictionary<string, int> _running = [];
         private readonly HashSet<string> _seen = [];
         private readonly List<string> _lines = [];
         private readonly List<string> _overlaps = [];
@@ -166,12 +166,13 @@ public sealed class KafkaGroupMembershipTests(KafkaClusterFixture cluster, ITest
             bool slow;
             lock (_sync)
             {
-                if (_running.TryGetValue(key, out var other))
+                var running = _running.GetValueOrDefault(key);
+                if (running > 0)
                 {
-                    _overlaps.Add($"{key}: {member} started while {other} was handling it");
+                    _overlaps.Add($"{key}: {member} started while another handler of it was running");
                 }
 
-                _running[key] = member;
+                _running[key] = running + 1;
                 slow = _seen.Add(message.MessageId);
                 _lines.Add($"{DateTime.UtcNow:HH:mm:ss.fff} {member} {key} delivery {message.DeliveryCount}{(slow ? " slow" : " replay")}");
                 _starts++;
@@ -184,7 +185,7 @@ public sealed class KafkaGroupMembershipTests(KafkaClusterFixture cluster, ITest
 
             lock (_sync)
             {
-                _running.Remove(key);
+                _running[key]--;
                 if (slow)
                 {
                     _ends++;

@@ -86,9 +86,12 @@ internal sealed class KafkaReceiver : TransportReceiver
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var config = _transport.ConsumerConfig(Group);
-        // Beyond max.poll.interval.ms the group would expel this member for not polling; half of it leaves room for
-        // the commit and the rejoin.
-        _revocationWait = TimeSpan.FromMilliseconds(Math.Min(_options.AckTimeout.TotalMilliseconds, (config.MaxPollIntervalMs ?? 300_000) / 2.0));
+        // The ack timeout, capped twice: a member joining waits for this wait and then for the rejoin, within its own
+        // operation timeout (the same setting, as a rule), so half of it; and beyond max.poll.interval.ms the group
+        // would expel this member for not polling, so half of that too.
+        _revocationWait = TimeSpan.FromMilliseconds(Math.Min(
+            Math.Min(_options.AckTimeout.TotalMilliseconds, _transport.OperationTimeout.TotalMilliseconds / 2),
+            (config.MaxPollIntervalMs ?? 300_000) / 2.0));
         _consumer = new ConsumerBuilder<byte[]?, byte[]?>(config)
             .SetLogHandler((_, message) => Log.Client(_transport.Logger, "consumer " + Group, message))
             .SetErrorHandler((_, error) => Log.ClientError(_transport.Logger, "consumer " + Group, error.Code.ToString(), error.Reason))
@@ -682,7 +685,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     /// <summary>
     /// Under the lock, on the poll thread inside a revocation: waits until the messages handed out from
     /// <paramref name="states"/> are settled, at most <see cref="_revocationWait"/> (the subscription's ack timeout,
-    /// capped below max.poll.interval.ms), so that their acknowledgements are committed before the partitions change
+    /// at most half the operation timeout and half of max.poll.interval.ms), so that their acknowledgements are committed before the partitions change
     /// owner. Without it, the next owner started from the last commit while a handler of this consumer was still at
     /// work on the same message, and two handlers of one key ran at once. Kafka's own consumers get this by handling
     /// records on the polling thread: a rebalance waits for their next poll. The group's rebalance waits meanwhile.

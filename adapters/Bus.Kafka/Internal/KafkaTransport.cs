@@ -44,6 +44,9 @@ internal sealed partial class KafkaTransport : MessageTransport
         CloseWaits = new CloseWaits(TimeSpan.FromTicks(Math.Min(context.Options.OperationTimeout.Ticks, MaxCloseWait.Ticks)), TimeSpan.FromMilliseconds(500));
     }
 
+    /// <summary>The bus's <see cref="BusOptions.OperationTimeout"/>.</summary>
+    internal TimeSpan OperationTimeout => _context.Options.OperationTimeout;
+
     /// <summary>How long disposing a receiver waits for its close (see <see cref="MaxCloseWait"/>); an assignment counts as the cluster answering.</summary>
     internal CloseWaits CloseWaits { get; }
 

@@ -72,7 +72,7 @@ internal static partial class Log
     [LoggerMessage(4019, LogLevel.Debug, "kafka: group {Group} revoking {Topic} partitions waited {Milliseconds:0} ms for the messages handed out from them to be settled")]
     public static partial void RevocationWaited(ILogger logger, string group, string topic, double milliseconds);
 
-    [LoggerMessage(4020, LogLevel.Warning, "kafka: group {Group} revoking {Topic} partitions waited {Milliseconds:0} ms (the ack timeout) and {Unfinished} messages handed out from them are still unsettled: the next owner delivers them again, possibly while they are still being handled here")]
+    [LoggerMessage(4020, LogLevel.Information, "kafka: group {Group} revoking {Topic} partitions waited {Milliseconds:0} ms (the ack timeout, at most half the operation timeout) and {Unfinished} messages handed out from them are still unsettled: the next owner delivers them again, possibly while they are still being handled here")]
     public static partial void RevocationWaitExpired(ILogger logger, string group, string topic, double milliseconds, int unfinished);
 
     [LoggerMessage(4018, LogLevel.Warning, "kafka: resuming fetching for group {Group} on topic {Topic} after a rebalance failed; partitions paused by flow control may stay paused")]

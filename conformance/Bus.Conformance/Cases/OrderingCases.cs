@@ -264,11 +264,12 @@ internal static class OrderingCases
     /// The first consumer is in the middle of 16 handlers, one per key, each taking 8 s, when a second consumer joins
     /// the group. Where keys move to the newcomer (a Kafka rebalance), the messages being handled must not be handled
     /// again while their first handler still runs: the backend waits for them (Kafka's revocation waits up to the ack
-    /// timeout, 20 s here) or keeps them with their holder (an SQS FIFO group stays invisible while a message of it is
-    /// in flight). A later redelivery is allowed and counted (the Kafka mock refuses the commit made while the group
-    /// rebalances, so there the new owners handle them again after the first handlers finished). 8 s is longer than a
-    /// join takes on any backend here (about 5 s on the Kafka mock), so a backend that handed the keys over at once
-    /// fails: Kafka did, for 12 of 32 keys in a test of the adapter, before its revocation waited.
+    /// timeout, 20 s here, and at most half the operation timeout) or keeps them with their holder (an SQS FIFO group
+    /// stays invisible while a message of it is in flight). A later redelivery is allowed and counted (the Kafka mock
+    /// refuses the commit made while the group rebalances, so there the new owners handle them again after the first
+    /// handlers finished). 8 s is longer than a join takes on any backend here (about 5 s on the Kafka mock), so a
+    /// backend that handed the keys over at once fails: Kafka did, for 12 of 32 keys in a test of the adapter, before
+    /// its revocation waited.
     /// </summary>
     private static async Task HandlerOutlastsJoin(CaseContext ctx)
     {
