@@ -14,6 +14,7 @@ internal static class OrderingCases
         new("per_key_consumer_joins", "ordering", BusFeatures.OrderedAcrossConsumers | BusFeatures.CompetingConsumers, "per-key order holds while a second consumer joins the group mid-stream", PerKeyConsumerJoins),
         new("handler_outlasts_join", "ordering", BusFeatures.OrderedAcrossConsumers | BusFeatures.CompetingConsumers, "handlers still running when a second consumer joins are not overlapped by a second handler of their keys", HandlerOutlastsJoin),
         new("order_under_retry", "ordering", BusFeatures.OrderedRetry, "a nacked message holds back the later messages of its key", OrderUnderRetry),
+        new("order_under_delayed_retry", "ordering", BusFeatures.OrderedRetry | BusFeatures.DelayedNack, "a message nacked with a delay holds back the later messages of its key until it is handled", OrderUnderDelayedRetry),
         new("no_gap_after_crash", "ordering", BusFeatures.None, "a consumer abandoned mid-stream leaves no gap for its successor", NoGapAfterCrash),
     ];
 
@@ -388,6 +389,56 @@ internal static class OrderingCases
             ctx.Report("nacks", nacks >= 2 ? 2 : nacks);
             Check(events.Take(3).SequenceEqual(["nack K1", "nack K1", "K1"]), $"K1 must be nacked twice and acked before anything else of its key; observed: {order}");
             Check(events.Skip(3).Take(9).SequenceEqual(Enumerable.Range(2, 9).Select(i => $"K{i}")), $"K2..K10 out of order; observed: {order}");
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="OrderUnderRetry"/>, with the nack delayed by 1 s: every backend emulates a delayed nack its own way
+    /// (held in the consumer on Kafka and RabbitMQ, a visibility timeout on SQS, a due time on memory://), and a delay
+    /// that moved the message behind the later ones of its key, or let them pass while it waited, would break the order
+    /// that an immediate nack keeps.
+    /// </summary>
+    private static async Task OrderUnderDelayedRetry(CaseContext ctx)
+    {
+        var topic = ctx.Topic("delayed-retry-order");
+        var delay = TimeSpan.FromSeconds(1);
+        var events = new List<string>();
+        var nackedAt = 0L;
+        var redeliveredAt = 0L;
+        await using var subscription = await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
+        {
+            var sequence = SequenceOf(m);
+            if (sequence == 1 && Interlocked.CompareExchange(ref nackedAt, System.Diagnostics.Stopwatch.GetTimestamp(), 0) == 0)
+            {
+                lock (events)
+                {
+                    events.Add("nack K1");
+                }
+
+                await m.NackAsync(delay);
+                return;
+            }
+
+            lock (events)
+            {
+                if (sequence == 1)
+                {
+                    redeliveredAt = System.Diagnostics.Stopwatch.GetTimestamp();
+                }
+
+                events.Add($"K{sequence}");
+            }
+        }, new SubscriptionOptions { Group = ctx.Group(), MaxInFlight = 16 });
+        await ctx.Bus.PublishBatchAsync(topic, Enumerable.Range(1, 10).Select(i => Numbered($"K{i}", "K", i)).ToList());
+        await ctx.WaitUntilAsync(() => { lock (events) { return events.Count(e => !e.StartsWith("nack", StringComparison.Ordinal)) >= 10; } }, "K1..K10 handled", () => { lock (events) { return string.Join(", ", events); } });
+        await Task.Delay(ctx.QuietPeriod); // a late duplicate, if any, shows in the order below
+        lock (events)
+        {
+            var order = string.Join(", ", events);
+            var waited = System.Diagnostics.Stopwatch.GetElapsedTime(nackedAt, redeliveredAt);
+            ctx.Report("redelivered_after_ms", (long)waited.TotalMilliseconds);
+            Check(events.SequenceEqual(Enumerable.Range(1, 10).Select(i => $"K{i}").Prepend("nack K1")), $"K1 must be nacked, then handled before K2..K10 in order, each once; observed: {order}");
+            Check(waited >= delay - TimeSpan.FromMilliseconds(50), $"K1 came back {waited.TotalMilliseconds:0} ms after its nack with a delay of {delay.TotalSeconds:0} s");
         }
     }
 
