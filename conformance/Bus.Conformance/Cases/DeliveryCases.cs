@@ -16,6 +16,7 @@ internal static class DeliveryCases
         new("nack_with_delay", "delivery", BusFeatures.DelayedNack, "a nack with a 3 s delay redelivers the message after 3 s, not before, while other messages flow", NackWithDelay),
         new("delayed_nack_survives_close", "delivery", BusFeatures.DelayedNack | BusFeatures.RedeliveryOfAbandoned, "a message nacked with a delay is delivered again when its consumer closes before the delay is over", DelayedNackSurvivesClose),
         new("redelivered_after_consumer_dies", "delivery", BusFeatures.RedeliveryOfAbandoned | BusFeatures.CompetingConsumers, "an abandoned delivery reaches another consumer of the group", RedeliveredAfterConsumerDies),
+        new("late_nack_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a nack of a delivery whose ack timeout has passed does not fail and does not hand out the message while its new delivery is held", LateNackAfterAckTimeout),
         new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
         new("cancelled_receives_lose_nothing", "delivery", BusFeatures.None, "receives cancelled at random moments while 200 messages arrive take none of them away", CancelledReceivesLoseNothing),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
@@ -338,6 +339,38 @@ internal static class DeliveryCases
         await first.AckAsync();
         await again.AckAsync();
         Check(await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod) is null, "the message was delivered a third time after both deliveries were acked");
+    }
+
+    /// <summary>
+    /// A handler that outlived its ack timeout gives up on the message (nacks it) after the message was delivered again.
+    /// The nack concerns a delivery that has ended: it must not fail, and must not take the message from the delivery
+    /// that replaced it (a backend that applied it to the message would hand it out a third time at once).
+    /// </summary>
+    private static async Task LateNackAfterAckTimeout(CaseContext ctx)
+    {
+        var topic = ctx.Topic("late-nack");
+        var ackTimeout = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), AckTimeout = ackTimeout });
+        await ctx.Bus.PublishAsync(topic, "held");
+        var first = await ctx.ReceiveAsync(consumer, "the first delivery");
+        var again = await ctx.ReceiveAsync(consumer, "the delivery again after the ack timeout");
+        CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+
+        try
+        {
+            await first.NackAsync();
+        }
+        catch (Exception ex) when (ex is not CaseFailedException)
+        {
+            throw new CaseFailedException($"the nack of the expired delivery failed: {ex.GetType().Name}: {ex.Message}");
+        }
+
+        // Half the ack timeout: the new delivery's lease still runs, so nothing may come.
+        var stolen = await ctx.ReceiveWithinAsync(consumer, ackTimeout / 2);
+        Check(stolen is null, $"the late nack handed the message out again (delivery count {stolen?.DeliveryCount}) while its new delivery was held");
+        await again.AckAsync();
+        var third = await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod);
+        Check(third is null, $"the message was delivered again (delivery count {third?.DeliveryCount}) after its new delivery was acked");
     }
 
     private static async Task CancelledReceivesLoseNothing(CaseContext ctx)
