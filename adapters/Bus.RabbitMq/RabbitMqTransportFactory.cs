@@ -87,7 +87,8 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
 
     /// <summary>
     /// What a bus whose group queues are classic (queue-type=classic) provides: a classic queue keeps no delivery count
-    /// (it only flags a redelivery) and has no delivery limit, so the features built on the count are not declared. A
+    /// (it only flags a redelivery; the adapter counts redeliveries within the bus) and has no delivery limit, so the
+    /// features built on a count kept by the broker are not declared. A
     /// topic whose own TopicOptions choose another queue type is not reflected here.
     /// </summary>
     internal static BackendCapabilities WithClassicQueues(BackendCapabilities capabilities)
@@ -95,9 +96,9 @@ public sealed class RabbitMqTransportFactory : IBusTransportFactory
         const string Classic = "queue-type=classic: ";
         var remarks = new Dictionary<BusFeatures, string>(capabilities.Remarks)
         {
-            [BusFeatures.ExactDeliveryCount] = Classic + "a classic queue only flags a redelivery, so the count is 1 (first delivery) or 2 (any later one)",
+            [BusFeatures.ExactDeliveryCount] = Classic + "a classic queue only flags a redelivery; the adapter counts redeliveries by message id within one bus (exact for nacks and for redelivery to another consumer of the same bus), but a message redelivered to a consumer in another process counts 2 whatever came before",
             [BusFeatures.SharedDeliveryCount] = Classic + "the broker keeps no count, so a message that crashes every consumer taking it is delivered again without end unless MaxDeliveries is 1",
-            [BusFeatures.NativeDeadLetter] = Classic + "no delivery limit; core dead-letters (publish to the dead-letter topic, then ack), counting deliveries as 1 or 2",
+            [BusFeatures.NativeDeadLetter] = Classic + "no delivery limit; core dead-letters (publish to the dead-letter topic, then ack), on the adapter's count within the bus",
         };
         return capabilities with
         {

@@ -142,7 +142,7 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
 
     [Theory]
     [InlineData("", "quorum", new[] { 1, 2, 3 })]
-    [InlineData("?queue-type=classic", "classic", new[] { 1, 2, 2 })]
+    [InlineData("?queue-type=classic", "classic", new[] { 1, 2, 3 })]
     public async Task Queue_type_from_the_uri(string query, string queueType, int[] counts)
     {
         await using var bus = CreateBus(query);
@@ -158,7 +158,8 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
                 await (i < 2 ? message.NackAsync() : message.AckAsync());
             }
 
-            // Quorum queues count deliveries; classic queues only flag a redelivery, and the bus says so.
+            // Quorum queues count deliveries; classic queues only flag a redelivery, so the adapter counts redeliveries
+            // within the bus (until it did, a classic queue counted 1, 2, 2), and the bus declares no shared count.
             Assert.Equal(counts, seen);
             const BusFeatures countBased = BusFeatures.ExactDeliveryCount | BusFeatures.SharedDeliveryCount | BusFeatures.NativeDeadLetter;
             Assert.Equal(queueType == "quorum", bus.Capabilities.Supports(countBased));

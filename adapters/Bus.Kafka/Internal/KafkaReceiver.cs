@@ -48,7 +48,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private readonly List<(Record Record, long DueTicks)> _delayed = [];       // nacked with a delay
     private readonly List<Record> _intake = new(IntakeBatch);                // poll thread only
     private readonly List<(int Partition, long Offset)> _storing = [];      // poll thread only
-    private readonly DeliveryCounts.Scope _counts;
+    private readonly DeliveryCounts<(int Partition, long Offset)>.Scope _counts;
     private TimeSpan _revocationWait;
     private readonly int _bufferLimit;
     private readonly long _bufferByteLimit;
@@ -124,7 +124,7 @@ internal sealed class KafkaReceiver : TransportReceiver
             Settled(state);
             if (!state.Revoked)
             {
-                _counts.Done(state.Id, record.Offset);
+                _counts.Done((state.Id, record.Offset));
                 if (state.Offsets.Ack(record.Offset) is { } committable)
                 {
                     // Stored by the poll thread: a store is a call into librdkafka, too slow to make under the lock.
@@ -955,7 +955,7 @@ internal sealed class KafkaReceiver : TransportReceiver
     private void Deliver(Record record)
     {
         Unbuffer(record);
-        var count = _counts.Next(record.Partition.Id, record.Offset);
+        var count = _counts.Next((record.Partition.Id, record.Offset));
         _unsettled++;
         record.Partition.Outstanding++;
         _channel.Writer.TryWrite(KafkaMessages.ToReceived(_topic, record.Result, count, record));

@@ -63,7 +63,8 @@ internal sealed partial class KafkaTransport : MessageTransport
 
     internal KafkaEndpoint Endpoint => _endpoint;
 
-    internal DeliveryCounts Counts { get; } = new();
+    /// <summary>Kafka keeps no delivery count: the transport counts per group, topic, partition and offset.</summary>
+    internal DeliveryCounts<(int Partition, long Offset)> Counts { get; } = new();
 
     /// <summary>Kafka's legal characters are exactly the conservative set: ASCII letters, digits, '.', '_' and '-'.</summary>
     public override string? ValidateTopicName(string topic) => TopicNames.ValidateConservative(topic);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Bus.Transport;
 using RabbitMQ.Client;
 
 namespace Bus.RabbitMq.Internal;
@@ -73,8 +74,15 @@ internal static class MessageMapping
     public static string RoutingKey(OutgoingMessage message)
         => message.Key is { } key && Encoding.UTF8.GetByteCount(key) <= ShortStringLimit ? key : "";
 
-    public static ReceivedMessage FromDelivery(string topic, ReadOnlyMemory<byte> body, IReadOnlyBasicProperties properties, ulong deliveryTag, bool redelivered, object state)
+    /// <summary>
+    /// The received message of a delivery. Its count is the queue's (x-delivery-count, quorum queues) where there is
+    /// one; a redelivery without it (a classic queue only flags it) is counted in <paramref name="redeliveries"/>, which
+    /// makes it exact within the bus (2, 3, ...) where it used to stay 2, so a message nacked by a pull consumer never
+    /// reached MaxDeliveries above 2. A first delivery is 1 and is not counted there, to keep the common path free.
+    /// </summary>
+    public static ReceivedMessage FromDelivery(string topic, ReadOnlyMemory<byte> body, IReadOnlyBasicProperties properties, ulong deliveryTag, bool redelivered, DeliveryCounts<string>.Scope redeliveries, object state)
     {
+        var counted = false;
         var raw = properties.Headers;
         Dictionary<string, string>? headers = null;
         string? key = null, messageId = null, correlationId = null, contentType = null, replyTo = null;
@@ -95,6 +103,7 @@ internal static class MessageMapping
                         if (TryInteger(value, out var returned))
                         {
                             deliveryCount = (int)Math.Min(int.MaxValue - 1, returned) + 1;
+                            counted = true;
                         }
 
                         continue;
@@ -109,6 +118,12 @@ internal static class MessageMapping
             AddBrokerDeadLetterHeaders(raw, ref headers);
         }
 
+        messageId ??= properties.MessageId ?? Guid.CreateVersion7().ToString();
+        if (redelivered && !counted)
+        {
+            deliveryCount = redeliveries.Next(messageId, whenUnknown: 2);
+        }
+
         var timestamp = properties.IsTimestampPresent()
             ? DateTimeOffset.FromUnixTimeSeconds(properties.Timestamp.UnixTime)
             : DateTimeOffset.UtcNow;
@@ -117,7 +132,7 @@ internal static class MessageMapping
             body.ToArray(),
             key,
             headers,
-            messageId ?? properties.MessageId ?? Guid.CreateVersion7().ToString(),
+            messageId,
             correlationId ?? properties.CorrelationId,
             contentType ?? properties.ContentType,
             replyTo ?? properties.ReplyTo,

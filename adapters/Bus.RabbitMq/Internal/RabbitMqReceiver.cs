@@ -22,10 +22,12 @@ internal sealed class RabbitMqReceiver : TransportReceiver
     private readonly Channel<ReceivedMessage> _deliveries = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = false, SingleReader = true });
     private readonly CancellationTokenSource _closing = new();
     private readonly KeyGate? _gate;
+    private readonly DeliveryCounts<string>.Scope _redeliveries;
     private int _closed;
 
-    public RabbitMqReceiver(IChannel channel, IConnection connection, string topic, string queue, bool perKeyOrdering, ChannelCloser closer, ILogger logger)
+    public RabbitMqReceiver(IChannel channel, IConnection connection, string topic, string queue, bool perKeyOrdering, DeliveryCounts<string>.Scope redeliveries, ChannelCloser closer, ILogger logger)
     {
+        _redeliveries = redeliveries;
         _closer = closer;
         _gate = perKeyOrdering ? new KeyGate(m => _deliveries.Writer.TryWrite(m)) : null;
         _channel = channel;
@@ -56,7 +58,7 @@ internal sealed class RabbitMqReceiver : TransportReceiver
             return; // Unacknowledged: returned to the queue when the channel closes.
         }
 
-        var message = MessageMapping.FromDelivery(_topic, body, properties, deliveryTag, redelivered, this);
+        var message = MessageMapping.FromDelivery(_topic, body, properties, deliveryTag, redelivered, _redeliveries, this);
         if (_gate is null)
         {
             _deliveries.Writer.TryWrite(message);
@@ -92,6 +94,11 @@ internal sealed class RabbitMqReceiver : TransportReceiver
         {
             Log.SettlementIgnored(_logger, (ulong)message.DeliveryTag, _queue);
             return;
+        }
+
+        if (message.DeliveryCount > 1)
+        {
+            _redeliveries.Done(message.MessageId); // counted here if the queue did not count it (a no-op otherwise)
         }
 
         _gate?.Settled(message);

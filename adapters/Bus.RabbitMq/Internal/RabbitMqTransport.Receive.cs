@@ -17,7 +17,7 @@ internal sealed partial class RabbitMqTransport
         {
             channel = await connection.CreateChannelAsync(new CreateChannelOptions(false, false, consumerDispatchConcurrency: 1), cancellationToken).ConfigureAwait(false);
             await channel.BasicQosAsync(0, (ushort)Math.Min(options.MaxInFlight, ushort.MaxValue), global: false, cancellationToken).ConfigureAwait(false);
-            var receiver = new RabbitMqReceiver(channel, connection, topic, queue, options.PerKeyOrdering, _closer, _logger);
+            var receiver = new RabbitMqReceiver(channel, connection, topic, queue, options.PerKeyOrdering, _redeliveries.For(options.Group, topic), _closer, _logger);
             await receiver.StartAsync(options.ConsumerName, cancellationToken).ConfigureAwait(false);
             Log.ConsumerOpened(_logger, receiver.ConsumerTag, queue, options.MaxInFlight);
             return receiver;

@@ -36,6 +36,12 @@ internal sealed partial class RabbitMqTransport : MessageTransport
 
     private readonly ChannelCloser _closer;
 
+    /// <summary>
+    /// Redeliveries counted by the adapter where the queue does not count them (classic queues only flag one), by
+    /// message id: exact within this bus.
+    /// </summary>
+    private readonly DeliveryCounts<string> _redeliveries = new();
+
     public override BackendCapabilities Capabilities { get; }
 
     public override string? ValidateTopicName(string topic)

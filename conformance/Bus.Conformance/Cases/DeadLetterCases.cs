@@ -12,6 +12,7 @@ internal static class DeadLetterCases
         new("after_max_deliveries", "dlq", BusFeatures.None, "a poison message is attempted exactly max-deliveries times, then dead-lettered once", AfterMaxDeliveries),
         new("keeps_message", "dlq", BusFeatures.None, "the dead-letter copy keeps body, key, headers, id and adds topic, reason, count, time", KeepsMessage),
         new("others_keep_flowing", "dlq", BusFeatures.None, "100 good messages are handled while the poison one is retried", OthersKeepFlowing),
+        new("after_nacks", "dlq", BusFeatures.None, "a pull consumer that nacks a message max-deliveries times does not receive it again: it is dead-lettered once", AfterNacks),
         new("after_ack_timeouts", "dlq", BusFeatures.AckTimeoutRedelivery, "a message never settled, its ack timeout passing each time, is dead-lettered after max deliveries", AfterAckTimeouts),
         new("after_consumer_deaths", "dlq", BusFeatures.RedeliveryOfAbandoned | BusFeatures.SharedDeliveryCount, "a message whose consumer dies holding it (a bus of its own, disposed) max-deliveries times is dead-lettered, not handed out again", AfterConsumerDeaths),
         new("explicit", "dlq", BusFeatures.None, "a handler's explicit dead-letter skips retries and keeps its reason", Explicit),
@@ -70,6 +71,31 @@ internal static class DeadLetterCases
         var count = attempts.GetValueOrDefault(poison.MessageId!);
         ctx.Report("attempts", count);
         CheckEqual(3, count, "handler attempts before dead-lettering");
+    }
+
+    /// <summary>
+    /// The pull side of <see cref="AfterMaxDeliveries"/>: no handler and no in-place retries, the application nacks each
+    /// delivery itself (a message it cannot process yet). The nack after the last allowed delivery must not lead to a
+    /// further one: the message is dead-lettered when the backend offers it again. A native delivery limit that counted
+    /// differently (RabbitMQ's x-delivery-limit, SQS's maxReceiveCount) would show here as a copy without a reason.
+    /// </summary>
+    private static async Task AfterNacks(CaseContext ctx)
+    {
+        var topic = ctx.Topic("nacked");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), MaxDeliveries = 2 });
+        var refused = Poison();
+        await ctx.Bus.PublishAsync(topic, refused);
+        await using var deadLetters = await OpenDeadLettersAsync(ctx, topic);
+        for (var attempt = 1; attempt <= 2; attempt++)
+        {
+            var delivery = await ctx.ReceiveAsync(consumer, $"delivery {attempt}");
+            CheckEqual(refused.MessageId, delivery.MessageId, $"delivery {attempt}");
+            await delivery.NackAsync();
+        }
+
+        ctx.Report("deliveries", 2);
+        await ExpectDeadLetteredAsync(ctx, consumer, deadLetters, refused.MessageId!, "the dead-letter copy after the second nack", "delivered a third time");
     }
 
     private static async Task AfterAckTimeouts(CaseContext ctx)
