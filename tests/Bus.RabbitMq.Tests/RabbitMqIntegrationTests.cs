@@ -317,7 +317,8 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         // The failed ensure recorded nothing: the topic is not "ordered" now.
         await bus.EnsureTopicAsync(topic, new TopicOptions { Ordered = false });
 
-        // The classic topic's groups are classic queues: no delivery count beyond "redelivered".
+        // The classic topic's groups are classic queues (the broker refuses to redeclare one as quorum), whose
+        // redeliveries the adapter counts itself: the broker only flags them.
         await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
         await bus.PublishAsync(topic, "x");
         var message = await ReceiveAsync(consumer);
@@ -325,8 +326,13 @@ public sealed class RabbitMqIntegrationTests(RabbitMqIntegrationFixture fixture)
         message = await ReceiveAsync(consumer);
         await message.NackAsync();
         message = await ReceiveAsync(consumer);
-        Assert.Equal(2, message.DeliveryCount);
+        Assert.Equal(3, message.DeliveryCount);
         await message.AckAsync();
+
+        await using var connection = await RawConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync();
+        var refused = await Assert.ThrowsAsync<OperationInterruptedException>(() => channel.QueueDeclareAsync($"{topic}:g", true, false, false, new Dictionary<string, object?> { ["x-queue-type"] = "quorum" }));
+        Assert.Contains("inequivalent arg 'x-queue-type'", refused.ShutdownReason!.ReplyText, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -19,6 +19,7 @@ internal static class DeliveryCases
         new("late_nack_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a nack of a delivery whose ack timeout has passed does not fail and does not hand out the message while its new delivery is held", LateNackAfterAckTimeout),
         new("redelivered_after_ack_timeout", "delivery", BusFeatures.AckTimeoutRedelivery, "a delivery kept unsettled past the ack timeout by a live consumer is delivered again, not before", RedeliveredAfterAckTimeout),
         new("cancelled_receives_lose_nothing", "delivery", BusFeatures.None, "receives cancelled at random moments while 200 messages arrive take none of them away", CancelledReceivesLoseNothing),
+        new("group_outlives_its_consumers", "delivery", BusFeatures.None, "a group keeps its place while it has no consumer: the next one gets what was published meanwhile, and a new group does not get what came before it", GroupOutlivesItsConsumers),
         new("competing_consumers", "delivery", BusFeatures.CompetingConsumers, "two consumers of one group share 200 messages with none lost", CompetingConsumers),
         new("fan_out_groups", "delivery", BusFeatures.FanOutToGroups, "two groups each receive all 100", FanOutGroups),
         new("batch_publish", "delivery", BusFeatures.None, "a batch of 500 over 8 keys arrives whole (and in order per key where the backend keeps it)", BatchPublish),
@@ -371,6 +372,52 @@ internal static class DeliveryCases
         await again.AckAsync();
         var third = await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod);
         Check(third is null, $"the message was delivered again (delivery count {third?.DeliveryCount}) after its new delivery was acked");
+    }
+
+    /// <summary>
+    /// A group is the durable part, its consumers come and go: what is published while a group has no consumer waits for
+    /// its next one, whose start position (latest, the default) is ignored because the group already has a position. A
+    /// message published before the group existed is not delivered to it (latest). Each backend keeps a group its own way
+    /// (a queue on RabbitMQ and SQS, a consumer group on Redis, committed offsets on Kafka).
+    /// </summary>
+    private static async Task GroupOutlivesItsConsumers(CaseContext ctx)
+    {
+        var topic = ctx.Topic("resume");
+        await ctx.Bus.EnsureTopicAsync(topic);
+        await ctx.Bus.PublishAsync(topic, Numbered("before the group", null, 0));
+        var options = new SubscriptionOptions { Group = ctx.Group(), PerKeyOrdering = false };
+        await using (var consumer = await ctx.Bus.CreateConsumerAsync(topic, options))
+        {
+            await ctx.Bus.PublishBatchAsync(topic, Enumerable.Range(1, 5).Select(i => Numbered($"m{i}", null, i)).ToList());
+            await ReceiveExactlyAsync(consumer, 1, 5, "the group's first consumer");
+        }
+
+        // Published while the group has no consumer.
+        await ctx.Bus.PublishBatchAsync(topic, Enumerable.Range(6, 5).Select(i => Numbered($"m{i}", null, i)).ToList());
+        await using (var consumer = await ctx.Bus.CreateConsumerAsync(topic, options))
+        {
+            await ReceiveExactlyAsync(consumer, 6, 10, "the group's next consumer");
+        }
+
+        async Task ReceiveExactlyAsync(MessageConsumer consumer, int from, int to, string who)
+        {
+            var sequences = new List<int>();
+            for (var i = from; i <= to; i++)
+            {
+                var message = await ctx.ReceiveAsync(consumer, $"message {sequences.Count + 1} of m{from}..m{to} by {who}");
+                sequences.Add(SequenceOf(message));
+                await message.AckAsync();
+            }
+
+            var extra = await ctx.ReceiveWithinAsync(consumer);
+            if (extra is not null)
+            {
+                sequences.Add(SequenceOf(extra));
+            }
+
+            sequences.Sort();
+            Check(sequences.SequenceEqual(Enumerable.Range(from, to - from + 1)), $"{who} received [{string.Join(", ", sequences)}]; expected m{from}..m{to} exactly (0 is the message published before the group existed)");
+        }
     }
 
     private static async Task CancelledReceivesLoseNothing(CaseContext ctx)
