@@ -38,6 +38,31 @@ public sealed class DeliveryCountsTests
         Assert.Equal(1, counts.For("g", "other").Next("m"));
     }
 
+    /// <summary>
+    /// A message last delivered here and settled in another process is never done here: its entry goes once it has not
+    /// been counted for the scope's limit (swept when a later delivery is counted), where it used to stay for good.
+    /// </summary>
+    [Fact]
+    public async Task A_message_not_delivered_again_within_the_limit_is_forgotten()
+    {
+        var counts = new DeliveryCounts<string>(TimeSpan.FromMilliseconds(200)).For("g", "t");
+        counts.Next("settled elsewhere");
+        Assert.Equal(2, counts.Next("kept", whenUnknown: 2));
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Assert.Equal(3, counts.Next("kept", whenUnknown: 2)); // counted (and so refreshed) before this call's sweep
+        Assert.Equal(1, counts.Count);
+        Assert.Equal(1, counts.Next("settled elsewhere"));
+    }
+
+    [Fact]
+    public void Limits_and_arguments_are_checked()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DeliveryCounts<string>(TimeSpan.Zero));
+        Assert.Equal(DeliveryCounts<string>.DefaultForgetAfter, new DeliveryCounts<string>().ForgetAfter);
+        Assert.Throws<ArgumentNullException>(() => new DeliveryCounts<string>().For(null!, "t"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DeliveryCounts<string>().For("g", "t").Next("m", whenUnknown: 0));
+    }
+
     [Fact]
     public async Task Concurrent_deliveries_of_one_message_get_distinct_counts()
     {

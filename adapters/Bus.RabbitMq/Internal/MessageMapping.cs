@@ -76,9 +76,11 @@ internal static class MessageMapping
 
     /// <summary>
     /// The received message of a delivery. Its count is the queue's (x-delivery-count, quorum queues) where there is
-    /// one; a redelivery without it (a classic queue only flags it) is counted in <paramref name="redeliveries"/>, which
-    /// makes it exact within the bus (2, 3, ...) where it used to stay 2, so a message nacked by a pull consumer never
-    /// reached MaxDeliveries above 2. A first delivery is 1 and is not counted there, to keep the common path free.
+    /// one; a redelivery without it (a classic queue only flags it), or with 0 (a return that was not a failure, from
+    /// RabbitMQ 4.3), is counted in <paramref name="redeliveries"/> by message id, which makes it exact within the bus
+    /// (2, 3, ...) where it used to stay 2, so a message nacked by a pull consumer never reached MaxDeliveries above 2.
+    /// A first delivery is 1 and is not counted there, to keep the common path free. A message without a message id
+    /// (from another publisher) is not counted: its redeliveries count 2.
     /// </summary>
     public static ReceivedMessage FromDelivery(string topic, ReadOnlyMemory<byte> body, IReadOnlyBasicProperties properties, ulong deliveryTag, bool redelivered, DeliveryCounts<string>.Scope redeliveries, object state)
     {
@@ -100,7 +102,7 @@ internal static class MessageMapping
                     case ReplyToHeader: replyTo = Text(value); continue;
                     case DeliveryCountHeader:
                         // Quorum queues count returns; classic queues only flag a redelivery.
-                        if (TryInteger(value, out var returned))
+                        if (TryInteger(value, out var returned) && returned > 0)
                         {
                             deliveryCount = (int)Math.Min(int.MaxValue - 1, returned) + 1;
                             counted = true;
@@ -118,11 +120,13 @@ internal static class MessageMapping
             AddBrokerDeadLetterHeaders(raw, ref headers);
         }
 
-        messageId ??= properties.MessageId ?? Guid.CreateVersion7().ToString();
-        if (redelivered && !counted)
+        messageId ??= properties.MessageId;
+        if (redelivered && !counted && messageId is not null)
         {
             deliveryCount = redeliveries.Next(messageId, whenUnknown: 2);
         }
+
+        messageId ??= Guid.CreateVersion7().ToString();
 
         var timestamp = properties.IsTimestampPresent()
             ? DateTimeOffset.FromUnixTimeSeconds(properties.Timestamp.UnixTime)

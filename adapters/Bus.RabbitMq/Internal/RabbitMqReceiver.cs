@@ -197,7 +197,10 @@ internal sealed class RabbitMqReceiver : TransportReceiver
 
         try
         {
-            await _channel.BasicNackAsync(deliveryTag, multiple: false, requeue: true, cancellationToken).ConfigureAwait(false);
+            // basic.reject, not basic.nack: from RabbitMQ 4.3 only a reject counts as a failed delivery in the queue's
+            // x-delivery-count (a nack is "returned, not failed" there), and a Bus nack is a failed attempt. Before 4.3
+            // both count (rabbitmq-server#15387).
+            await _channel.BasicRejectAsync(deliveryTag, requeue: true, cancellationToken).ConfigureAwait(false);
         }
         catch (AlreadyClosedException)
         {

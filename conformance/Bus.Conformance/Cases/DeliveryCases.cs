@@ -350,12 +350,15 @@ internal static class DeliveryCases
     private static async Task LateNackAfterAckTimeout(CaseContext ctx)
     {
         var topic = ctx.Topic("late-nack");
-        var ackTimeout = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        // Whole seconds for SQS, and long enough that the nack's round trip and the window below fit in the new lease.
+        var ackTimeout = TimeSpan.FromSeconds(3);
         await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), AckTimeout = ackTimeout });
         await ctx.Bus.PublishAsync(topic, "held");
         var first = await ctx.ReceiveAsync(consumer, "the first delivery");
         var again = await ctx.ReceiveAsync(consumer, "the delivery again after the ack timeout");
+        var leased = System.Diagnostics.Stopwatch.StartNew();
         CheckEqual(first.MessageId, again.MessageId, "redelivered message id");
+        Check(again.DeliveryCount >= 2, $"the redelivery has delivery count {again.DeliveryCount}, expected at least 2");
 
         try
         {
@@ -366,8 +369,8 @@ internal static class DeliveryCases
             throw new CaseFailedException($"the nack of the expired delivery failed: {ex.GetType().Name}: {ex.Message}");
         }
 
-        // Half the ack timeout: the new delivery's lease still runs, so nothing may come.
-        var stolen = await ctx.ReceiveWithinAsync(consumer, ackTimeout / 2);
+        // Until half the ack timeout after the redelivery: its lease still runs, so nothing may come.
+        var stolen = await ctx.ReceiveWithinAsync(consumer, TimeSpan.FromTicks(Math.Max(0, (ackTimeout / 2 - leased.Elapsed).Ticks)));
         Check(stolen is null, $"the late nack handed the message out again (delivery count {stolen?.DeliveryCount}) while its new delivery was held");
         await again.AckAsync();
         var third = await ctx.ReceiveWithinAsync(consumer, ackTimeout + ctx.QuietPeriod);
