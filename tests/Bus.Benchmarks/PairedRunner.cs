@@ -19,10 +19,25 @@ namespace Bus.Benchmarks;
 internal static class PairedRunner
 {
     /// <summary>
-    /// Untimed rounds first (BUS_BENCH_WARMUP, default 2): the JIT's tiering (call counting, then an instrumented tier,
-    /// then tier 1, each after a 100 ms pause) must have finished for the longer adapter path as for the raw one.
+    /// Untimed rounds first, at least BUS_BENCH_WARMUP (default 2), and then more until the JIT has settled: the JIT's
+    /// tiering (call counting, then an instrumented tier, then tier 1, each after a 100 ms pause) must have finished for
+    /// the longer adapter path as for the raw one. Two warm-up rounds were not enough: on the Redis rows the JIT was
+    /// still compiling seconds later (its background thread took 17 % of the bus's CPU samples 6–14 s into a run, 7 %
+    /// of raw's), and the rounds it overlapped charged the bus for it.
     /// </summary>
     private static readonly int WarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var warmup) && warmup >= 0 ? warmup : 2;
+
+    /// <summary>
+    /// The most warm-up rounds (BUS_BENCH_WARMUP_MAX, default 200): warming up stops earlier once the JIT compiled at
+    /// most <see cref="QuietCompilations"/> methods during the timed calls of <see cref="QuietRounds"/> rounds in a row
+    /// (the set-up around them compiles a few methods every round, for good: reflection's invoke stubs and the like).
+    /// </summary>
+    private static readonly int MaxWarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP_MAX"), out var most) && most >= 0 ? most : 200;
+
+    private const int QuietRounds = 3;
+
+    /// <summary>A round that compiles this few methods counts as quiet: set-up code called once per call reaches tier 1 late, one method at a time.</summary>
+    private const int QuietCompilations = 2;
 
     /// <summary>
     /// <c>--paired &lt;class name&gt; [rounds] [method,method…]</c> (all of the class's benchmarks when no method is
@@ -53,6 +68,20 @@ internal static class PairedRunner
                 m.Attribute.Baseline,
                 m.Attribute.OperationsPerInvoke))
             .ToList();
+
+        // BUS_BENCH_BASELINE=<method>: that method is its category's baseline instead (say the raw client writing the
+        // adapter's layout, to take the per-round ratios against it rather than against bare raw).
+        if (Environment.GetEnvironmentVariable("BUS_BENCH_BASELINE") is { Length: > 0 } baselineName)
+        {
+            var chosen = methods.SingleOrDefault(m => m.Method.Name == baselineName);
+            if (chosen is null)
+            {
+                Console.Error.WriteLine($"BUS_BENCH_BASELINE names '{baselineName}', which is not among the methods run");
+                return 2;
+            }
+
+            methods = methods.Select(m => m.Category != chosen.Category ? m : m with { Baseline = ReferenceEquals(m, chosen) }).ToList();
+        }
         var instance = Activator.CreateInstance(type)!;
         var parameters = SetParameters(type, instance);
         if (parameters.Length > 0)
@@ -62,60 +91,23 @@ internal static class PairedRunner
 
         await InvokeAsync(instance, Find<GlobalSetupAttribute>(type));
         var brokerPid = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_BROKER_PID"), out var pid) ? pid : (int?)null;
+        var warmedUp = 0;
         try
         {
-            for (var round = 0; round < WarmupRounds + rounds; round++)
+            // Warm-up: untimed rounds until the JIT is quiet (see WarmupRounds).
+            var quiet = 0;
+            while (warmedUp < WarmupRounds || (quiet < QuietRounds && warmedUp < MaxWarmupRounds))
             {
-                var order = round % 2 == 0 ? methods : Enumerable.Reverse(methods);
-                foreach (var timed in order)
-                {
-                    await InvokeAsync(instance, FindFor<IterationSetupAttribute>(type, timed.Method.Name));
-                    GC.Collect();
-                    GC.WaitForPendingFinalizers();
-                    GC.Collect();
-                    // Reading /proc allocates and costs CPU: the broker first, then this process, then the allocation
-                    // count, so that none of the reading is charged to the timed call.
-                    var brokerCpuBefore = brokerPid is { } broker ? Cpu(broker).Nanoseconds : 0;
-                    var cpuBefore = Cpu(Environment.ProcessId);
-                    var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
-                    var pausedBefore = GC.GetTotalPauseDuration();
-                    var collectionsBefore = GC.CollectionCount(0);
-                    var contentionsBefore = Monitor.LockContentionCount;
-                    var workItemsBefore = ThreadPool.CompletedWorkItemCount;
-                    var started = Stopwatch.GetTimestamp();
-                    await InvokeAsync(instance, timed.Method);
-                    var elapsed = Stopwatch.GetElapsedTime(started);
-                    var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
-                    var paused = GC.GetTotalPauseDuration() - pausedBefore;
-                    var collections = GC.CollectionCount(0) - collectionsBefore;
-                    var contentions = Monitor.LockContentionCount - contentionsBefore;
-                    var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
-                    if (Environment.GetEnvironmentVariable("BUS_BENCH_GCINFO") == "1")
-                    {
-                        foreach (var kind in new[] { GCKind.Ephemeral, GCKind.FullBlocking, GCKind.Background })
-                        {
-                            var info = GC.GetGCMemoryInfo(kind);
-                            Console.Error.WriteLine($"{timed.Method.Name} {kind}: index {info.Index} gen {info.Generation} promoted {info.PromotedBytes / 1024} KB pause {info.PauseDurations[0].TotalMilliseconds:0.00} ms heap {info.HeapSizeBytes / 1024} KB gen1 count {GC.CollectionCount(1) } gen2 {GC.CollectionCount(2)}");
-                        }
-                    }
-                    var cpuAfter = Cpu(Environment.ProcessId);
-                    var brokerCpu = brokerPid is { } brokerAfter ? Cpu(brokerAfter).Nanoseconds - brokerCpuBefore : double.NaN;
-                    await InvokeAsync(instance, FindFor<IterationCleanupAttribute>(type, timed.Method.Name));
-                    if (round >= WarmupRounds)
-                    {
-                        timed.NanosecondsPerOperation.Add(elapsed.TotalNanoseconds / timed.Operations);
-                        timed.BytesPerOperation.Add((double)allocated / timed.Operations);
-                        timed.CpuNanosecondsPerOperation.Add((cpuAfter.Nanoseconds - cpuBefore.Nanoseconds) / timed.Operations);
-                        timed.SlicesPerOperation.Add((cpuAfter.Slices - cpuBefore.Slices) / timed.Operations);
-                        timed.BrokerCpuNanosecondsPerOperation.Add(brokerCpu / timed.Operations);
-                        timed.GcPauseNanosecondsPerOperation.Add(paused.TotalNanoseconds / timed.Operations);
-                        timed.CollectionsPerThousand.Add(collections * 1000.0 / timed.Operations);
-                        timed.ContentionsPerThousand.Add(contentions * 1000.0 / timed.Operations);
-                        timed.WorkItemsPerOperation.Add((double)workItems / timed.Operations);
-                    }
-                }
+                var compiled = await RoundAsync(warmedUp, measured: false);
+                quiet = compiled <= QuietCompilations ? quiet + 1 : 0;
+                warmedUp++;
+                Console.Error.Write(FormattableString.Invariant($"w{compiled} "));
+            }
 
-                Console.Error.Write(round < WarmupRounds ? "w" : ".");
+            for (var round = 0; round < rounds; round++)
+            {
+                await RoundAsync(warmedUp + round, measured: true);
+                Console.Error.Write(".");
             }
         }
         finally
@@ -123,8 +115,68 @@ internal static class PairedRunner
             await InvokeAsync(instance, Find<GlobalCleanupAttribute>(type));
         }
 
+        // Returns how many methods the JIT compiled during the round's timed calls.
+        async Task<long> RoundAsync(int round, bool measured)
+        {
+            long compiledInCalls = 0;
+            var order = round % 2 == 0 ? methods : Enumerable.Reverse(methods);
+            foreach (var timed in order)
+            {
+                await InvokeAsync(instance, FindFor<IterationSetupAttribute>(type, timed.Method.Name));
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
+                // Reading /proc allocates and costs CPU: the broker first, then this process, then the allocation
+                // count, so that none of the reading is charged to the timed call.
+                var brokerCpuBefore = brokerPid is { } broker ? Cpu(broker).Nanoseconds : 0;
+                var cpuBefore = Cpu(Environment.ProcessId);
+                var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+                var pausedBefore = GC.GetTotalPauseDuration();
+                var collectionsBefore = GC.CollectionCount(0);
+                var contentionsBefore = Monitor.LockContentionCount;
+                var workItemsBefore = ThreadPool.CompletedWorkItemCount;
+                var compiledBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
+                var started = Stopwatch.GetTimestamp();
+                await InvokeAsync(instance, timed.Method);
+                var elapsed = Stopwatch.GetElapsedTime(started);
+                var allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+                var paused = GC.GetTotalPauseDuration() - pausedBefore;
+                var collections = GC.CollectionCount(0) - collectionsBefore;
+                var contentions = Monitor.LockContentionCount - contentionsBefore;
+                var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
+                var compiledDuring = System.Runtime.JitInfo.GetCompiledMethodCount() - compiledBefore;
+                compiledInCalls += compiledDuring;
+                if (Environment.GetEnvironmentVariable("BUS_BENCH_GCINFO") == "1")
+                {
+                    foreach (var kind in new[] { GCKind.Ephemeral, GCKind.FullBlocking, GCKind.Background })
+                    {
+                        var info = GC.GetGCMemoryInfo(kind);
+                        Console.Error.WriteLine($"{timed.Method.Name} {kind}: index {info.Index} gen {info.Generation} promoted {info.PromotedBytes / 1024} KB pause {info.PauseDurations[0].TotalMilliseconds:0.00} ms heap {info.HeapSizeBytes / 1024} KB gen1 count {GC.CollectionCount(1) } gen2 {GC.CollectionCount(2)}");
+                    }
+                }
+                var cpuAfter = Cpu(Environment.ProcessId);
+                var brokerCpu = brokerPid is { } brokerAfter ? Cpu(brokerAfter).Nanoseconds - brokerCpuBefore : double.NaN;
+                await InvokeAsync(instance, FindFor<IterationCleanupAttribute>(type, timed.Method.Name));
+                if (measured)
+                {
+                    timed.NanosecondsPerOperation.Add(elapsed.TotalNanoseconds / timed.Operations);
+                    timed.BytesPerOperation.Add((double)allocated / timed.Operations);
+                    timed.CpuNanosecondsPerOperation.Add((cpuAfter.Nanoseconds - cpuBefore.Nanoseconds) / timed.Operations);
+                    timed.SlicesPerOperation.Add((cpuAfter.Slices - cpuBefore.Slices) / timed.Operations);
+                    timed.BrokerCpuNanosecondsPerOperation.Add(brokerCpu / timed.Operations);
+                    timed.GcPauseNanosecondsPerOperation.Add(paused.TotalNanoseconds / timed.Operations);
+                    timed.CollectionsPerThousand.Add(collections * 1000.0 / timed.Operations);
+                    timed.ContentionsPerThousand.Add(contentions * 1000.0 / timed.Operations);
+                    timed.WorkItemsPerOperation.Add((double)workItems / timed.Operations);
+                    timed.CompiledPerCall.Add(compiledDuring);
+                }
+            }
+
+            return compiledInCalls;
+        }
+
         Console.Error.WriteLine();
-        var report = Report(parameters.Length > 0 ? $"{type.Name} ({parameters})" : type.Name, rounds, methods);
+        var report = Report(parameters.Length > 0 ? $"{type.Name} ({parameters})" : type.Name, rounds, warmedUp, methods);
         Console.WriteLine(report);
         var directory = Path.Combine("BenchmarkDotNet.Artifacts", "paired");
         Directory.CreateDirectory(directory);
@@ -168,15 +220,15 @@ internal static class PairedRunner
         return string.Join(", ", set);
     }
 
-    private static string Report(string className, int rounds, List<Timed> methods)
+    private static string Report(string className, int rounds, int warmedUp, List<Timed> methods)
     {
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{WarmupRounds} warm-up), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{warmedUp} warm-up, until the JIT compiled at most {QuietCompilations} methods during the timed calls of {QuietRounds} rounds in a row), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         text.AppendLine();
-        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool).");
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool); JIT'd = methods the JIT compiled during the timed call (any tier), the median over rounds: above 0 the call ran partly in code not yet at its final tier.");
         text.AppendLine();
-        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | work items/msg | tput vs raw | rounds ≥ 0.95 |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | work items/msg | JIT'd | tput vs raw | rounds ≥ 0.95 |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var category in methods.GroupBy(m => m.Category))
         {
             var baseline = category.FirstOrDefault(m => m.Baseline);
@@ -192,7 +244,7 @@ internal static class PairedRunner
                     atLeast = $"{ratios.Count(r => r >= 0.95)}/{ratios.Count}";
                 }
 
-                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {Median(timed.WorkItemsPerOperation):0.000} | {ratio} | {atLeast} |");
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {Median(timed.WorkItemsPerOperation):0.000} | {Median(timed.CompiledPerCall):0} | {ratio} | {atLeast} |");
             }
         }
 
@@ -291,5 +343,7 @@ internal static class PairedRunner
         public List<double> ContentionsPerThousand { get; } = [];
 
         public List<double> WorkItemsPerOperation { get; } = [];
+
+        public List<double> CompiledPerCall { get; } = [];
     }
 }
