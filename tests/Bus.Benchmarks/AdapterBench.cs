@@ -114,7 +114,12 @@ public sealed class AdapterBenchConfig : ManualConfig
         AddColumn(new ThroughputColumn(true));
         // BUS_BENCH_ITERATIONS (default 5) buys steadier ratios on a busy machine at the price of a longer run.
         var iterations = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_ITERATIONS"), out var n) && n is >= 3 and <= 100 ? n : 5;
-        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(iterations).WithInvocationCount(1).WithUnrollFactor(1));
+        // 30 warm-up calls (BUS_BENCH_WARMUP overrides): the JIT's tiering goes on for seconds after the first calls,
+        // longer for the adapter's longer path than for the raw client's (20 to 75 calls of about 0.1 to 0.5 s each
+        // until it compiled nothing more during the calls, counted by the paired runner), and a measurement that
+        // overlaps it charges the adapter for it. Two warm-up calls, as before, were far too few.
+        var warmup = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var w) && w is >= 0 and <= 200 ? w : 30;
+        AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(warmup).WithIterationCount(iterations).WithInvocationCount(1).WithUnrollFactor(1));
     }
 
     /// <summary>msg/s from the mean time per operation (one operation = one message), or its ratio to the baseline.</summary>
