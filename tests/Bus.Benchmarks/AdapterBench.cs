@@ -114,11 +114,11 @@ public sealed class AdapterBenchConfig : ManualConfig
         AddColumn(new ThroughputColumn(true));
         // BUS_BENCH_ITERATIONS (default 5) buys steadier ratios on a busy machine at the price of a longer run.
         var iterations = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_ITERATIONS"), out var n) && n is >= 3 and <= 100 ? n : 5;
-        // 30 warm-up calls (BUS_BENCH_WARMUP overrides): the JIT's tiering goes on for seconds after the first calls,
-        // longer for the adapter's longer path than for the raw client's (20 to 75 calls of about 0.1 to 0.5 s each
-        // until it compiled nothing more during the calls, counted by the paired runner), and a measurement that
-        // overlaps it charges the adapter for it. Two warm-up calls, as before, were far too few.
-        var warmup = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var w) && w is >= 0 and <= 200 ? w : 30;
+        // 50 warm-up calls (BUS_BENCH_BDN_WARMUP overrides): the JIT's tiering goes on long after the first calls. The
+        // paired runner counted 20 to 45 calls (rounds) until it compiled next to nothing during them, depending on the
+        // backend; calls take 0.03 s (Kafka's raw publish) to 1.6 s (SQS end to end). Two warm-up calls, as before
+        // 2026-12-07, left the measured ones overlapping compilation.
+        var warmup = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_BDN_WARMUP"), out var w) && w is >= 0 and <= 500 ? w : 50;
         AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(warmup).WithIterationCount(iterations).WithInvocationCount(1).WithUnrollFactor(1));
     }
 

@@ -19,22 +19,28 @@ namespace Bus.Benchmarks;
 internal static class PairedRunner
 {
     /// <summary>
-    /// Untimed rounds first, at least BUS_BENCH_WARMUP (default 2), and then more until the JIT has settled: the JIT's
-    /// tiering (call counting, then an instrumented tier, then tier 1, each after a 100 ms pause) must have finished for
-    /// the longer adapter path as for the raw one. Two warm-up rounds were not enough: on the Redis rows the JIT was
-    /// still compiling seconds later (its background thread took 17 % of the bus's CPU samples 6–14 s into a run, 7 %
-    /// of raw's), and the rounds it overlapped charged the bus for it.
+    /// Untimed rounds first, at least BUS_BENCH_WARMUP (default 2), and then more until the JIT has gone quiet (see
+    /// <see cref="MaxWarmupRounds"/>): the JIT's tiering (call counting, then an instrumented tier, then tier 1, each
+    /// after a 100 ms pause) should be over for the adapter's longer path as for the raw one. Two warm-up rounds were not
+    /// enough: on the Redis rows the JIT was still compiling seconds later (its background thread took 17 % of the bus's
+    /// CPU samples 6–14 s into a run, 7 % of raw's), so timed calls overlapped compilation, the adapter's more than raw's.
     /// </summary>
     private static readonly int WarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var warmup) && warmup >= 0 ? warmup : 2;
 
     /// <summary>
-    /// The most warm-up rounds (BUS_BENCH_WARMUP_MAX, default 200): warming up stops earlier once the JIT compiled at
-    /// most <see cref="QuietCompilations"/> methods during the timed calls of <see cref="QuietRounds"/> rounds in a row
-    /// (the set-up around them compiles a few methods every round, for good: reflection's invoke stubs and the like).
+    /// The most warm-up rounds (BUS_BENCH_WARMUP_MAX, default 100; set it to BUS_BENCH_WARMUP for exactly that many):
+    /// warming up stops earlier once the JIT compiled at most <see cref="QuietCompilations"/> methods during the timed
+    /// calls of <see cref="QuietRounds"/> rounds in a row (the set-up around them compiles a few methods every round,
+    /// for good: reflection's invoke stubs and the like, so only the timed calls are counted).
     /// </summary>
-    private static readonly int MaxWarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP_MAX"), out var most) && most >= 0 ? most : 200;
+    private static readonly int MaxWarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP_MAX"), out var most) && most >= 0 ? most : 100;
 
-    private const int QuietRounds = 3;
+    /// <summary>
+    /// Quiet rounds in a row that end the warm-up. Three were too few: the JIT goes quiet for a few rounds and then
+    /// compiles again in bursts (up to about 190 methods in a round, around the 30th to 40th), as methods called once
+    /// per call reach their call counts.
+    /// </summary>
+    private const int QuietRounds = 5;
 
     /// <summary>A round that compiles this few methods counts as quiet: set-up code called once per call reaches tier 1 late, one method at a time.</summary>
     private const int QuietCompilations = 2;
@@ -92,10 +98,10 @@ internal static class PairedRunner
         await InvokeAsync(instance, Find<GlobalSetupAttribute>(type));
         var brokerPid = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_BROKER_PID"), out var pid) ? pid : (int?)null;
         var warmedUp = 0;
+        var quiet = 0;
         try
         {
             // Warm-up: untimed rounds until the JIT is quiet (see WarmupRounds).
-            var quiet = 0;
             while (warmedUp < WarmupRounds || (quiet < QuietRounds && warmedUp < MaxWarmupRounds))
             {
                 var compiled = await RoundAsync(warmedUp, measured: false);
@@ -176,7 +182,12 @@ internal static class PairedRunner
         }
 
         Console.Error.WriteLine();
-        var report = Report(parameters.Length > 0 ? $"{type.Name} ({parameters})" : type.Name, rounds, warmedUp, methods);
+        var warmupEnded = quiet >= QuietRounds
+            ? $"until the JIT compiled at most {QuietCompilations} methods during the timed calls of {QuietRounds} rounds in a row"
+            : MaxWarmupRounds <= WarmupRounds
+                ? "as set by BUS_BENCH_WARMUP (BUS_BENCH_WARMUP_MAX no higher)"
+                : "stopped at BUS_BENCH_WARMUP_MAX although the JIT had not gone quiet";
+        var report = Report(parameters.Length > 0 ? $"{type.Name} ({parameters})" : type.Name, rounds, $"{warmedUp} warm-up, {warmupEnded}", methods);
         Console.WriteLine(report);
         var directory = Path.Combine("BenchmarkDotNet.Artifacts", "paired");
         Directory.CreateDirectory(directory);
@@ -220,12 +231,12 @@ internal static class PairedRunner
         return string.Join(", ", set);
     }
 
-    private static string Report(string className, int rounds, int warmedUp, List<Timed> methods)
+    private static string Report(string className, int rounds, string warmup, List<Timed> methods)
     {
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{warmedUp} warm-up, until the JIT compiled at most {QuietCompilations} methods during the timed calls of {QuietRounds} rounds in a row), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{warmup}), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         text.AppendLine();
-        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool); JIT'd = methods the JIT compiled during the timed call (any tier), the median over rounds: above 0 the call ran partly in code not yet at its final tier.");
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool); JIT'd = methods the JIT compiled during the timed calls (any tier), in all and in how many rounds: a round with any ran partly in code not yet at its final tier (methods called once per call still reach theirs late; per-message paths settle first).");
         text.AppendLine();
         text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | work items/msg | JIT'd | tput vs raw | rounds ≥ 0.95 |");
         text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -244,7 +255,7 @@ internal static class PairedRunner
                     atLeast = $"{ratios.Count(r => r >= 0.95)}/{ratios.Count}";
                 }
 
-                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {Median(timed.WorkItemsPerOperation):0.000} | {Median(timed.CompiledPerCall):0} | {ratio} | {atLeast} |");
+                text.AppendLine(CultureInfo.InvariantCulture, $"| {category.Key} | {timed.Description}{(timed.Baseline ? " (baseline)" : "")} | {throughput:N0} | {Median(timed.BytesPerOperation):N0} | {Median(timed.CpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.SlicesPerOperation):0.000} | {Median(timed.BrokerCpuNanosecondsPerOperation) / 1000:0.00} | {Median(timed.GcPauseNanosecondsPerOperation) / 1000:0.00} | {Median(timed.CollectionsPerThousand):0.00} | {Median(timed.ContentionsPerThousand):0.00} | {Median(timed.WorkItemsPerOperation):0.000} | {timed.CompiledPerCall.Sum():0} in {timed.CompiledPerCall.Count(c => c > 0)}/{timed.CompiledPerCall.Count} | {ratio} | {atLeast} |");
             }
         }
 
