@@ -42,7 +42,7 @@ internal static class PairedRunner
     /// </summary>
     private const int QuietRounds = 5;
 
-    /// <summary>A round that compiles this few methods counts as quiet: set-up code called once per call reaches tier 1 late, one method at a time.</summary>
+    /// <summary>A warm-up round whose timed calls made the JIT compile this few methods counts as quiet.</summary>
     private const int QuietCompilations = 2;
 
     /// <summary>
@@ -88,6 +88,7 @@ internal static class PairedRunner
 
             methods = methods.Select(m => m.Category != chosen.Category ? m : m with { Baseline = ReferenceEquals(m, chosen) }).ToList();
         }
+
         var instance = Activator.CreateInstance(type)!;
         var parameters = SetParameters(type, instance);
         if (parameters.Length > 0)
@@ -236,7 +237,7 @@ internal static class PairedRunner
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"{className}: {rounds} paired rounds (+{warmup}), {Environment.ProcessorCount} cores, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         text.AppendLine();
-        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool); JIT'd = methods the JIT compiled during the timed calls (any tier), in all and in how many rounds: a round with any ran partly in code not yet at its final tier (methods called once per call still reach theirs late; per-message paths settle first).");
+        text.AppendLine("tput vs raw = baseline time / method time within each round (1.00 = as fast as raw): median [quartiles] (min–max); rounds ≥ 0.95 counted. client CPU = this process's CPU time (all threads, from /proc/<pid>/task/*/schedstat) per message, the median over rounds; wake-ups = times its threads were put on a CPU (schedstat's third field) per message; broker CPU the same for the process BUS_BENCH_BROKER_PID names (NaN without it); GC pause = time this process was paused for garbage collection per message, and collections (any generation) per 1,000 messages; lock waits = times a thread of this process found a lock (Monitor or System.Threading.Lock) taken and had to wait for it, per 1,000 messages; work items = thread-pool work items completed per message (continuations, timers and queued work that ran on the pool); JIT'd = methods the JIT compiled during the timed calls (any tier), in all and in how many rounds: a round with any ran partly in code not yet at its final tier (most likely methods called once per call, which reach the next tier's call count last).");
         text.AppendLine();
         text.AppendLine("| category | method | median msg/s | B/msg | client CPU µs/msg | client wake-ups/msg | broker CPU µs/msg | GC pause µs/msg | GCs per 1k msg | lock waits per 1k msg | work items/msg | JIT'd | tput vs raw | rounds ≥ 0.95 |");
         text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
