@@ -21,9 +21,10 @@ internal static class PairedRunner
     /// <summary>
     /// Untimed rounds first, at least BUS_BENCH_WARMUP (default 2), and then more until the JIT has gone quiet (see
     /// <see cref="MaxWarmupRounds"/>): the JIT's tiering (call counting, then an instrumented tier, then tier 1, each
-    /// after a 100 ms pause) should be over for the adapter's longer path as for the raw one. Two warm-up rounds were not
-    /// enough: on the Redis rows the JIT was still compiling seconds later (its background thread took 17 % of the bus's
-    /// CPU samples 6–14 s into a run, 7 % of raw's), so timed calls overlapped compilation, the adapter's more than raw's.
+    /// after a 100 ms pause) should be over for the adapter's longer path as for the raw one. Two warm-up rounds were
+    /// not enough: on the Redis rows the JIT was still compiling seconds later (its background thread took 17 % of the
+    /// bus's CPU samples 6–14 s into a run, 7 % of raw's), so timed calls overlapped compilation, the adapter's more
+    /// than raw's.
     /// </summary>
     private static readonly int WarmupRounds = int.TryParse(Environment.GetEnvironmentVariable("BUS_BENCH_WARMUP"), out var warmup) && warmup >= 0 ? warmup : 2;
 

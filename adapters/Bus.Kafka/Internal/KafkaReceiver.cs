@@ -684,11 +684,12 @@ internal sealed class KafkaReceiver : TransportReceiver
 
     /// <summary>
     /// Under the lock, on the poll thread inside a revocation: waits until the messages handed out from
-    /// <paramref name="states"/> are settled, at most <see cref="_revocationWait"/> (the subscription's ack timeout,
-    /// at most half the operation timeout and half of max.poll.interval.ms), so that their acknowledgements are
-    /// committed before the partitions change owner. Without it, the next owner started from the last commit while a handler of this consumer was still at
-    /// work on the same message, and two handlers of one key ran at once. Kafka's own consumers get this by handling
-    /// records on the polling thread: a rebalance waits for their next poll. The group's rebalance waits meanwhile.
+    /// <paramref name="states"/> are settled, at most <see cref="_revocationWait"/> (the subscription's ack timeout, at
+    /// most half the operation timeout and half of max.poll.interval.ms), so that their acknowledgements are committed
+    /// before the partitions change owner. Without it, the next owner started from the last commit while a handler of this
+    /// consumer was still at work on the same message, and two handlers of one key ran at once. Kafka's own consumers
+    /// get this by handling records on the polling thread: a rebalance waits for their next poll. The group's rebalance
+    /// waits meanwhile.
     /// </summary>
     /// <returns>How many were still unsettled when the wait ended, and how long it waited.</returns>
     private (int Unfinished, TimeSpan Waited) WaitForHandlers(List<PartitionState> states)
