@@ -15,8 +15,8 @@ namespace Bus.Redis.Internal;
 /// <para>
 /// Every delivery carries a <see cref="Lease"/>, settled once by whoever ends it first: an ack, nack or dead-letter,
 /// a claim of the same entry after the ack timeout (the old delivery expires), or the release on close. Settling
-/// takes no lock (the lease and the count of leases held are atomic); the map from entry id to its current lease
-/// belongs to the loop, which prunes ended leases from it as it goes. Acks come from handler threads while the loop
+/// takes no lock (the lease and the count of leases held are atomic); the list of leases handed out belongs to the
+/// loop, which prunes ended leases from it as it goes. Acks come from handler threads while the loop
 /// delivers, and a lock they shared was contended once per message on each side.
 /// </para>
 /// <para>
@@ -43,14 +43,23 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly long _claimIntervalMs;
     private readonly ILogger _logger;
     private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
-    private readonly Dictionary<string, Lease> _inHand = new(StringComparer.Ordinal); // the loop's alone (and close's, after it)
+    // Every lease handed out, ended ones until the next prune: the loop's alone (and close's, after it). A list, not a
+    // map by entry id: only a claim can deliver an entry this consumer may still hold (XREADGROUP > never delivers an
+    // entry twice), so looking leases up by id is the rare claim's job, and the common path hashes nothing.
+    private readonly List<Lease> _inHand = [];
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use
     private readonly SemaphoreSlim _wake = new(0, 1);
     private readonly CancellationTokenSource _stop = new();
     private RedisValue _claimCursor = "0-0";
     private long _claimAt; // Environment.TickCount64 of the next XAUTOCLAIM
-    private readonly SettlementBatcher<string> _acks;
+    // Acked entries not yet sent. The loop sends them (one XACK) just before its next read, so that both go out in one
+    // write, as a raw consumer pipelines its XACK ahead of its next XREADGROUP: an XACK of its own per settlement burst
+    // cost a write (a system call) and a command more per read, measured at about twice the commands per message.
+    private readonly Lock _acksLock = new();
+    private readonly List<string> _acksDue = [];
+    private bool _acksClosed; // under _acksLock: closing has taken the last acks, later ones are not sent
+    private Task _lastAckSent = Task.CompletedTask;
     private long _nextTag;
     private readonly RedisKey _delayedKey;
     private readonly long _delayCheckMs;
@@ -75,10 +84,6 @@ internal sealed class RedisReceiver : TransportReceiver
         _delayCheckMs = Math.Max(1, (long)transport.Settings.DelayCheckInterval.TotalMilliseconds);
         _logger = logger;
         _pruneAt = (2 * _maxInFlight) + 64;
-
-        // One XACK in flight per receiver; acks that arrive meanwhile go together in the next one (XACK takes many
-        // ids), so a lone ack costs one round trip and a busy consumer acks in batches.
-        _acks = new SettlementBatcher<string>(AcknowledgeAsync, new SettlementBatcherOptions { MaxBatchSize = 1_000, MaxConcurrentFlushes = 1 });
     }
 
     public override ChannelReader<ReceivedMessage> Deliveries => _channel.Reader;
@@ -93,25 +98,28 @@ internal sealed class RedisReceiver : TransportReceiver
     public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
         var lease = (Lease)message.TransportState!;
-        if (!End(lease))
+        if (!lease.TryEnd())
         {
             return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
         }
 
-        // Settled for the application: its credit is free now, so the next XREADGROUP goes out alongside the XACK
-        // instead of after it. The ack completes when it is queued for the next XACK, as an AMQP ack completes when
-        // written: a failed XACK leaves the entry pending, claimed again after the ack timeout (at-least-once), and is
-        // logged. Not waiting for the reply spares every message a continuation and the chain of awaits above it.
-        // Closing sends what is queued before it releases the rest of the hand.
-        try
+        // The ack completes when it is queued for the loop's next XACK, as an AMQP ack completes when written: a failed
+        // XACK leaves the entry pending, claimed again after the ack timeout (at-least-once), and is logged. Not waiting
+        // for the reply spares every message a continuation and the chain of awaits above it. Queued before the credit
+        // is freed, so the read that the freed credit wakes the loop for carries this XACK. Closing sends what is
+        // queued before it releases the rest of the hand.
+        lock (_acksLock)
         {
-            _acks.Add(lease.EntryId);
+            // Once closing has taken the last acks, this one raced it: the entry has left the hand (so it is not
+            // released with the rest) and is not acknowledged either; it stays pending and is delivered again after
+            // the ack timeout.
+            if (!_acksClosed)
+            {
+                _acksDue.Add(lease.EntryId);
+            }
         }
-        catch (ObjectDisposedException)
-        {
-            // Closing raced this ack: the entry has left the hand (so it is not released with the rest) and is not
-            // acknowledged either; it stays pending and is delivered again after the ack timeout.
-        }
+
+        ReturnCredit();
 
         return default;
     }
@@ -200,8 +208,11 @@ internal sealed class RedisReceiver : TransportReceiver
         // Its failures are its own to report (through the channel).
         var loopEnded = await _transport.WaitOnCloseAsync(_loop, what).ConfigureAwait(false);
 
-        // Acks already given are sent before the hand is released, so that they are not delivered again.
-        await _transport.WaitOnCloseAsync(_acks.DisposeAsync().AsTask(), what).ConfigureAwait(false);
+        // Acks already given are sent before the hand is released, so that they are not delivered again. Replies come
+        // in order on the connection, so the last XACK's completion covers the loop's earlier ones.
+        var lastAcks = TakeAcks(close: true);
+        var acked = lastAcks is null ? _lastAckSent : Task.WhenAll(_lastAckSent, AcknowledgeAsync(lastAcks));
+        await _transport.WaitOnCloseAsync(acked, what).ConfigureAwait(false);
 
         // Buffered deliveries were in this consumer's hands too: all of them go back to the group.
         _channel.Writer.TryComplete();
@@ -211,20 +222,20 @@ internal sealed class RedisReceiver : TransportReceiver
 
         if (!loopEnded)
         {
-            // The loop still waits for the server, and the map of the hand is still its own: nothing is released. The
+            // The loop still waits for the server, and the list of the hand is still its own: nothing is released. The
             // entries stay pending and become claimable after the ack timeout, as when a release fails.
             Log.CloseAbandoned(_logger, _topic, _group, _consumer);
             _ = _loop.ContinueWith(_ => _stop.Dispose(), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
             return;
         }
 
-        // The loop has ended: the map is close's now. Acks racing this are settled by whichever ends a lease first.
+        // The loop has ended: the list is close's now. Acks racing this are settled by whichever ends a lease first.
         var ids = new List<string>(Math.Max(0, Volatile.Read(ref _held)));
-        foreach (var (id, lease) in _inHand)
+        foreach (var lease in _inHand)
         {
             if (End(lease))
             {
-                ids.Add(id);
+                ids.Add(lease.EntryId);
             }
         }
 
@@ -265,18 +276,44 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>
-    /// XACKs one batch. XACK by id is harmless if the entry was meanwhile claimed by another consumer (it was
-    /// processed here).
-    /// </summary>
-    private async ValueTask<IReadOnlyList<Exception?>?> AcknowledgeAsync(IReadOnlyList<string> batch)
+    /// <summary>Takes the queued acks (null if none); with <paramref name="close"/>, later acks are not queued.</summary>
+    private RedisValue[]? TakeAcks(bool close = false)
     {
-        var ids = new RedisValue[batch.Count];
-        for (var i = 0; i < ids.Length; i++)
+        lock (_acksLock)
         {
-            ids[i] = batch[i];
-        }
+            _acksClosed |= close;
+            if (_acksDue.Count == 0)
+            {
+                return null;
+            }
 
+            var ids = new RedisValue[_acksDue.Count];
+            for (var i = 0; i < ids.Length; i++)
+            {
+                ids[i] = _acksDue[i];
+            }
+
+            _acksDue.Clear();
+            return ids;
+        }
+    }
+
+    /// <summary>Sends the queued acks, if any, without waiting for the reply (loop only).</summary>
+    private void SendAcks()
+    {
+        if (TakeAcks() is { } ids)
+        {
+            _lastAckSent = AcknowledgeAsync(ids);
+        }
+    }
+
+    /// <summary>
+    /// XACKs one batch; never throws (a failure is logged: the entries stay pending and are delivered again after the
+    /// ack timeout). XACK by id is harmless if the entry was meanwhile claimed by another consumer (it was processed
+    /// here).
+    /// </summary>
+    private async Task AcknowledgeAsync(RedisValue[] ids)
+    {
         try
         {
             await _database.StreamAcknowledgeAsync(_key, _group, ids).ConfigureAwait(false);
@@ -285,8 +322,6 @@ internal sealed class RedisReceiver : TransportReceiver
         {
             Log.AckFailed(_logger, _topic, _group, _consumer, ids.Length, ex);
         }
-
-        return null;
     }
 
     private async Task RunAsync()
@@ -298,6 +333,7 @@ internal sealed class RedisReceiver : TransportReceiver
         {
             try
             {
+                SendAcks();
                 if (FreeCredit <= 0)
                 {
                     // Full: wait for a settlement (or, rarely, a missed wake-up).
@@ -345,7 +381,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 // in the stream now has not been seen by this group, so it starts again from the beginning (duplicates
                 // rather than loss); deliveries in hand belong to the old group and can no longer be settled.
                 Log.GroupRecreated(_logger, _topic, _group, ex);
-                foreach (var lease in _inHand.Values)
+                foreach (var lease in _inHand)
                 {
                     End(lease);
                 }
@@ -460,7 +496,7 @@ internal sealed class RedisReceiver : TransportReceiver
             deliveries[i] = StreamCodec.Decode(_topic, entryId, entries[i].Values, 1, ++_nextTag, new Lease(entryId));
         }
 
-        Deliver(deliveries);
+        Deliver(deliveries, claimed: false);
         return entries.Length;
     }
 
@@ -520,7 +556,7 @@ internal sealed class RedisReceiver : TransportReceiver
             deliveries[e] = StreamCodec.Decode(_topic, entryId, fields, (int)Math.Min(int.MaxValue, (long)parts[2]), ++_nextTag, new Lease(entryId));
         }
 
-        Deliver(deliveries);
+        Deliver(deliveries, claimed: true);
 
         Log.Claimed(_logger, _topic, _group, _consumer, entries.Length);
         return entries.Length;
@@ -530,23 +566,18 @@ internal sealed class RedisReceiver : TransportReceiver
     /// Puts deliveries in hand and hands them out (loop only). An entry claimed again while this consumer still holds it
     /// ends the older lease: that delivery has expired.
     /// </summary>
-    private void Deliver(ReceivedMessage[] deliveries)
+    private void Deliver(ReceivedMessage[] deliveries, bool claimed)
     {
         if (_inHand.Count >= _pruneAt)
         {
-            Prune();
+            // Amortised: the list holds at most twice the credit, so a prune comes at most once per credit's worth.
+            _inHand.RemoveAll(static lease => !lease.IsHeld);
         }
 
-        var expired = 0;
+        var expired = claimed ? ExpireOlderLeases(deliveries) : 0;
         foreach (var delivery in deliveries)
         {
-            var lease = (Lease)delivery.TransportState!;
-            if (_inHand.TryGetValue(lease.EntryId, out var older) && older.TryEnd())
-            {
-                expired++;
-            }
-
-            _inHand[lease.EntryId] = lease;
+            _inHand.Add((Lease)delivery.TransportState!);
         }
 
         // Counted before any can be settled, so the count never goes below what is really held.
@@ -557,16 +588,25 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>Drops ended leases from the map (loop only); amortised, as the map holds at most twice the credit.</summary>
-    private void Prune()
+    /// <summary>Ends the leases still held of the entries <paramref name="claimed"/> delivers again; returns how many.</summary>
+    private int ExpireOlderLeases(ReceivedMessage[] claimed)
     {
-        foreach (var (id, lease) in _inHand)
+        var ids = new HashSet<string>(claimed.Length, StringComparer.Ordinal);
+        foreach (var delivery in claimed)
         {
-            if (!lease.IsHeld)
+            ids.Add(((Lease)delivery.TransportState!).EntryId);
+        }
+
+        var expired = 0;
+        foreach (var lease in _inHand)
+        {
+            if (ids.Contains(lease.EntryId) && lease.TryEnd())
             {
-                _inHand.Remove(id);
+                expired++;
             }
         }
+
+        return expired;
     }
 
     /// <summary>Ends a lease if it is still held, freeing its credit; false if it had ended already.</summary>
@@ -577,9 +617,15 @@ internal sealed class RedisReceiver : TransportReceiver
             return false;
         }
 
+        ReturnCredit();
+        return true;
+    }
+
+    /// <summary>Frees the credit of a lease just ended, and wakes the loop to use it (and to send queued acks).</summary>
+    private void ReturnCredit()
+    {
         Interlocked.Decrement(ref _held);
         Wake();
-        return true;
     }
 
     private Task SetIdleAsync(string id, long idleMs)
