@@ -69,6 +69,42 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         Assert.Equal(new[] { 0, 2, 3, 5 }.Select(i => messages[i].MessageId), received);
     }
 
+    /// <summary>
+    /// The receive loop sends the acks, just before its reads. While it pauses after failures (1.6 s after the fifth in
+    /// a row), an ack given meanwhile must still go out at once, or an entry acked during a pause longer than the ack
+    /// timeout would be delivered again.
+    /// </summary>
+    [Fact]
+    public async Task An_ack_given_while_the_receiver_pauses_after_failures_is_sent_during_the_pause()
+    {
+        var logs = new LogLines();
+        await using var bus = MessageBus.Create(new BusOptions { Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}" }, logs);
+        var topic = Unique("pause");
+        await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("held"));
+        var message = await ReceiveAsync(consumer);
+        var db = Raw.GetDatabase();
+
+        // Each pass of the loop looks at the delay set first; a string under its key fails every pass (WRONGTYPE),
+        // and the loop pauses 0.1, 0.2, 0.4, 0.8, 1.6 s ... between passes.
+        await db.StringSetAsync(topic + "#delayed", "not a sorted set");
+        await WaitForAsync(() => logs.Lines.Count(line => line.StartsWith("Warning 3013 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal)) >= 5);
+        await message.AckAsync();
+
+        var acked = false;
+        for (var i = 0; i < 20 && !acked; i++)
+        {
+            acked = (await db.StreamPendingAsync(topic, "g")).PendingMessageCount == 0;
+            if (!acked)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.True(acked, "the XACK waited for the end of the pause");
+        await db.KeyDeleteAsync(topic + "#delayed");
+    }
+
     [Fact]
     public async Task Exact_maxlen_trimming_keeps_the_newest_entries()
     {

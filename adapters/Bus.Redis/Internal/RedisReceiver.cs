@@ -14,10 +14,11 @@ namespace Bus.Redis.Internal;
 /// <remarks>
 /// <para>
 /// Every delivery carries a <see cref="Lease"/>, settled once by whoever ends it first: an ack, nack or dead-letter,
-/// a claim of the same entry after the ack timeout (the old delivery expires), or the release on close. Settling
-/// takes no lock (the lease and the count of leases held are atomic); the list of leases handed out belongs to the
-/// loop, which prunes ended leases from it as it goes. Acks come from handler threads while the loop
-/// delivers, and a lock they shared was contended once per message on each side.
+/// a claim of the same entry after the ack timeout (the old delivery expires), or the release on close. Ending a lease
+/// takes no lock (the lease and the count of leases held are atomic), and the list of leases handed out belongs to the
+/// loop alone, which prunes ended leases from it as it goes: acks come from handler threads while the loop delivers,
+/// and a lock they shared for the hand was contended once per message on each side. An ack only takes a short lock to
+/// queue its entry id, which the loop takes once per read.
 /// </para>
 /// <para>
 /// Delivery counts come from the pending entries list, which Redis keeps per entry: XREADGROUP sets 1, every claim
@@ -60,6 +61,7 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly List<string> _acksDue = [];
     private bool _acksClosed; // under _acksLock: closing has taken the last acks, later ones are not sent
     private Task _lastAckSent = Task.CompletedTask;
+    private volatile bool _loopEnded; // from here on, an ack sends its own XACK: nobody else would until closing
     private long _nextTag;
     private readonly RedisKey _delayedKey;
     private readonly long _delayCheckMs;
@@ -93,7 +95,21 @@ internal sealed class RedisReceiver : TransportReceiver
 
     private int FreeCredit => _maxInFlight - Volatile.Read(ref _held);
 
-    public void Start() => _loop = Task.Run(RunAsync);
+    public void Start() => _loop = Task.Run(RunThenHandOverAcksAsync);
+
+    private async Task RunThenHandOverAcksAsync()
+    {
+        try
+        {
+            await RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Acks queued since the last read, and from now on every ack, go without the loop.
+            _loopEnded = true;
+            SendAcks();
+        }
+    }
 
     public override ValueTask AckAsync(ReceivedMessage message, CancellationToken cancellationToken)
     {
@@ -103,23 +119,33 @@ internal sealed class RedisReceiver : TransportReceiver
             return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
         }
 
-        // The ack completes when it is queued for the loop's next XACK, as an AMQP ack completes when written: a failed
-        // XACK leaves the entry pending, claimed again after the ack timeout (at-least-once), and is logged. Not waiting
-        // for the reply spares every message a continuation and the chain of awaits above it. Queued before the credit
-        // is freed, so the read that the freed credit wakes the loop for carries this XACK. Closing sends what is
-        // queued before it releases the rest of the hand.
+        // The ack completes when it is queued for the loop's next XACK, as an AMQP ack completes when written: a
+        // failed XACK leaves the entry pending, claimed again after the ack timeout (at-least-once), and is logged.
+        // Not waiting for the reply spares every message a continuation and the chain of awaits above it. Queued
+        // before the credit is freed, so the read that the freed credit wakes the loop for carries this XACK. Closing
+        // sends what is queued before it releases the rest of the hand.
+        bool queued;
         lock (_acksLock)
         {
-            // Once closing has taken the last acks, this one raced it: the entry has left the hand (so it is not
-            // released with the rest) and is not acknowledged either; it stays pending and is delivered again after
-            // the ack timeout.
-            if (!_acksClosed)
+            queued = !_acksClosed;
+            if (queued)
             {
                 _acksDue.Add(lease.EntryId);
             }
         }
 
+        if (!queued)
+        {
+            // Closing has taken the last acks: this one raced it. The entry has left the hand, so it is not released
+            // with the rest; sent alone, it is not delivered again (closing does not wait for it).
+            _ = AcknowledgeAsync([lease.EntryId]);
+        }
+
         ReturnCredit();
+        if (_loopEnded)
+        {
+            SendAcks(); // the loop failed (or closing stopped it): its deliveries' acks go without it
+        }
 
         return default;
     }
@@ -276,7 +302,7 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>Takes the queued acks (null if none); with <paramref name="close"/>, later acks are not queued.</summary>
+    /// <summary>Takes the queued acks (null if none); with <paramref name="close"/>, later ones are not queued.</summary>
     private RedisValue[]? TakeAcks(bool close = false)
     {
         lock (_acksLock)
@@ -298,7 +324,7 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>Sends the queued acks, if any, without waiting for the reply (loop only).</summary>
+    /// <summary>Sends the queued acks, if any, without waiting for the reply.</summary>
     private void SendAcks()
     {
         if (TakeAcks() is { } ids)
@@ -350,6 +376,7 @@ internal sealed class RedisReceiver : TransportReceiver
 
                 if (Environment.TickCount64 >= Volatile.Read(ref _claimAt))
                 {
+                    SendAcks(); // ahead of XAUTOCLAIM, so that an entry acked meanwhile is not claimed again
                     delivered += await ClaimAsync().ConfigureAwait(false);
                 }
 
@@ -398,7 +425,7 @@ internal sealed class RedisReceiver : TransportReceiver
                     Log.ReadFailed(_logger, _topic, _group, TimeSpan.FromMilliseconds(500), again);
                     try
                     {
-                        await Task.Delay(500, token).ConfigureAwait(false);
+                        await PauseAsync(TimeSpan.FromMilliseconds(500), token).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -420,7 +447,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 Log.ReadFailed(_logger, _topic, _group, pause, ex);
                 try
                 {
-                    await Task.Delay(pause, token).ConfigureAwait(false);
+                    await PauseAsync(pause, token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -433,6 +460,21 @@ internal sealed class RedisReceiver : TransportReceiver
                 _channel.Writer.TryComplete(ex);
                 return;
             }
+        }
+    }
+
+    /// <summary>
+    /// Waits <paramref name="pause"/> (a back-off after a failure), sending the acks that come meanwhile: the loop is
+    /// their only sender, and an ack held longer than the ack timeout would be delivered again.
+    /// </summary>
+    private async Task PauseAsync(TimeSpan pause, CancellationToken token)
+    {
+        var until = Environment.TickCount64 + (long)pause.TotalMilliseconds;
+        long remaining;
+        while ((remaining = until - Environment.TickCount64) > 0)
+        {
+            await _wake.WaitAsync(TimeSpan.FromMilliseconds(remaining), token).ConfigureAwait(false);
+            SendAcks();
         }
     }
 
@@ -570,7 +612,8 @@ internal sealed class RedisReceiver : TransportReceiver
     {
         if (_inHand.Count >= _pruneAt)
         {
-            // Amortised: the list holds at most twice the credit, so a prune comes at most once per credit's worth.
+            // Amortised: after a prune the list holds at most the credit's worth of leases, so the next prune comes
+            // after at least a credit's worth of deliveries; the list never exceeds about three times the credit.
             _inHand.RemoveAll(static lease => !lease.IsHeld);
         }
 
