@@ -45,8 +45,10 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly ILogger _logger;
     private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
     // Every lease handed out, ended ones until the next prune: the loop's alone (and close's, after it). A list, not a
-    // map by entry id: only a claim can deliver an entry this consumer may still hold (XREADGROUP > never delivers an
-    // entry twice), so looking leases up by id is the rare claim's job, and the common path hashes nothing.
+    // map by entry id: only a claim delivers an entry this consumer may still hold (XREADGROUP > delivers an entry
+    // once, unless the group is moved back or created again between reads; then two deliveries hold the entry, and
+    // whichever settles first settles it), so looking leases up by id is the rare claim's job, and the common path
+    // hashes nothing.
     private readonly List<Lease> _inHand = [];
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use
