@@ -13,21 +13,35 @@ public class RequestReplyTests
     /// A request message sent again after a timeout gets a new correlation id: the bus once wrote the one it made into
     /// the message, and the late reply to the first request was returned as the reply to the second.
     /// </summary>
+    /// <remarks>
+    /// Ordered by signals, not by delays: the first reply goes only once its request has timed out, and the second
+    /// only after the first. (With a 600 ms delay against a 200 ms timeout, a CI run starved of CPU once fired both
+    /// timers together, and the first reply beat its request's timeout.)
+    /// </remarks>
     [Fact]
     public async Task A_late_reply_is_not_taken_for_the_reply_to_a_later_request_of_the_same_message()
     {
+        var firstTimedOut = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstReplied = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var bus = MessageBus.Create("memory://late-reply");
         await using var responder = await bus.SubscribeAsync("rpc", async (message, token) =>
         {
-            await Task.Delay(600, token);
+            var first = message.GetText() == "first";
+            await (first ? firstTimedOut.Task : firstReplied.Task).WaitAsync(token);
             await bus.ReplyAsync(message, OutgoingMessage.FromText("reply to " + message.GetText()), token);
+            if (first)
+            {
+                firstReplied.TrySetResult();
+            }
         }, new SubscriptionOptions { Group = "rpc", PerKeyOrdering = false });
 
         var request = OutgoingMessage.FromText("first");
         await Assert.ThrowsAsync<BusException>(async () => await bus.RequestAsync("rpc", request, TimeSpan.FromMilliseconds(200)));
+        firstTimedOut.SetResult();
         request.Body = System.Text.Encoding.UTF8.GetBytes("second");
         var reply = await bus.RequestAsync("rpc", request, TimeSpan.FromSeconds(5));
         Assert.Equal("reply to second", reply.GetText());
+        Assert.True(firstReplied.Task.IsCompleted, "the first request's reply was sent before the second's");
     }
 
     /// <summary>
