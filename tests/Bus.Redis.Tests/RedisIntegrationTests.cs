@@ -70,9 +70,10 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     }
 
     /// <summary>
-    /// The receive loop sends the acks, just before its reads. While it pauses after failures (1.6 s after the fifth in
+    /// The receive loop sends the acks, just before its reads. While it pauses after failures (3.2 s after the sixth in
     /// a row), an ack given meanwhile must still go out at once, or an entry acked during a pause longer than the ack
-    /// timeout would be delivered again.
+    /// timeout would be delivered again. The ack is looked for within 2 s of the sixth failure's log line: well inside
+    /// the pause, with room for a test process starved for a while.
     /// </summary>
     [Fact]
     public async Task An_ack_given_while_the_receiver_pauses_after_failures_is_sent_during_the_pause()
@@ -86,13 +87,13 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         var db = Raw.GetDatabase();
 
         // Each pass of the loop looks at the delay set first; a string under its key fails every pass (WRONGTYPE),
-        // and the loop pauses 0.1, 0.2, 0.4, 0.8, 1.6 s ... between passes.
+        // and the loop pauses 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s ... between passes.
         await db.StringSetAsync(topic + "#delayed", "not a sorted set");
-        await WaitForAsync(() => logs.Lines.Count(line => line.StartsWith("Warning 3013 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal)) >= 5);
+        await WaitForAsync(() => logs.Lines.Count(line => line.StartsWith("Warning 3013 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal)) >= 6);
         await message.AckAsync();
 
         var acked = false;
-        for (var i = 0; i < 20 && !acked; i++)
+        for (var i = 0; i < 40 && !acked; i++)
         {
             acked = (await db.StreamPendingAsync(topic, "g")).PendingMessageCount == 0;
             if (!acked)
@@ -734,10 +735,11 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         });
         var topic = Unique("paused");
         await bus.EnsureTopicAsync(topic);
-        // Longer than the timeout plus the client's once-a-second timeout check: without a bound the publish would
-        // succeed when the pause ends.
+        // Far longer than the timeout plus the client's once-a-second timeout check (about 1.5 s), so that a test
+        // process starved for a while cannot see the pause end first: without a bound the publish would succeed when
+        // the pause ends. The finally block ends it at once.
         await using var admin = await ConnectionMultiplexer.ConnectAsync($"{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port},allowAdmin=true");
-        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "3000", "WRITE");
+        await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
         try
         {
             var failure = await Assert.ThrowsAsync<BusException>(async () => await bus.PublishAsync(topic, OutgoingMessage.FromText("held")));

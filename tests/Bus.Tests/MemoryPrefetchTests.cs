@@ -62,13 +62,15 @@ public class MemoryPrefetchTests
     [Fact]
     public async Task Messages_acked_as_they_arrive_after_a_slow_one_are_not_delivered_again()
     {
+        // An ack timeout of 1 s, not 200 ms: each message pulled again must be acked within it, and a CI machine under
+        // load can take longer than 200 ms (as the test above once did).
         await using var bus = MessageBus.Create("memory://");
-        await using var consumer = await bus.CreateConsumerAsync("t", ShortAckTimeout);
+        await using var consumer = await bus.CreateConsumerAsync("t", new SubscriptionOptions { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(1), PerKeyOrdering = false });
         await PublishAsync(bus, "t", "m0", "m1", "m2");
         var seen = new List<string>();
         var first = await TryReceiveAsync(consumer, 5000);
         seen.Add(first!.MessageId);
-        await Task.Delay(600); // m0 takes too long; m1 and m2 expire in the buffer meanwhile
+        await Task.Delay(1500); // m0 takes too long; m1 and m2 expire in the buffer meanwhile
         await first.AckAsync();
         while (await TryReceiveAsync(consumer, 500) is { } message)
         {

@@ -24,11 +24,13 @@ public class ShutdownOrderTests
         ThreadPool.SetMinThreads(Math.Max(workers, 16), io);
         await using var bus = MessageBus.Create("test-slow-read://");
         var releaseFirst = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var handled = new ConcurrentQueue<string>();
         var subscription = await bus.SubscribeAsync("t", async (message, _) =>
         {
             if (message.GetText() == "m1")
             {
+                firstStarted.TrySetResult();
                 await releaseFirst.Task;
             }
 
@@ -39,9 +41,10 @@ public class ShutdownOrderTests
         receiver.SlowOn = "m3";
         receiver.Write(1);
         receiver.Write(2);
-        await Task.Delay(200); // m1 is being handled, m2 waits behind it (same key)
+        // Signals, not delays: on a loaded machine a delay can end before the step it waits for.
+        await firstStarted.Task.WaitAsync(TimeSpan.FromSeconds(10)); // m1 is being handled; m2 is read before m3, behind m1 (same key)
         receiver.Write(3); // the read loop is reading m3, slowly: it arrives as shutdown begins
-        await Task.Delay(50);
+        await receiver.SlowReadStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
         var disposing = subscription.DisposeAsync().AsTask();
         await Task.Delay(50);
         releaseFirst.SetResult(); // m1 completes while the subscription stops
@@ -67,6 +70,8 @@ public class ShutdownOrderTests
         public ConcurrentQueue<string> Acked { get; } = new();
 
         public volatile string? SlowOn;
+
+        public TaskCompletionSource SlowReadStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public override ChannelReader<ReceivedMessage> Deliveries { get; }
 
@@ -98,6 +103,7 @@ public class ShutdownOrderTests
 
                 if (item.GetText() == owner.SlowOn)
                 {
+                    owner.SlowReadStarted.TrySetResult();
                     Thread.Sleep(500);
                 }
 
