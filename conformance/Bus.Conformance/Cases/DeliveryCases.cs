@@ -324,7 +324,10 @@ internal static class DeliveryCases
     private static async Task RedeliveredAfterAckTimeout(CaseContext ctx)
     {
         var topic = ctx.Topic("lease");
-        var ackTimeout = TimeSpan.FromSeconds(1); // SQS's visibility timeout counts whole seconds
+        // Whole seconds for SQS's visibility timeout, and 2 s rather than 1: after the redelivery, both acks (round trips
+        // included) must land within its lease, or the message is delivered a third time; a loaded CI machine can starve
+        // a test process for hundreds of milliseconds.
+        var ackTimeout = TimeSpan.FromSeconds(2);
         await using var consumer = await ctx.Bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = ctx.Group(), AckTimeout = ackTimeout });
         // Started before the publish: the lease cannot start earlier, so "not before the ack timeout" is measured safely
         // even where the transport took the message before the application received it.
