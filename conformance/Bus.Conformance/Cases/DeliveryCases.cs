@@ -478,14 +478,24 @@ internal static class DeliveryCases
         var topic = ctx.Topic("compete");
         var group = ctx.Group();
         var byConsumer = new[] { new ConcurrentBag<string>(), new ConcurrentBag<string>() };
+        // Handlers hold their messages until both consumers have one (or a third of the case's wait has passed): a
+        // consumer can then hold at most its max in-flight (16), and the other must get the rest. Without the gate, a
+        // consumer whose polling a loaded machine starved for a while could find all 200 taken by the other.
+        var bothHaveOne = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = Task.Delay(ctx.WaitTimeout / 3).ContinueWith(_ => bothHaveOne.TrySetResult(), TaskScheduler.Default);
         var subscriptions = new List<ISubscription>();
         for (var i = 0; i < 2; i++)
         {
             var bag = byConsumer[i];
-            subscriptions.Add(await ctx.Bus.SubscribeAsync(topic, (m, _) =>
+            subscriptions.Add(await ctx.Bus.SubscribeAsync(topic, async (m, _) =>
             {
                 bag.Add(m.MessageId);
-                return default;
+                if (!byConsumer[0].IsEmpty && !byConsumer[1].IsEmpty)
+                {
+                    bothHaveOne.TrySetResult();
+                }
+
+                await bothHaveOne.Task;
             }, SubscriptionOptions.ForGroup(group)));
         }
 
