@@ -28,8 +28,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
 
     private static string Unique(string hint) => $"it-{hint}-{Guid.NewGuid():N}"[..24];
 
-    private IMessageBus CreateBus(string query = "", string path = "")
-        => MessageBus.Create(new BusOptions { Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}{path}{query}" });
+    private IMessageBus CreateBus(string query = "", string path = "", ILoggerFactory? logs = null)
+        => MessageBus.Create(new BusOptions { Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}{path}{query}" }, logs);
 
     private static async Task<ReceivedMessage> ReceiveAsync(MessageConsumer consumer)
     {
@@ -79,7 +79,7 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     public async Task An_ack_given_while_the_receiver_pauses_after_failures_is_sent_during_the_pause()
     {
         var logs = new LogLines();
-        await using var bus = MessageBus.Create(new BusOptions { Url = $"redis://{fixture.ConnectionUri.Host}:{fixture.ConnectionUri.Port}" }, logs);
+        await using var bus = CreateBus(logs: logs);
         var topic = Unique("pause");
         await using var consumer = await bus.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
         await bus.PublishAsync(topic, OutgoingMessage.FromText("held"));

@@ -10,6 +10,10 @@ public class MemoryPrefetchTests
 {
     private static readonly SubscriptionOptions ShortAckTimeout = new() { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromMilliseconds(200), PerKeyOrdering = false };
 
+    // For tests whose consumer must ack each message within the ack timeout: a CI machine under load once took longer
+    // than 200 ms (the consumer's own deliveries expired and came again).
+    private static readonly SubscriptionOptions OneSecondAckTimeout = new() { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(1), PerKeyOrdering = false };
+
     private static async Task<ReceivedMessage?> TryReceiveAsync(MessageConsumer consumer, int milliseconds)
     {
         using var timeout = new CancellationTokenSource(milliseconds);
@@ -34,9 +38,7 @@ public class MemoryPrefetchTests
     [Fact]
     public async Task A_buffered_delivery_that_expired_is_not_handed_out_after_another_consumer_acked_its_message()
     {
-        // An ack timeout of 1 s, not 200 ms: the fast consumer must ack each message within it, and a CI machine under
-        // load once took longer (the fast consumer's own deliveries expired and came again).
-        var options = new SubscriptionOptions { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(1), PerKeyOrdering = false };
+        var options = OneSecondAckTimeout; // the fast consumer must ack each message within it
         await using var bus = MessageBus.Create("memory://");
         await using var slow = await bus.CreateConsumerAsync("t", options);
         await PublishAsync(bus, "t", "m0", "m1", "m2");
@@ -62,10 +64,8 @@ public class MemoryPrefetchTests
     [Fact]
     public async Task Messages_acked_as_they_arrive_after_a_slow_one_are_not_delivered_again()
     {
-        // An ack timeout of 1 s, not 200 ms: each message pulled again must be acked within it, and a CI machine under
-        // load can take longer than 200 ms (as the test above once did).
         await using var bus = MessageBus.Create("memory://");
-        await using var consumer = await bus.CreateConsumerAsync("t", new SubscriptionOptions { Group = "g", MaxInFlight = 16, AckTimeout = TimeSpan.FromSeconds(1), PerKeyOrdering = false });
+        await using var consumer = await bus.CreateConsumerAsync("t", OneSecondAckTimeout); // each message pulled again must be acked within it
         await PublishAsync(bus, "t", "m0", "m1", "m2");
         var seen = new List<string>();
         var first = await TryReceiveAsync(consumer, 5000);
