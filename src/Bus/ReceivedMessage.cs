@@ -8,7 +8,8 @@ namespace Bus;
 /// <see cref="NackAsync"/> or <see cref="DeadLetterAsync"/> wins and later calls do nothing.
 /// </summary>
 /// <remarks>
-/// Transports create instances with <see cref="ReceivedMessage(string, ReadOnlyMemory{byte}, string?, IReadOnlyDictionary{string, string}?, string, string?, string?, string?, int, string, DateTimeOffset, long, object?)"/>;
+/// Transports create instances with <see cref="ReceivedMessage(string, ReadOnlyMemory{byte}, string?, IReadOnlyDictionary{string, string}?, string, string?, string?, string?, int, string, DateTimeOffset, long, object?)"/>,
+/// or, to format the position only when it is read, <see cref="ReceivedMessage(string, ReadOnlyMemory{byte}, string?, IReadOnlyDictionary{string, string}?, string, string?, string?, string?, int, Transport.DeliveryHandle, DateTimeOffset, long)"/>;
 /// applications only receive them.
 /// </remarks>
 public sealed class ReceivedMessage
@@ -55,6 +56,41 @@ public sealed class ReceivedMessage
     {
         _position = position;
         TransportState = transportState;
+    }
+
+    /// <summary>
+    /// Creates a delivered message whose <see cref="Position"/> <paramref name="handle"/> formats when it is first read.
+    /// For transport implementations.
+    /// </summary>
+    /// <param name="topic">The topic it was published to.</param>
+    /// <param name="body">The payload.</param>
+    /// <param name="key">The ordering key, if any.</param>
+    /// <param name="headers">Application headers, or <see langword="null"/> for none.</param>
+    /// <param name="messageId">The message id assigned at publish.</param>
+    /// <param name="correlationId">The correlation id, if any.</param>
+    /// <param name="contentType">The content type, if any.</param>
+    /// <param name="replyTo">The reply topic, if any.</param>
+    /// <param name="deliveryCount">1 for the first delivery, then counting up.</param>
+    /// <param name="handle">The transport's handle for settling this delivery, which also formats its position; it becomes <see cref="TransportState"/>.</param>
+    /// <param name="timestamp">When the backend accepted the message.</param>
+    /// <param name="deliveryTag">The transport's numeric handle for settling this delivery.</param>
+    public ReceivedMessage(
+        string topic,
+        ReadOnlyMemory<byte> body,
+        string? key,
+        IReadOnlyDictionary<string, string>? headers,
+        string messageId,
+        string? correlationId,
+        string? contentType,
+        string? replyTo,
+        int deliveryCount,
+        Transport.DeliveryHandle handle,
+        DateTimeOffset timestamp,
+        long deliveryTag = 0)
+        : this(topic, body, key, headers, messageId, default, correlationId, contentType, replyTo, deliveryCount, 0, timestamp, deliveryTag)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        TransportState = handle;
     }
 
     /// <summary>
@@ -123,7 +159,9 @@ public sealed class ReceivedMessage
     public int DeliveryCount => Volatile.Read(ref _deliveryCount);
 
     /// <summary>The backend's opaque position of this message; usable as <see cref="StartPosition.At(string)"/>.</summary>
-    public string Position => _position ??= _offset.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    public string Position => _position ??= TransportState is Transport.DeliveryHandle handle
+        ? handle.FormatPosition()
+        : _offset.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>When the backend accepted the message.</summary>
     public DateTimeOffset Timestamp { get; }

@@ -60,7 +60,7 @@ internal sealed class RedisReceiver : TransportReceiver
     // write, as a raw consumer pipelines its XACK ahead of its next XREADGROUP: an XACK of its own per settlement burst
     // cost a write (a system call) and a command more per read, measured at about twice the commands per message.
     private readonly Lock _acksLock = new();
-    private readonly List<string> _acksDue = [];
+    private readonly List<RedisValue> _acksDue = [];
     private bool _acksClosed; // under _acksLock: closing has taken the last acks, later ones are not sent
     private Task _lastAckSent = Task.CompletedTask;
     private volatile bool _loopEnded; // from here on, an ack sends its own XACK: nobody else would until closing
@@ -183,7 +183,7 @@ internal sealed class RedisReceiver : TransportReceiver
         var id = lease.EntryId;
         if (!lease.IsHeld)
         {
-            Log.DeadLetterSkipped(_logger, _topic, _group, id);
+            Log.DeadLetterSkipped(_logger, _topic, _group, lease.FormatPosition());
             return; // expired or released: a newer delivery owns the entry and decides its fate
         }
 
@@ -212,7 +212,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 .WaitAsync(cancellationToken).ConfigureAwait(false);
             if (result.IsNull)
             {
-                Log.DeadLetterSkipped(_logger, _topic, _group, id);
+                Log.DeadLetterSkipped(_logger, _topic, _group, lease.FormatPosition());
             }
         }
         finally
@@ -258,7 +258,7 @@ internal sealed class RedisReceiver : TransportReceiver
         }
 
         // The loop has ended: the list is close's now. Acks racing this are settled by whichever ends a lease first.
-        var ids = new List<string>(Math.Max(0, Volatile.Read(ref _held)));
+        var ids = new List<RedisValue>(Math.Max(0, Volatile.Read(ref _held)));
         foreach (var lease in _inHand)
         {
             if (End(lease))
@@ -275,7 +275,7 @@ internal sealed class RedisReceiver : TransportReceiver
     }
 
     /// <summary>Hands <paramref name="ids"/> back to the group (claimable at once by any consumer); never throws.</summary>
-    private async Task ReleaseAsync(List<string> ids)
+    private async Task ReleaseAsync(List<RedisValue> ids)
     {
         try
         {
@@ -315,12 +315,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 return null;
             }
 
-            var ids = new RedisValue[_acksDue.Count];
-            for (var i = 0; i < ids.Length; i++)
-            {
-                ids[i] = _acksDue[i];
-            }
-
+            var ids = _acksDue.ToArray();
             _acksDue.Clear();
             return ids;
         }
@@ -536,7 +531,7 @@ internal sealed class RedisReceiver : TransportReceiver
         var deliveries = new ReceivedMessage[entries.Length];
         for (var i = 0; i < entries.Length; i++)
         {
-            var entryId = (string)entries[i].Id!;
+            var entryId = entries[i].Id;
             deliveries[i] = StreamCodec.Decode(_topic, entryId, entries[i].Values, 1, ++_nextTag, new Lease(entryId));
         }
 
@@ -596,7 +591,7 @@ internal sealed class RedisReceiver : TransportReceiver
                 fields[i] = new NameValueEntry((RedisValue)raw[2 * i], (RedisValue)raw[(2 * i) + 1]);
             }
 
-            var entryId = (string)parts[0]!;
+            var entryId = (RedisValue)parts[0];
             deliveries[e] = StreamCodec.Decode(_topic, entryId, fields, (int)Math.Min(int.MaxValue, (long)parts[2]), ++_nextTag, new Lease(entryId));
         }
 
@@ -636,7 +631,7 @@ internal sealed class RedisReceiver : TransportReceiver
     /// <summary>Ends the leases still held of the entries <paramref name="claimed"/> delivers again; returns how many.</summary>
     private int ExpireOlderLeases(ReceivedMessage[] claimed)
     {
-        var ids = new HashSet<string>(claimed.Length, StringComparer.Ordinal);
+        var ids = new HashSet<RedisValue>(claimed.Length);
         foreach (var delivery in claimed)
         {
             ids.Add(((Lease)delivery.TransportState!).EntryId);
@@ -673,7 +668,7 @@ internal sealed class RedisReceiver : TransportReceiver
         Wake();
     }
 
-    private Task SetIdleAsync(string id, long idleMs)
+    private Task SetIdleAsync(RedisValue id, long idleMs)
         => _database.ScriptEvaluateAsync(RedisScripts.Nack, [_key], [_group, _consumer, id, idleMs]);
 
     /// <summary>Makes the loop look for claimable entries within <paramref name="delayMs"/>, from the start of the pending list.</summary>
@@ -692,7 +687,7 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    private async Task DeferAsync(string id, long dueAt)
+    private async Task DeferAsync(RedisValue id, long dueAt)
     {
         try
         {
@@ -731,15 +726,20 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>One delivery of an entry. It ends once: settled, expired by a newer claim, or released on close.</summary>
-    private sealed class Lease(string entryId)
+    /// <summary>
+    /// One delivery of an entry. It ends once: settled, expired by a newer claim, or released on close. The entry id stays
+    /// as StackExchange.Redis read it (bytes), written back as they are in XACK; it becomes text only when asked.
+    /// </summary>
+    private sealed class Lease(RedisValue entryId) : DeliveryHandle
     {
         private int _ended;
 
-        public string EntryId { get; } = entryId;
+        public RedisValue EntryId { get; } = entryId;
 
         public bool IsHeld => Volatile.Read(ref _ended) == 0;
 
         public bool TryEnd() => Interlocked.Exchange(ref _ended, 1) == 0;
+
+        public override string FormatPosition() => (string?)EntryId ?? "";
     }
 }

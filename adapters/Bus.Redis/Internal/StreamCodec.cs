@@ -1,4 +1,4 @@
-using System.Globalization;
+using System.Buffers.Text;
 using Bus.Transport;
 using StackExchange.Redis;
 
@@ -66,8 +66,11 @@ internal static class StreamCodec
         return entries;
     }
 
-    /// <summary>Builds a delivery from an entry's id and its fields (names and values alternating).</summary>
-    public static ReceivedMessage Decode(string topic, string entryId, NameValueEntry[] fields, int deliveryCount, long tag, object state)
+    /// <summary>
+    /// Builds a delivery from an entry's fields (names and values alternating); <paramref name="handle"/> holds the entry
+    /// id, which becomes text only if the position is read or the entry has no message id of its own.
+    /// </summary>
+    public static ReceivedMessage Decode(string topic, RedisValue entryId, NameValueEntry[] fields, int deliveryCount, long tag, DeliveryHandle handle)
     {
         ReadOnlyMemory<byte> body = ReadOnlyMemory<byte>.Empty;
         string? messageId = null, key = null, correlationId = null, contentType = null, replyTo = null;
@@ -104,17 +107,24 @@ internal static class StreamCodec
         }
 
         return new ReceivedMessage(
-            topic, body, key, headers, string.IsNullOrEmpty(messageId) ? entryId : messageId, correlationId, contentType, replyTo,
-            deliveryCount, entryId, TimestampOf(entryId), tag, state);
+            topic, body, key, headers, string.IsNullOrEmpty(messageId) ? handle.FormatPosition() : messageId, correlationId, contentType, replyTo,
+            deliveryCount, handle, TimestampOf(entryId), tag);
     }
 
-    /// <summary>The millisecond part of a stream id as a time.</summary>
-    public static DateTimeOffset TimestampOf(string entryId)
+    /// <summary>The millisecond part of a stream id (<c>&lt;ms&gt;-&lt;seq&gt;</c>) as a time; the epoch if it has none.</summary>
+    public static DateTimeOffset TimestampOf(RedisValue entryId)
     {
-        var dash = entryId.IndexOf('-');
-        var ms = dash < 0 ? entryId.AsSpan() : entryId.AsSpan(0, dash); // a span: no string per message
-        return long.TryParse(ms, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
-            ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Min(value, 253402300799999))
+        // Copied to the stack and parsed as bytes: no string per message.
+        Span<byte> buffer = stackalloc byte[48];
+        if (entryId.IsNullOrEmpty || entryId.GetByteCount() > buffer.Length)
+        {
+            return DateTimeOffset.UnixEpoch;
+        }
+
+        var id = buffer[..entryId.CopyTo(buffer)];
+        var dash = id.IndexOf((byte)'-');
+        return Utf8Parser.TryParse(dash < 0 ? id : id[..dash], out long value, out var consumed) && consumed == (dash < 0 ? id.Length : dash)
+            ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(value, 0, 253402300799999))
             : DateTimeOffset.UnixEpoch;
     }
 
