@@ -71,8 +71,8 @@ internal static class KafkaMessages
         };
     }
 
-    /// <summary>The Bus view of a consumed record.</summary>
-    public static ReceivedMessage ToReceived(string topic, ConsumeResult<byte[]?, byte[]?> record, int deliveryCount, object transportState)
+    /// <summary>The Bus view of a consumed record; <paramref name="key"/> is its key already decoded (the record decodes it once for per-key order).</summary>
+    public static ReceivedMessage ToReceived(string topic, ConsumeResult<byte[]?, byte[]?> record, string? key, int deliveryCount, DeliveryHandle handle)
     {
         string? messageId = null, correlationId = null, contentType = null, replyTo = null;
         Dictionary<string, string>? headers = null;
@@ -95,22 +95,20 @@ internal static class KafkaMessages
             }
         }
 
-        var position = Position(record.Partition.Value, record.Offset.Value);
         return new ReceivedMessage(
             topic,
             record.Message.Value ?? [],
-            record.Message.Key is { } key ? Encoding.UTF8.GetString(key) : null,
+            key,
             headers,
             // A record from a non-Bus producer has no id: its position identifies it within the topic.
-            messageId ?? position,
+            messageId ?? handle.FormatPosition(),
             correlationId,
             contentType,
             replyTo,
             deliveryCount,
-            position,
+            handle, // the position becomes text only when read
             record.Message.Timestamp.UnixTimestampMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(record.Message.Timestamp.UnixTimestampMs) : DateTimeOffset.UtcNow,
-            record.Offset.Value,
-            transportState);
+            record.Offset.Value);
     }
 
     /// <summary>A position: <c>partition:offset</c>.</summary>

@@ -959,7 +959,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         var count = _counts.Next((record.Partition.Id, record.Offset));
         _unsettled++;
         record.Partition.Outstanding++;
-        _channel.Writer.TryWrite(KafkaMessages.ToReceived(_topic, record.Result, count, record));
+        _channel.Writer.TryWrite(KafkaMessages.ToReceived(_topic, record.Result, record.Key, count, record));
     }
 
     private void Unbuffer(Record record)
@@ -1004,8 +1004,8 @@ internal sealed class KafkaReceiver : TransportReceiver
         private bool _revoked;
     }
 
-    /// <summary>One delivery of a consumed record: the settlement handle.</summary>
-    private sealed class Record(PartitionState partition, ConsumeResult<byte[]?, byte[]?> result)
+    /// <summary>One delivery of a consumed record: the settlement handle, which formats the position only when asked.</summary>
+    private sealed class Record(PartitionState partition, ConsumeResult<byte[]?, byte[]?> result) : DeliveryHandle
     {
         private int _settled;
 
@@ -1026,5 +1026,7 @@ internal sealed class KafkaReceiver : TransportReceiver
         public bool TrySettle() => Interlocked.Exchange(ref _settled, 1) == 0;
 
         public Record Again() => new(Partition, Result) { Buffered = false };
+
+        public override string FormatPosition() => KafkaMessages.Position(Partition.Id, Offset);
     }
 }
