@@ -74,6 +74,11 @@ public sealed class ReceivedMessage
     /// <param name="handle">The transport's handle for settling this delivery, which also formats its position; it becomes <see cref="TransportState"/>.</param>
     /// <param name="timestamp">When the backend accepted the message.</param>
     /// <param name="deliveryTag">The transport's numeric handle for settling this delivery.</param>
+    /// <remarks>
+    /// This constructor and the one taking the position as text differ only in that argument, so a
+    /// <see langword="null"/> passed there is ambiguous or, with all twelve arguments, binds to this one and throws.
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="handle"/> is <see langword="null"/>.</exception>
     public ReceivedMessage(
         string topic,
         ReadOnlyMemory<byte> body,
@@ -169,7 +174,10 @@ public sealed class ReceivedMessage
     /// <summary>The transport's numeric handle for this delivery. For transport implementations.</summary>
     public long DeliveryTag { get; }
 
-    /// <summary>The transport's object handle for this delivery. For transport implementations.</summary>
+    /// <summary>
+    /// The transport's object handle for this delivery (a <see cref="Transport.DeliveryHandle"/> when the transport formats
+    /// the position on demand). For transport implementations.
+    /// </summary>
     public object? TransportState { get; }
 
     /// <summary>Whether the message has been settled (acked, nacked or dead-lettered).</summary>

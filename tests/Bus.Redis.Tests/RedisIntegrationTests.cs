@@ -206,6 +206,8 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         // Not written by Bus: the entry id stands in for the message id, and every field becomes a header.
         var second = await ReceiveAsync(consumer);
         Assert.Equal((string?)foreign, second.MessageId);
+        Assert.Equal((string?)foreign, second.Position);
+        Assert.Equal(DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(((string?)foreign)!.Split('-')[0], System.Globalization.CultureInfo.InvariantCulture)), second.Timestamp);
         Assert.True(second.Body.IsEmpty);
         Assert.Equal("21.5", second.Headers["temperature"]);
         Assert.Equal("kitchen", second.Headers["room"]);

@@ -95,20 +95,18 @@ internal static class KafkaMessages
             }
         }
 
-        return new ReceivedMessage(
-            topic,
-            record.Message.Value ?? [],
-            key,
-            headers,
-            // A record from a non-Bus producer has no id: its position identifies it within the topic.
-            messageId ?? handle.FormatPosition(),
-            correlationId,
-            contentType,
-            replyTo,
-            deliveryCount,
-            handle, // the position becomes text only when read
-            record.Message.Timestamp.UnixTimestampMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(record.Message.Timestamp.UnixTimestampMs) : DateTimeOffset.UtcNow,
-            record.Offset.Value);
+        var body = record.Message.Value ?? [];
+        var timestamp = record.Message.Timestamp.UnixTimestampMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(record.Message.Timestamp.UnixTimestampMs) : DateTimeOffset.UtcNow;
+        if (messageId is null)
+        {
+            // A record from a non-Bus producer has no id: its position identifies it within the topic, so the
+            // position's text is needed now, as both.
+            var position = handle.FormatPosition();
+            return new ReceivedMessage(topic, body, key, headers, position, correlationId, contentType, replyTo, deliveryCount, position, timestamp, record.Offset.Value, handle);
+        }
+
+        // The position becomes text only when read.
+        return new ReceivedMessage(topic, body, key, headers, messageId, correlationId, contentType, replyTo, deliveryCount, handle, timestamp, record.Offset.Value);
     }
 
     /// <summary>A position: <c>partition:offset</c>.</summary>

@@ -631,7 +631,8 @@ internal sealed class RedisReceiver : TransportReceiver
     /// <summary>Ends the leases still held of the entries <paramref name="claimed"/> delivers again; returns how many.</summary>
     private int ExpireOlderLeases(ReceivedMessage[] claimed)
     {
-        var ids = new HashSet<RedisValue>(claimed.Length);
+        // Binary: hashing the bytes as they are, where the default comparer decodes each id into a string.
+        var ids = new HashSet<RedisValue>(claimed.Length, RedisValue.EqualityComparer.Binary);
         foreach (var delivery in claimed)
         {
             ids.Add(((Lease)delivery.TransportState!).EntryId);
@@ -728,7 +729,8 @@ internal sealed class RedisReceiver : TransportReceiver
 
     /// <summary>
     /// One delivery of an entry. It ends once: settled, expired by a newer claim, or released on close. The entry id stays
-    /// as StackExchange.Redis read it (bytes), written back as they are in XACK; it becomes text only when asked.
+    /// as StackExchange.Redis read it and is written back as it is in XACK; it becomes text only when the position is
+    /// read (or, for an entry without an <c>id</c> field, when it is decoded: it is the message id then).
     /// </summary>
     private sealed class Lease(RedisValue entryId) : DeliveryHandle
     {

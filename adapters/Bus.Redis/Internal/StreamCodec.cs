@@ -106,9 +106,15 @@ internal static class StreamCodec
             }
         }
 
-        return new ReceivedMessage(
-            topic, body, key, headers, string.IsNullOrEmpty(messageId) ? handle.FormatPosition() : messageId, correlationId, contentType, replyTo,
-            deliveryCount, handle, TimestampOf(entryId), tag);
+        var timestamp = TimestampOf(entryId);
+        if (string.IsNullOrEmpty(messageId))
+        {
+            // Not written by Bus: the entry id stands in for the message id, so its text is needed now, as both.
+            var position = handle.FormatPosition();
+            return new ReceivedMessage(topic, body, key, headers, position, correlationId, contentType, replyTo, deliveryCount, position, timestamp, tag, handle);
+        }
+
+        return new ReceivedMessage(topic, body, key, headers, messageId, correlationId, contentType, replyTo, deliveryCount, handle, timestamp, tag);
     }
 
     /// <summary>The millisecond part of a stream id (<c>&lt;ms&gt;-&lt;seq&gt;</c>) as a time; the epoch if it has none.</summary>
@@ -123,8 +129,11 @@ internal static class StreamCodec
 
         var id = buffer[..entryId.CopyTo(buffer)];
         var dash = id.IndexOf((byte)'-');
-        return Utf8Parser.TryParse(dash < 0 ? id : id[..dash], out long value, out var consumed) && consumed == (dash < 0 ? id.Length : dash)
-            ? DateTimeOffset.FromUnixTimeMilliseconds(Math.Clamp(value, 0, 253402300799999))
+        var milliseconds = dash < 0 ? id : id[..dash];
+        // Unsigned, as Redis's own ids; beyond 9999-12-31 the latest time DateTimeOffset holds.
+        return milliseconds.Length > 0 && char.IsAsciiDigit((char)milliseconds[0])
+            && Utf8Parser.TryParse(milliseconds, out ulong value, out var consumed) && consumed == milliseconds.Length
+            ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Min(value, 253402300799999UL))
             : DateTimeOffset.UnixEpoch;
     }
 
