@@ -432,6 +432,50 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Entries_read_again_after_the_group_is_moved_back_expire_the_deliveries_still_held()
+    {
+        var logs = new LogLines();
+        await using var bus = CreateBus(logs: logs);
+        var topic = Unique("setid");
+        // With 3 held and a credit of 4, the entries come again one read at a time: each read after the first starts
+        // above the one before it, yet still at or below the highest entry read before the move.
+        await using var consumer = await bus.CreateConsumerAsync(topic, new SubscriptionOptions { Group = "g", MaxInFlight = 4 });
+        await bus.PublishBatchAsync(topic, [OutgoingMessage.FromText("a"), OutgoingMessage.FromText("b"), OutgoingMessage.FromText("c")]);
+        var held = new[] { await ReceiveAsync(consumer), await ReceiveAsync(consumer), await ReceiveAsync(consumer) };
+
+        // An operator moves the group back to its start: XREADGROUP > hands out the held entries again.
+        var db = Raw.GetDatabase();
+        await db.ExecuteAsync("XGROUP", "SETID", topic, "g", "0");
+
+        // The older deliveries have expired: their acks must not settle the entries the newer deliveries handle. (Each
+        // is acked before the next is received, as the consumer's in-flight limit counts them until they are settled.)
+        var again = new ReceivedMessage[held.Length];
+        for (var i = 0; i < held.Length; i++)
+        {
+            again[i] = await ReceiveAsync(consumer);
+            await held[i].AckAsync();
+        }
+
+        Assert.Equal(held.Select(m => m.Position), again.Select(m => m.Position));
+        Assert.Equal(held.Select(m => m.MessageId), again.Select(m => m.MessageId));
+        Assert.Single(logs.Lines, line => line.StartsWith("Warning 3022 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal));
+
+        // XACKs go out in order, so once the marker's ack has reached Redis, any for the expired deliveries would have too.
+
+        await bus.PublishAsync(topic, OutgoingMessage.FromText("marker"));
+        var marker = await ReceiveAsync(consumer);
+        await marker.AckAsync();
+        Assert.Equal(held.Select(m => m.Position), await PendingIdsAfterAsync(db, topic, "g", ids => !ids.Contains(marker.Position)));
+
+        foreach (var message in again)
+        {
+            await message.AckAsync();
+        }
+
+        Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
+    }
+
+    [Fact]
     public async Task Entry_held_past_the_ack_timeout_is_delivered_again_and_the_expired_ack_is_ignored()
     {
         await using var bus = CreateBus();

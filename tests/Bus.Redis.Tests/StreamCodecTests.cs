@@ -26,6 +26,7 @@ public class StreamCodecTests
     [InlineData("+5-0")]
     [InlineData("abc-0")]
     [InlineData("12x-0")]
+    [InlineData("12-x")] // not an id, though its first part would be a time
     [InlineData("184467440737095516150-0")] // beyond 64 bits
     public void An_id_without_a_readable_time_gives_the_epoch(string entryId)
         => Assert.Equal(DateTimeOffset.UnixEpoch, StreamCodec.TimestampOf(entryId));

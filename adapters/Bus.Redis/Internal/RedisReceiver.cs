@@ -46,9 +46,8 @@ internal sealed class RedisReceiver : TransportReceiver
     private readonly Channel<ReceivedMessage> _channel = Channel.CreateUnbounded<ReceivedMessage>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
     // Every lease handed out, ended ones until the next prune: the loop's alone (and close's, after it). A list, not a
     // map by entry id: only a claim delivers an entry this consumer may still hold (XREADGROUP > delivers an entry
-    // once, unless the group is moved back or created again between reads; then two deliveries hold the entry, and
-    // whichever settles first settles it), so looking leases up by id is the rare claim's job, and the common path
-    // hashes nothing.
+    // once, unless the group is moved back or created again between reads, which _highestRead tells), so looking leases
+    // up by id is the rare claim's job, and the common path hashes nothing.
     private readonly List<Lease> _inHand = [];
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use
@@ -65,6 +64,11 @@ internal sealed class RedisReceiver : TransportReceiver
     private Task _lastAckSent = Task.CompletedTask;
     private volatile bool _loopEnded; // from here on, an ack sends its own XACK: nobody else would until closing
     private long _nextTag;
+    // The highest entry id XREADGROUP > gave this consumer. The group hands out entries after its last delivered id, in
+    // order, so a read that starts at or below it means the group was moved back (XGROUP SETID) or created again: until
+    // reads pass it (_rereading), entries this consumer still holds may come again.
+    private (ulong Ms, ulong Sequence) _highestRead;
+    private bool _rereading;
     private readonly RedisKey _delayedKey;
     private readonly long _delayCheckMs;
     private long _moveAt; // Environment.TickCount64 of the next look at the delay set
@@ -413,6 +417,8 @@ internal sealed class RedisReceiver : TransportReceiver
                 _inHand.Clear();
 
                 _claimCursor = "0-0";
+                _highestRead = default; // reading starts again from the beginning, with nothing in hand: nothing to report
+                _rereading = false;
                 try
                 {
                     await _transport.CreateGroupAsync(_topic, _group, "0").ConfigureAwait(false);
@@ -535,7 +541,22 @@ internal sealed class RedisReceiver : TransportReceiver
             deliveries[i] = StreamCodec.Decode(_topic, entryId, entries[i].Values, 1, ++_nextTag, new Lease(entryId));
         }
 
-        Deliver(deliveries, claimed: false);
+        // Two ids parsed per read, not per message: entries come in id order.
+        var again = StreamIds.TryParse(entries[0].Id, out var firstMs, out var firstSequence)
+            && (firstMs, firstSequence).CompareTo(_highestRead) <= 0;
+        if (again && !_rereading)
+        {
+            Log.GroupMovedBack(_logger, _topic, _group, _consumer, (string?)entries[0].Id ?? "");
+        }
+
+        _rereading = again;
+        if (StreamIds.TryParse(entries[^1].Id, out var lastMs, out var lastSequence) && (lastMs, lastSequence).CompareTo(_highestRead) > 0)
+        {
+            _highestRead = (lastMs, lastSequence);
+        }
+
+        // Entries this consumer holds may be among those read again: as for a claim, their older deliveries expire.
+        Deliver(deliveries, mayBeHeld: again);
         return entries.Length;
     }
 
@@ -595,17 +616,18 @@ internal sealed class RedisReceiver : TransportReceiver
             deliveries[e] = StreamCodec.Decode(_topic, entryId, fields, (int)Math.Min(int.MaxValue, (long)parts[2]), ++_nextTag, new Lease(entryId));
         }
 
-        Deliver(deliveries, claimed: true);
+        Deliver(deliveries, mayBeHeld: true);
 
         Log.Claimed(_logger, _topic, _group, _consumer, entries.Length);
         return entries.Length;
     }
 
     /// <summary>
-    /// Puts deliveries in hand and hands them out (loop only). An entry claimed again while this consumer still holds it
-    /// ends the older lease: that delivery has expired.
+    /// Puts deliveries in hand and hands them out (loop only). An entry delivered again while this consumer still holds it
+    /// (claimed, or read again after the group was moved back) ends the older lease: that delivery has expired.
+    /// <paramref name="mayBeHeld"/> says whether to look.
     /// </summary>
-    private void Deliver(ReceivedMessage[] deliveries, bool claimed)
+    private void Deliver(ReceivedMessage[] deliveries, bool mayBeHeld)
     {
         if (_inHand.Count >= _pruneAt)
         {
@@ -614,7 +636,7 @@ internal sealed class RedisReceiver : TransportReceiver
             _inHand.RemoveAll(static lease => !lease.IsHeld);
         }
 
-        var expired = claimed ? ExpireOlderLeases(deliveries) : 0;
+        var expired = mayBeHeld ? ExpireOlderLeases(deliveries) : 0;
         foreach (var delivery in deliveries)
         {
             _inHand.Add((Lease)delivery.TransportState!);
@@ -628,12 +650,12 @@ internal sealed class RedisReceiver : TransportReceiver
         }
     }
 
-    /// <summary>Ends the leases still held of the entries <paramref name="claimed"/> delivers again; returns how many.</summary>
-    private int ExpireOlderLeases(ReceivedMessage[] claimed)
+    /// <summary>Ends the leases still held of the entries <paramref name="again"/> delivers again; returns how many.</summary>
+    private int ExpireOlderLeases(ReceivedMessage[] again)
     {
         // Binary: hashing the bytes as they are, where the default comparer decodes each id into a string.
-        var ids = new HashSet<RedisValue>(claimed.Length, RedisValue.EqualityComparer.Binary);
-        foreach (var delivery in claimed)
+        var ids = new HashSet<RedisValue>(again.Length, RedisValue.EqualityComparer.Binary);
+        foreach (var delivery in again)
         {
             ids.Add(((Lease)delivery.TransportState!).EntryId);
         }

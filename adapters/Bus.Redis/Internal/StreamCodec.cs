@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using Bus.Transport;
 using StackExchange.Redis;
 
@@ -117,25 +116,12 @@ internal static class StreamCodec
         return new ReceivedMessage(topic, body, key, headers, messageId, correlationId, contentType, replyTo, deliveryCount, handle, timestamp, tag);
     }
 
-    /// <summary>The millisecond part of a stream id (<c>&lt;ms&gt;-&lt;seq&gt;</c>) as a time; the epoch if it has none.</summary>
+    /// <summary>The millisecond part of a stream id (<c>&lt;ms&gt;-&lt;seq&gt;</c>) as a time; the epoch if it is not an id.</summary>
     public static DateTimeOffset TimestampOf(RedisValue entryId)
-    {
-        // Copied to the stack and parsed as bytes: no string per message.
-        Span<byte> buffer = stackalloc byte[48];
-        if (entryId.IsNullOrEmpty || entryId.GetByteCount() > buffer.Length)
-        {
-            return DateTimeOffset.UnixEpoch;
-        }
-
-        var id = buffer[..entryId.CopyTo(buffer)];
-        var dash = id.IndexOf((byte)'-');
-        var milliseconds = dash < 0 ? id : id[..dash];
-        // Unsigned, as Redis's own ids; beyond 9999-12-31 the latest time DateTimeOffset holds.
-        return milliseconds.Length > 0 && char.IsAsciiDigit((char)milliseconds[0])
-            && Utf8Parser.TryParse(milliseconds, out ulong value, out var consumed) && consumed == milliseconds.Length
-            ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Min(value, 253402300799999UL))
+        // Beyond 9999-12-31 (Redis allows any unsigned 64-bit number): the latest time DateTimeOffset holds.
+        => StreamIds.TryParse(entryId, out var ms, out _)
+            ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Min(ms, 253402300799999UL))
             : DateTimeOffset.UnixEpoch;
-    }
 
     /// <summary>
     /// The field's name if it is one of the message's own fields, compared as bytes (a field name read from Redis would

@@ -1,4 +1,6 @@
+using System.Buffers.Text;
 using System.Globalization;
+using StackExchange.Redis;
 
 namespace Bus.Redis.Internal;
 
@@ -40,6 +42,34 @@ internal static class StreamIds
     {
         var ms = time.ToUnixTimeMilliseconds();
         return ms <= 0 ? "0" : string.Create(CultureInfo.InvariantCulture, $"{ms - 1}-{MaxSequence}");
+    }
+
+    /// <summary>
+    /// Parses an id as StackExchange.Redis hands it over, from its bytes (no string): <c>&lt;ms&gt;</c> or
+    /// <c>&lt;ms&gt;-&lt;seq&gt;</c>, both unsigned 64-bit numbers as Redis has them.
+    /// </summary>
+    public static bool TryParse(RedisValue id, out ulong ms, out ulong sequence)
+    {
+        ms = sequence = 0;
+        Span<byte> buffer = stackalloc byte[48]; // the longest id is 20 + 1 + 20 bytes
+        if (id.IsNullOrEmpty || id.GetByteCount() > buffer.Length)
+        {
+            return false;
+        }
+
+        var bytes = buffer[..id.CopyTo(buffer)];
+        var dash = bytes.IndexOf((byte)'-');
+        return dash < 0
+            ? TryParseNumber(bytes, out ms)
+            : TryParseNumber(bytes[..dash], out ms) && TryParseNumber(bytes[(dash + 1)..], out sequence);
+    }
+
+    /// <summary>Digits only (no sign, no spaces), all of them.</summary>
+    private static bool TryParseNumber(ReadOnlySpan<byte> digits, out ulong value)
+    {
+        value = 0;
+        return digits.Length > 0 && char.IsAsciiDigit((char)digits[0])
+            && Utf8Parser.TryParse(digits, out value, out var consumed) && consumed == digits.Length;
     }
 
     public static bool TryParse(string id, out ulong ms, out ulong sequence)
