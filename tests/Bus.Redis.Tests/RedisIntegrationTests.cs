@@ -461,7 +461,6 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
         Assert.Single(logs.Lines, line => line.StartsWith("Warning 3022 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal));
 
         // XACKs go out in order, so once the marker's ack has reached Redis, any for the expired deliveries would have too.
-
         await bus.PublishAsync(topic, OutgoingMessage.FromText("marker"));
         var marker = await ReceiveAsync(consumer);
         await marker.AckAsync();
@@ -472,6 +471,41 @@ public sealed class RedisIntegrationTests(RedisFixture fixture) : IClassFixture<
             await message.AckAsync();
         }
 
+        Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
+    }
+
+    [Fact]
+    public async Task An_entry_claimed_and_then_read_again_after_the_group_is_moved_back_expires_the_claimed_delivery()
+    {
+        var logs = new LogLines();
+        await using var first = CreateBus();
+        await using var second = CreateBus(logs: logs);
+        var topic = Unique("setid-claim");
+        var lost = await first.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+        await first.PublishAsync(topic, OutgoingMessage.FromText("held"));
+        var held = await ReceiveAsync(lost);
+        await using var consumer = await second.CreateConsumerAsync(topic, SubscriptionOptions.ForGroup("g"));
+
+        // Closing the first consumer releases the entry, and the second, which has read nothing itself, claims it.
+        await lost.DisposeAsync();
+        var claimed = await ReceiveAsync(consumer);
+        Assert.Equal(held.MessageId, claimed.MessageId);
+        Assert.Equal(2, claimed.DeliveryCount);
+
+        var db = Raw.GetDatabase();
+        await db.ExecuteAsync("XGROUP", "SETID", topic, "g", "0");
+        var again = await ReceiveAsync(consumer);
+        Assert.Equal(claimed.Position, again.Position);
+        Assert.Contains(logs.Lines, line => line.StartsWith("Warning 3022 ", StringComparison.Ordinal) && line.Contains(topic, StringComparison.Ordinal));
+
+        // The claimed delivery has expired: its ack must not settle the entry the newer delivery handles.
+        await claimed.AckAsync();
+        await second.PublishAsync(topic, OutgoingMessage.FromText("marker"));
+        var marker = await ReceiveAsync(consumer);
+        await marker.AckAsync();
+        Assert.Equal([claimed.Position], await PendingIdsAfterAsync(db, topic, "g", ids => !ids.Contains(marker.Position)));
+
+        await again.AckAsync();
         Assert.Empty(await PendingIdsAfterAsync(db, topic, "g", ids => ids.Length == 0));
     }
 

@@ -44,8 +44,8 @@ internal static partial class Log
     [LoggerMessage(3021, LogLevel.Warning, "redis: consumer {Consumer} (group {Group}, stream {Topic}) closed while waiting for the server; its unsettled entries are not released and become claimable after the ack timeout")]
     public static partial void CloseAbandoned(ILogger logger, string topic, string group, string consumer);
 
-    [LoggerMessage(3022, LogLevel.Warning, "redis: group {Group} of stream {Topic} was moved back or created again: consumer {Consumer} read entry {EntryId} again; deliveries of the entries it still held have expired")]
-    public static partial void GroupMovedBack(ILogger logger, string topic, string group, string consumer, string entryId);
+    [LoggerMessage(3022, LogLevel.Warning, "redis: consumer {Consumer} read entry {EntryId} of stream {Topic}, at or below the highest it had been given ({HighestId}): group {Group} was moved back (XGROUP SETID), created again, or restored to an older state; until its reads pass that id, an entry read again replaces this consumer's older delivery of it")]
+    public static partial void GroupMovedBack(ILogger logger, string topic, string group, string consumer, string entryId, string highestId);
 
     [LoggerMessage(3020, LogLevel.Debug, "redis: dead-letter of entry {EntryId} (stream {Topic}, group {Group}) skipped: it was already acknowledged, expired or released, or another consumer has claimed it")]
     public static partial void DeadLetterSkipped(ILogger logger, string topic, string group, string entryId);

@@ -14,7 +14,8 @@ namespace Bus.Redis.Internal;
 /// <remarks>
 /// <para>
 /// Every delivery carries a <see cref="Lease"/>, settled once by whoever ends it first: an ack, nack or dead-letter,
-/// a claim of the same entry after the ack timeout (the old delivery expires), or the release on close. Ending a lease
+/// a claim of the same entry after the ack timeout or a read of it after the group was moved back (the old delivery
+/// expires), or the release on close. Ending a lease
 /// takes no lock (the lease and the count of leases held are atomic), and the list of leases handed out belongs to the
 /// loop alone, which prunes ended leases from it as it goes: acks come from handler threads while the loop delivers,
 /// and a lock they shared for the hand was contended once per message on each side. An ack only takes a short lock to
@@ -64,9 +65,10 @@ internal sealed class RedisReceiver : TransportReceiver
     private Task _lastAckSent = Task.CompletedTask;
     private volatile bool _loopEnded; // from here on, an ack sends its own XACK: nobody else would until closing
     private long _nextTag;
-    // The highest entry id XREADGROUP > gave this consumer. The group hands out entries after its last delivered id, in
-    // order, so a read that starts at or below it means the group was moved back (XGROUP SETID) or created again: until
-    // reads pass it (_rereading), entries this consumer still holds may come again.
+    // The highest entry id this consumer was given (read or claimed). XREADGROUP > hands out entries after the group's
+    // last delivered id, in order, so a read that starts at or below it means the group was moved back (XGROUP SETID,
+    // or a server restored or failed over to an older state) or created again: until reads pass it (_rereading),
+    // entries this consumer still holds may come again.
     private (ulong Ms, ulong Sequence) _highestRead;
     private bool _rereading;
     private readonly RedisKey _delayedKey;
@@ -122,7 +124,7 @@ internal sealed class RedisReceiver : TransportReceiver
         var lease = (Lease)message.TransportState!;
         if (!lease.TryEnd())
         {
-            return default; // expired (claimed again after the ack timeout) or released: it belongs to a newer delivery now
+            return default; // expired (claimed or read again) or released: it belongs to a newer delivery now
         }
 
         // The ack completes when it is queued for the loop's next XACK, as an AMQP ack completes when written: a
@@ -546,14 +548,11 @@ internal sealed class RedisReceiver : TransportReceiver
             && (firstMs, firstSequence).CompareTo(_highestRead) <= 0;
         if (again && !_rereading)
         {
-            Log.GroupMovedBack(_logger, _topic, _group, _consumer, (string?)entries[0].Id ?? "");
+            Log.GroupMovedBack(_logger, _topic, _group, _consumer, (string?)entries[0].Id ?? "", $"{_highestRead.Ms}-{_highestRead.Sequence}");
         }
 
         _rereading = again;
-        if (StreamIds.TryParse(entries[^1].Id, out var lastMs, out var lastSequence) && (lastMs, lastSequence).CompareTo(_highestRead) > 0)
-        {
-            _highestRead = (lastMs, lastSequence);
-        }
+        NoteHighest(entries[^1].Id);
 
         // Entries this consumer holds may be among those read again: as for a claim, their older deliveries expire.
         Deliver(deliveries, mayBeHeld: again);
@@ -614,6 +613,10 @@ internal sealed class RedisReceiver : TransportReceiver
 
             var entryId = (RedisValue)parts[0];
             deliveries[e] = StreamCodec.Decode(_topic, entryId, fields, (int)Math.Min(int.MaxValue, (long)parts[2]), ++_nextTag, new Lease(entryId));
+
+            // Claimed entries are held too: one read again after a move back must find its older lease as a read one
+            // would. (Pending entries lie at or below the group's last delivered id: this raises nothing a read would not.)
+            NoteHighest(entryId);
         }
 
         Deliver(deliveries, mayBeHeld: true);
@@ -647,6 +650,15 @@ internal sealed class RedisReceiver : TransportReceiver
         foreach (var delivery in deliveries)
         {
             _channel.Writer.TryWrite(delivery);
+        }
+    }
+
+    /// <summary>Raises the highest entry id this consumer has been given to <paramref name="id"/> if it is higher (loop only).</summary>
+    private void NoteHighest(RedisValue id)
+    {
+        if (StreamIds.TryParse(id, out var ms, out var sequence) && (ms, sequence).CompareTo(_highestRead) > 0)
+        {
+            _highestRead = (ms, sequence);
         }
     }
 
