@@ -48,7 +48,7 @@ internal sealed class RedisReceiver : TransportReceiver
     // Every lease handed out, ended ones until the next prune: the loop's alone (and close's, after it). A list, not a
     // map by entry id: only a claim delivers an entry this consumer may still hold (XREADGROUP > delivers an entry
     // once, unless the group is moved back or created again between reads, which _highestRead tells), so looking leases
-    // up by id is the rare claim's job, and the common path hashes nothing.
+    // up by id is the job of claims and of those rare reads, and the common path hashes nothing.
     private readonly List<Lease> _inHand = [];
     private readonly int _pruneAt;
     private int _held; // leases handed out and not ended: the credit in use
@@ -762,9 +762,10 @@ internal sealed class RedisReceiver : TransportReceiver
     }
 
     /// <summary>
-    /// One delivery of an entry. It ends once: settled, expired by a newer claim, or released on close. The entry id stays
-    /// as StackExchange.Redis read it and is written back as it is in XACK; it becomes text only when the position is
-    /// read (or, for an entry without an <c>id</c> field, when it is decoded: it is the message id then).
+    /// One delivery of an entry. It ends once: settled, expired by a newer claim or read of the entry, or released on
+    /// close. The entry id stays as StackExchange.Redis read it and is written back as it is in XACK; it becomes text
+    /// only when the position is read (or, for an entry without an <c>id</c> field, when it is decoded: it is the
+    /// message id then).
     /// </summary>
     private sealed class Lease(RedisValue entryId) : DeliveryHandle
     {
